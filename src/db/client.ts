@@ -1,0 +1,105 @@
+import { mkdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { PGlite } from '@electric-sql/pglite';
+import type { Logger as DrizzleLogger } from 'drizzle-orm';
+import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
+import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
+import postgres from 'postgres';
+import * as tables from './tables.js';
+
+export type Tables = typeof tables;
+/** The Drizzle database, whichever driver is underneath. */
+export type Db = PgDatabase<PgQueryResultHKT, Tables>;
+/** A Drizzle transaction; accepted wherever a Db is, so services compose inside one transaction. */
+export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+export type DbOrTx = Db | Tx;
+
+export const migrationsFolder = fileURLToPath(new URL('../../drizzle', import.meta.url));
+
+export type Notification = { channel: string; payload: string };
+
+export interface Database {
+  db: Db;
+  kind: 'postgres' | 'pglite';
+  /** Every SQL statement sent through Drizzle, in order; tests read it to catch N+1 queries. */
+  statementLog: StatementLog;
+  migrate(): Promise<void>;
+  /** Cheap round trip for health checks. */
+  ping(): Promise<void>;
+  listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  notify(channel: string, payload: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class StatementLog implements DrizzleLogger {
+  count = 0;
+  private recording: string[] | null = null;
+  logQuery(query: string): void {
+    this.count += 1;
+    this.recording?.push(query);
+  }
+  /** Records statements until the returned function is called; it returns what ran. */
+  record(): () => string[] {
+    const recorded: string[] = [];
+    this.recording = recorded;
+    return () => {
+      if (this.recording === recorded) this.recording = null;
+      return recorded;
+    };
+  }
+}
+
+export type DatabaseOptions =
+  | { kind: 'postgres'; url: string; poolSize?: number }
+  | { kind: 'pglite'; dataDir?: string /* undefined: in memory */ };
+
+export async function createDatabase(options: DatabaseOptions): Promise<Database> {
+  const statementLog = new StatementLog();
+  if (options.kind === 'postgres') {
+    const client = postgres(options.url, {
+      max: options.poolSize ?? 10,
+      onnotice: () => {},
+      // Keep timestamps as Date and bigint-free counts; prepared statements on (postgres.js default).
+    });
+    const db = drizzlePostgres(client, { schema: tables, logger: statementLog }) as unknown as Db;
+    return {
+      db,
+      kind: 'postgres',
+      statementLog,
+      migrate: () => migratePostgres(db as never, { migrationsFolder }),
+      ping: async () => {
+        await client`select 1`;
+      },
+      listen: async (channel, onPayload) => {
+        const subscription = await client.listen(channel, onPayload);
+        return () => subscription.unlisten();
+      },
+      notify: async (channel, payload) => {
+        await client.notify(channel, payload);
+      },
+      close: () => client.end({ timeout: 5 }),
+    };
+  }
+
+  if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
+  const client = options.dataDir ? new PGlite(options.dataDir) : new PGlite();
+  await client.waitReady;
+  const db = drizzlePglite(client, { schema: tables, logger: statementLog }) as unknown as Db;
+  return {
+    db,
+    kind: 'pglite',
+    statementLog,
+    migrate: () => migratePglite(db as never, { migrationsFolder }),
+    ping: async () => {
+      await client.query('select 1');
+    },
+    listen: async (channel, onPayload) => client.listen(channel, onPayload),
+    notify: async (channel, payload) => {
+      await client.query('select pg_notify($1, $2)', [channel, payload]);
+    },
+    close: () => client.close(),
+  };
+}

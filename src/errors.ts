@@ -1,0 +1,66 @@
+import { GraphQLError } from 'graphql';
+
+// Error codes are defined once here and flow to every surface: GraphQL (`extensions.code` is the
+// GraphQL category, `extensions.errorCode` the domain code) and REST (`code` plus the HTTP status).
+
+export const errorCatalog = {
+  UNAUTHENTICATED: { status: 401, category: 'UNAUTHENTICATED' },
+  FORBIDDEN: { status: 403, category: 'FORBIDDEN' },
+  BAD_USER_INPUT: { status: 400, category: 'BAD_USER_INPUT' },
+  INVALID_PHONE_NUMBER: { status: 400, category: 'BAD_USER_INPUT' },
+  INVALID_CURSOR: { status: 400, category: 'BAD_USER_INPUT' },
+  INVALID_PARAMETER: { status: 400, category: 'BAD_USER_INPUT' },
+  INVALID_BODY: { status: 400, category: 'BAD_USER_INPUT' },
+  NOT_FOUND: { status: 404, category: 'NOT_FOUND' },
+  CONVERSATION_NOT_FOUND: { status: 404, category: 'NOT_FOUND' },
+  CONTACT_NOT_FOUND: { status: 400, category: 'CONTACT_NOT_FOUND' },
+  CONTACT_OPTED_OUT: { status: 400, category: 'CONTACT_OPTED_OUT' },
+  CONTACT_NON_TEXTABLE: { status: 400, category: 'CONTACT_NON_TEXTABLE' },
+  CONTACT_TEXTABILITY_PENDING: { status: 400, category: 'CONTACT_TEXTABILITY_PENDING' },
+  CONTACT_ALREADY_EXISTS: { status: 409, category: 'CONTACT_ALREADY_EXISTS' },
+  NO_FROM_NUMBER: { status: 400, category: 'NO_FROM_NUMBER' },
+  FROM_NUMBER_FORBIDDEN: { status: 403, category: 'FROM_NUMBER_FORBIDDEN' },
+  INSUFFICIENT_CREDITS: { status: 402, category: 'INSUFFICIENT_CREDITS' },
+  INVALID_MESSAGE: { status: 400, category: 'INVALID_MESSAGE' },
+  PROVIDER_ERROR: { status: 502, category: 'PROVIDER_ERROR' },
+  SERVICE_UNAVAILABLE: { status: 503, category: 'SERVICE_UNAVAILABLE' },
+} as const;
+
+export type ErrorCode = keyof typeof errorCatalog;
+
+/** An error we throw on purpose: its message is safe to show to the caller. */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+    super(message);
+    this.name = 'AppError';
+    this.code = code;
+    this.status = errorCatalog[code].status;
+    this.details = details;
+  }
+}
+
+export const badUserInput = (message: string, details?: Record<string, unknown>) =>
+  new AppError('BAD_USER_INPUT', message, details);
+
+/** The GraphQL face of an AppError: not masked, carries its codes and HTTP status. */
+export function toGraphQLError(error: AppError, located?: GraphQLError): GraphQLError {
+  const { category } = errorCatalog[error.code];
+  return new GraphQLError(error.message, {
+    nodes: located?.nodes,
+    source: located?.source,
+    positions: located?.positions,
+    path: located?.path,
+    originalError: error,
+    extensions: {
+      code: category,
+      ...(category !== error.code ? { errorCode: error.code } : {}),
+      ...error.details,
+      // Only errors that concern the whole request set the HTTP status; a field error keeps 200.
+      ...(error.code === 'UNAUTHENTICATED' || error.code === 'FORBIDDEN' ? { http: { status: error.status } } : {}),
+    },
+  });
+}

@@ -1,0 +1,140 @@
+import type { ConversationRow } from '../../db/tables.js';
+import { conversationCursor, DEFAULT_PAGE_SIZE, listConversations, MAX_PAGE_SIZE, updateConversationState } from '../../services/conversations.js';
+import { messageCursor, messagePageRequest } from '../../services/messages.js';
+import { badUserInput } from '../../errors.js';
+import { normalizePhone } from '../../services/phone.js';
+import { builder } from '../builder.js';
+import type { RequestContext } from '../../context.js';
+import { ContactRef } from './contact.js';
+import { MessageRef } from './message.js';
+
+export const ConversationRef = builder.objectRef<ConversationRow>('Conversation');
+
+builder.node(ConversationRef, {
+  description: 'The two-way thread between the organization and one phone number.',
+  id: { resolve: (row) => row.id },
+  loadOne: (id, ctx) => ctx.loaders.conversation.load(id),
+  fields: (t) => ({
+    phoneNumber: t.exposeString('phoneNumber', { description: "The contact's number, E.164." }),
+    contact: t.field({
+      type: ContactRef,
+      nullable: true,
+      description: 'null when the number has no contact record.',
+      resolve: (c, _args, ctx) => (c.contactId ? ctx.loaders.contact.load(c.contactId) : null),
+    }),
+    lastMessage: t.field({
+      type: MessageRef,
+      nullable: true,
+      resolve: (c, _args, ctx) => (c.lastMessageId ? ctx.loaders.message.load(c.lastMessageId) : null),
+    }),
+    lastMessageAt: t.expose('lastMessageAt', { type: 'DateTime', nullable: true }),
+    lastMessageDirection: t.field({
+      type: 'String',
+      nullable: true,
+      description: '`incoming` or `outgoing`.',
+      resolve: (c) => c.lastDirection,
+    }),
+    unreadCount: t.exposeInt('unreadCount', { description: 'Inbound messages not yet marked read.' }),
+    isArchived: t.exposeBoolean('isArchived'),
+    isStarred: t.exposeBoolean('isStarred'),
+    messages: t.connection({
+      type: MessageRef,
+      description:
+        'Messages newest first. `first`/`after` walk to older messages, `last`/`before` to newer ones. Default page 50, at most 200.',
+      resolve: async (c, args, ctx) => {
+        const request = messagePageRequest(c.id, args);
+        const page = await ctx.loaders.messagePage(c.id, request);
+        const edges = page.messages.map((node) => ({ cursor: messageCursor(node), node }));
+        return {
+          edges,
+          pageInfo: {
+            hasNextPage: page.hasNextPage,
+            hasPreviousPage: page.hasPreviousPage,
+            startCursor: edges[0]?.cursor ?? null,
+            endCursor: edges.at(-1)?.cursor ?? null,
+          },
+        };
+      },
+    }),
+  }),
+});
+
+const ConversationFilterInput = builder.inputType('ConversationFilter', {
+  description: 'Filters combine with AND. Archived conversations are hidden unless includeArchived is true.',
+  fields: (t) => ({
+    unread: t.boolean({ description: 'true: only conversations with unread inbound messages.' }),
+    unresponded: t.boolean({ description: 'true: only conversations whose last message is inbound.' }),
+    search: t.string({ description: 'Contact first or last name (case-insensitive, partial) or phone digits in any format.' }),
+    includeArchived: t.boolean({ description: 'true: include archived conversations.' }),
+    starred: t.boolean({ description: 'true: only starred conversations.' }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  conversations: t.connection({
+    type: ConversationRef,
+    description: 'Conversations, most recent activity first. Default page 50, at most 200.',
+    args: { filter: t.arg({ type: ConversationFilterInput }) },
+    resolve: async (_root, args, ctx) => {
+      if (args.last != null || args.before != null) throw badUserInput('conversations pages forward only: use first/after.');
+      const first = args.first ?? DEFAULT_PAGE_SIZE;
+      if (first < 0 || first > MAX_PAGE_SIZE) {
+        throw badUserInput(`first must be between 0 and ${MAX_PAGE_SIZE}.`, { argument: 'first', maximum: MAX_PAGE_SIZE });
+      }
+      const { items, hasNextPage } = await listConversations(ctx.deps.db, ctx.caller.organizationId, {
+        filter: args.filter,
+        first,
+        after: args.after,
+      });
+      ctx.loaders.primeConversationItems(items);
+      const edges = items.map(({ conversation }) => ({
+        cursor: conversationCursor(ctx.caller.organizationId, conversation),
+        node: conversation,
+      }));
+      return {
+        edges,
+        pageInfo: {
+          hasNextPage,
+          hasPreviousPage: Boolean(args.after),
+          startCursor: edges[0]?.cursor ?? null,
+          endCursor: edges.at(-1)?.cursor ?? null,
+        },
+      };
+    },
+  }),
+  conversation: t.field({
+    type: ConversationRef,
+    nullable: true,
+    description: 'The conversation with this phone number (any standard US format), or null.',
+    args: { phoneNumber: t.arg.string({ required: true }) },
+    resolve: (_root, args, ctx) => ctx.loaders.conversationByPhone.load(normalizePhone(args.phoneNumber)),
+  }),
+}));
+
+async function changeConversation(ctx: RequestContext, phoneNumber: string, state: Parameters<typeof updateConversationState>[3]) {
+  const row = await updateConversationState(ctx.deps.db, ctx.caller.organizationId, normalizePhone(phoneNumber), state);
+  ctx.loaders.clearConversation(row);
+  ctx.deps.events.publish('conversationUpdated', row.organizationId, { conversationId: row.id });
+  return row;
+}
+
+builder.mutationFields((t) => ({
+  markConversationRead: t.field({
+    type: ConversationRef,
+    description: 'Marks every inbound message of the conversation read (unreadCount 0).',
+    args: { phoneNumber: t.arg.string({ required: true }) },
+    resolve: (_root, args, ctx) => changeConversation(ctx, args.phoneNumber, { unreadCount: 0 }),
+  }),
+  setConversationArchived: t.field({
+    type: ConversationRef,
+    description: 'Archives or unarchives; a new inbound message unarchives it again.',
+    args: { phoneNumber: t.arg.string({ required: true }), archived: t.arg.boolean({ required: true }) },
+    resolve: (_root, args, ctx) => changeConversation(ctx, args.phoneNumber, { isArchived: args.archived }),
+  }),
+  setConversationStarred: t.field({
+    type: ConversationRef,
+    args: { phoneNumber: t.arg.string({ required: true }), starred: t.arg.boolean({ required: true }) },
+    resolve: (_root, args, ctx) => changeConversation(ctx, args.phoneNumber, { isStarred: args.starred }),
+  }),
+}));
+

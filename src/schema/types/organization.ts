@@ -1,0 +1,49 @@
+import type { OrganizationRow, PhoneNumberRow } from '../../db/tables.js';
+import { getOrganization, phoneNumbersOfOrganization } from '../../services/organizations.js';
+import { builder } from '../builder.js';
+
+export const PhoneNumberRef = builder.objectRef<PhoneNumberRow>('PhoneNumber');
+
+builder.node(PhoneNumberRef, {
+  description: "One of the organization's sending numbers.",
+  id: { resolve: (row) => row.id },
+  loadOne: (id, ctx) => ctx.loaders.phoneNumber.load(id),
+  fields: (t) => ({
+    phoneNumber: t.exposeString('phoneNumber', { description: 'E.164.' }),
+    isDefault: t.exposeBoolean('isDefault', { description: 'Replies go out from this number unless another is chosen.' }),
+    uuid: t.exposeString('id', { description: 'Raw UUID, as the REST API and `fromPhoneNumberId` accept it.' }),
+  }),
+});
+
+export const OrganizationRef = builder.objectRef<OrganizationRow>('Organization');
+
+builder.node(OrganizationRef, {
+  description: "The caller's organization.",
+  id: { resolve: (row) => row.id },
+  // Only the caller's own organization can be loaded by id.
+  loadOne: (id, ctx) => (id === ctx.caller.organizationId ? getOrganization(ctx.deps.db, id) : null),
+  fields: (t) => ({
+    name: t.exposeString('name'),
+    timezone: t.exposeString('timezone', { description: 'IANA time zone, for displaying times locally.' }),
+    credits: t.exposeInt('credits', { description: 'Credit balance: one credit per SMS segment, more for MMS.' }),
+    phoneNumbers: t.field({
+      type: [PhoneNumberRef],
+      description: 'Sending numbers, the default first.',
+      resolve: (org, _args, ctx) => phoneNumbersOfOrganization(ctx.deps.db, org.id),
+    }),
+    defaultPhoneNumber: t.field({
+      type: PhoneNumberRef,
+      nullable: true,
+      resolve: async (org, _args, ctx) =>
+        (await phoneNumbersOfOrganization(ctx.deps.db, org.id)).find((number) => number.isDefault) ?? null,
+    }),
+  }),
+});
+
+builder.queryField('organization', (t) =>
+  t.field({
+    type: OrganizationRef,
+    description: "The caller's organization (chosen by the API token and `x-organization-id`).",
+    resolve: (_root, _args, ctx) => getOrganization(ctx.deps.db, ctx.caller.organizationId),
+  }),
+);

@@ -1,0 +1,30 @@
+import { AppError } from '../errors.js';
+
+// Keyset cursors: (time, id) of the row plus the scope they were issued for (a conversation for
+// messages, an organization for conversations), so a cursor from elsewhere is refused, not reinterpreted.
+// Opaque to clients: base64url of "<kind>:<scope>:<epoch ms>:<id>".
+
+export type CursorKind = 'msg' | 'conv';
+export type Keyset = { at: Date; id: string };
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export const isUuid = (value: unknown): value is string => typeof value === 'string' && UUID.test(value);
+
+export function encodeCursor(kind: CursorKind, scope: string, key: Keyset): string {
+  return Buffer.from(`${kind}:${scope}:${key.at.getTime()}:${key.id}`).toString('base64url');
+}
+
+export function decodeCursor(kind: CursorKind, scope: string, cursor: string, argument = 'cursor'): Keyset {
+  const invalid = () => new AppError('INVALID_CURSOR', `${argument} is not a valid cursor for this list`, { argument });
+  if (typeof cursor !== 'string' || cursor.length === 0 || cursor.length > 200 || !/^[A-Za-z0-9_-]+$/.test(cursor)) {
+    throw invalid();
+  }
+  const parts = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
+  if (parts.length !== 4) throw invalid();
+  const [cursorKind, cursorScope, ms, id] = parts as [string, string, string, string];
+  if (cursorKind !== kind || cursorScope !== scope || !/^\d{1,15}$/.test(ms) || !isUuid(id)) throw invalid();
+  const at = new Date(Number(ms));
+  if (Number.isNaN(at.getTime())) throw invalid();
+  return { at, id };
+}

@@ -136,6 +136,7 @@ CREATE INDEX "conversations_org_recent_idx" ON "conversations" USING btree ("org
 CREATE INDEX "message_status_events_message_idx" ON "message_status_events" USING btree ("organization_id","message_id","created_at");--> statement-breakpoint
 CREATE UNIQUE INDEX "messages_org_provider_message_id_key" ON "messages" USING btree ("organization_id","provider_message_id");--> statement-breakpoint
 CREATE UNIQUE INDEX "messages_org_idempotency_key" ON "messages" USING btree ("organization_id","idempotency_key");--> statement-breakpoint
+CREATE INDEX "messages_provider_message_id_idx" ON "messages" USING btree ("provider_message_id");--> statement-breakpoint
 CREATE INDEX "messages_org_conversation_recent_idx" ON "messages" USING btree ("organization_id","conversation_id","created_at" DESC NULLS LAST,"id" DESC NULLS LAST);--> statement-breakpoint
 CREATE UNIQUE INDEX "phone_numbers_phone_number_key" ON "phone_numbers" USING btree ("phone_number");--> statement-breakpoint
 CREATE UNIQUE INDEX "phone_numbers_one_default_per_org" ON "phone_numbers" USING btree ("organization_id") WHERE "phone_numbers"."is_default";--> statement-breakpoint

@@ -2,9 +2,21 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { Deps } from './context.js';
-import { createDatabase } from './db/client.js';
+import { createDatabase, type Database } from './db/client.js';
 import { createEventBus } from './pubsub/index.js';
 import { Authenticator } from './services/auth.js';
+
+/** Wires the long-lived services around an open, migrated database. */
+export function assembleDeps(config: Config, database: Database, logger: Logger): Deps {
+  return {
+    config,
+    database,
+    db: database.db,
+    logger,
+    authenticator: new Authenticator(database.db, config.authCacheTtlMs),
+    events: createEventBus(),
+  };
+}
 
 /** Opens the configured database (PostgreSQL, or embedded PGlite), applies migrations, wires services. */
 export async function openDeps(config: Config, logger: Logger): Promise<Deps & { close(): Promise<void> }> {
@@ -17,13 +29,5 @@ export async function openDeps(config: Config, logger: Logger): Promise<Deps & {
     await database.close().catch(() => {});
     throw error;
   }
-  const deps: Deps = {
-    config,
-    database,
-    db: database.db,
-    logger,
-    authenticator: new Authenticator(database.db, config.authCacheTtlMs),
-    events: createEventBus(),
-  };
-  return { ...deps, close: () => database.close() };
+  return { ...assembleDeps(config, database, logger), close: () => database.close() };
 }

@@ -160,6 +160,8 @@ export const messages = pgTable(
     primaryKey({ columns: [t.organizationId, t.id] }),
     uniqueIndex('messages_org_provider_message_id_key').on(t.organizationId, t.providerMessageId),
     uniqueIndex('messages_org_idempotency_key').on(t.organizationId, t.idempotencyKey),
+    // Twilio status callbacks name the message only by its SID.
+    index('messages_provider_message_id_idx').on(t.providerMessageId),
     // Keyset pagination: newest first within a conversation.
     index('messages_org_conversation_recent_idx').on(
       t.organizationId,

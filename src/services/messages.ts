@@ -1,6 +1,6 @@
 import { and, asc, desc, eq, getTableColumns, gt, inArray, lt, or, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
-import { messages, type MessageRow } from '../db/tables.js';
+import { contacts, conversations, messages, type MessageRow } from '../db/tables.js';
 import { badUserInput } from '../errors.js';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './conversations.js';
 import { decodeCursor, encodeCursor, isUuid, type Keyset } from './cursors.js';
@@ -124,4 +124,52 @@ export async function messagesByIds(db: DbOrTx, organizationId: string, ids: rea
   const valid = ids.filter(isUuid);
   if (valid.length === 0) return [];
   return db.select().from(messages).where(and(eq(messages.organizationId, organizationId), inArray(messages.id, valid)));
+}
+
+export type NewMessage = Omit<typeof messages.$inferInsert, 'organizationId' | 'conversationId' | 'id'> & {
+  /** E.164 number of the contact (the conversation's key). */
+  phoneNumber: string;
+};
+
+/**
+ * Stores one message in the conversation with `phoneNumber` (created on first contact, linked to the
+ * contact with that number) and moves the conversation forward: last message, time and direction when
+ * newer, unread count +1 and unarchived for inbound. Run it inside the caller's transaction. Returns null
+ * when the provider message id was already stored (webhook retries), changing nothing.
+ */
+export async function appendMessage(db: DbOrTx, organizationId: string, input: NewMessage) {
+  const { phoneNumber, ...fields } = input;
+  const createdAt = input.createdAt ?? new Date();
+  // Upsert-with-update takes the conversation's row lock, so concurrent appends to one thread serialize.
+  const [conversation] = await db
+    .insert(conversations)
+    .values({
+      organizationId,
+      phoneNumber,
+      contactId: sql`(select ${contacts.id} from ${contacts} where ${contacts.organizationId} = ${organizationId} and ${contacts.phoneNumber} = ${phoneNumber})`,
+      lastMessageAt: createdAt,
+    })
+    .onConflictDoUpdate({ target: [conversations.organizationId, conversations.phoneNumber], set: { updatedAt: sql`now()` } })
+    .returning({ id: conversations.id });
+  const [message] = await db
+    .insert(messages)
+    .values({ ...fields, organizationId, conversationId: conversation!.id, createdAt, updatedAt: createdAt })
+    .onConflictDoNothing()
+    .returning();
+  if (!message) return null;
+  const incoming = message.direction === 'incoming';
+  const isNewest = sql`(${conversations.lastMessageId} is null or (${conversations.lastMessageAt}, ${conversations.lastMessageId}) < (${message.createdAt}, ${message.id}::uuid))`;
+  const [updated] = await db
+    .update(conversations)
+    .set({
+      lastMessageId: sql`case when ${isNewest} then ${message.id}::uuid else ${conversations.lastMessageId} end`,
+      lastMessageBody: sql`case when ${isNewest} then ${message.body} else ${conversations.lastMessageBody} end`,
+      lastDirection: sql`case when ${isNewest} then ${message.direction} else ${conversations.lastDirection} end`,
+      lastMessageAt: sql`case when ${isNewest} then ${message.createdAt}::timestamptz else ${conversations.lastMessageAt} end`,
+      ...(incoming ? { unreadCount: sql`${conversations.unreadCount} + 1`, isArchived: false } : {}),
+      updatedAt: sql`now()`,
+    })
+    .where(and(eq(conversations.organizationId, organizationId), eq(conversations.id, conversation!.id)))
+    .returning();
+  return { message, conversation: updated! };
 }

@@ -1,6 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  // One copy of graphql: its ESM and CJS builds would otherwise both load ("another module or realm").
+  resolve: { alias: { graphql: 'graphql/index.js' } },
   test: {
     include: ['tests/**/*.test.ts'],
     testTimeout: 30_000,

@@ -86,10 +86,14 @@ export async function createDemoOrganization(db: Db, options: DemoOptions = {}):
     }
   };
 
-  // The sending number is global (inbound routing), so retry until one is free.
+  // The sending number is global (inbound routing), so retry until one is free. Its own generator keeps
+  // the inbox identical whatever numbers earlier demos took.
+  const numberFaker = new Faker({ locale: [en] });
+  numberFaker.seed((options.seed ?? 42) + 1);
   let sendingNumber = '';
   for (let attempt = 0; !sendingNumber; attempt += 1) {
-    const candidate = phoneOf(true);
+    const candidate = parsePhone(`+1${numberFaker.helpers.arrayElement(AREA_CODES)}555${numberFaker.string.numeric(4)}`);
+    if (!candidate) continue;
     const inserted = await db
       .insert(phoneNumbers)
       .values({ organizationId, phoneNumber: candidate, isDefault: true })

@@ -158,14 +158,16 @@ export async function appendMessage(db: DbOrTx, organizationId: string, input: N
     .returning();
   if (!message) return null;
   const incoming = message.direction === 'incoming';
-  const isNewest = sql`(${conversations.lastMessageId} is null or (${conversations.lastMessageAt}, ${conversations.lastMessageId}) < (${message.createdAt}, ${message.id}::uuid))`;
+  // Raw SQL parameters get no column mapping: pass the time as ISO text (postgres.js rejects a Date here).
+  const at = message.createdAt.toISOString();
+  const isNewest = sql`(${conversations.lastMessageId} is null or (${conversations.lastMessageAt}, ${conversations.lastMessageId}) < (${at}::timestamptz, ${message.id}::uuid))`;
   const [updated] = await db
     .update(conversations)
     .set({
       lastMessageId: sql`case when ${isNewest} then ${message.id}::uuid else ${conversations.lastMessageId} end`,
       lastMessageBody: sql`case when ${isNewest} then ${message.body} else ${conversations.lastMessageBody} end`,
       lastDirection: sql`case when ${isNewest} then ${message.direction} else ${conversations.lastDirection} end`,
-      lastMessageAt: sql`case when ${isNewest} then ${message.createdAt}::timestamptz else ${conversations.lastMessageAt} end`,
+      lastMessageAt: sql`case when ${isNewest} then ${at}::timestamptz else ${conversations.lastMessageAt} end`,
       ...(incoming ? { unreadCount: sql`${conversations.unreadCount} + 1`, isArchived: false } : {}),
       updatedAt: sql`now()`,
     })

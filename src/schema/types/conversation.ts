@@ -1,12 +1,18 @@
 import type { ConversationRow } from '../../db/tables.js';
-import { conversationCursor, DEFAULT_PAGE_SIZE, listConversations, MAX_PAGE_SIZE, updateConversationState } from '../../services/conversations.js';
+import {
+  conversationCursor,
+  DEFAULT_PAGE_SIZE,
+  listConversations,
+  MAX_PAGE_SIZE,
+  updateConversationState,
+} from '../../services/conversations.js';
 import { messageCursor, messagePageRequest } from '../../services/messages.js';
 import { badUserInput } from '../../errors.js';
 import { normalizePhone } from '../../services/phone.js';
 import { builder } from '../builder.js';
 import type { RequestContext } from '../../context.js';
 import { ContactRef } from './contact.js';
-import { MessageRef } from './message.js';
+import { MessageConnectionRef, MessageRef } from './message.js';
 
 export const ConversationRef = builder.objectRef<ConversationRow>('Conversation');
 
@@ -37,27 +43,35 @@ builder.node(ConversationRef, {
     unreadCount: t.exposeInt('unreadCount', { description: 'Inbound messages not yet marked read.' }),
     isArchived: t.exposeBoolean('isArchived'),
     isStarred: t.exposeBoolean('isStarred'),
-    messages: t.connection({
-      type: MessageRef,
-      description:
-        'Messages newest first. `first`/`after` walk to older messages, `last`/`before` to newer ones. Default page 50, at most 200.',
-      resolve: async (c, args, ctx) => {
-        const request = messagePageRequest(c.id, args);
-        const page = await ctx.loaders.messagePage(c.id, request);
-        const edges = page.messages.map((node) => ({ cursor: messageCursor(node), node }));
-        return {
-          edges,
-          pageInfo: {
-            hasNextPage: page.hasNextPage,
-            hasPreviousPage: page.hasPreviousPage,
-            startCursor: edges[0]?.cursor ?? null,
-            endCursor: edges.at(-1)?.cursor ?? null,
-          },
-        };
+    messages: t.connection(
+      {
+        type: MessageRef,
+        description:
+          'Messages newest first. `first`/`after` walk to older messages, `last`/`before` to newer ones. Default page 50, at most 200.',
+        resolve: async (c, args, ctx) => {
+          const request = messagePageRequest(c.id, args);
+          const page = await ctx.loaders.messagePage(c.id, request);
+          const edges = page.messages.map((node) => ({ cursor: messageCursor(node), node }));
+          return {
+            edges,
+            pageInfo: {
+              hasNextPage: page.hasNextPage,
+              hasPreviousPage: page.hasPreviousPage,
+              startCursor: edges[0]?.cursor ?? null,
+              endCursor: edges.at(-1)?.cursor ?? null,
+            },
+          };
+        },
       },
-    }),
+      MessageConnectionRef,
+    ),
   }),
 });
+
+export const ConversationConnectionRef = builder.connectionObject(
+  { type: ConversationRef, name: 'ConversationConnection', description: 'Conversations, most recent activity first.' },
+  { name: 'ConversationEdge' },
+);
 
 const ConversationFilterInput = builder.inputType('ConversationFilter', {
   description: 'Filters combine with AND. Archived conversations are hidden unless includeArchived is true.',
@@ -71,12 +85,15 @@ const ConversationFilterInput = builder.inputType('ConversationFilter', {
 });
 
 builder.queryFields((t) => ({
-  conversations: t.connection({
-    type: ConversationRef,
+  conversations: t.field({
+    type: ConversationConnectionRef,
     description: 'Conversations, most recent activity first. Default page 50, at most 200.',
-    args: { filter: t.arg({ type: ConversationFilterInput }) },
+    args: {
+      first: t.arg.int({ description: 'Page size, 0 to 200 (default 50).' }),
+      after: t.arg.string({ description: '`pageInfo.endCursor` of the previous page.' }),
+      filter: t.arg({ type: ConversationFilterInput }),
+    },
     resolve: async (_root, args, ctx) => {
-      if (args.last != null || args.before != null) throw badUserInput('conversations pages forward only: use first/after.');
       const first = args.first ?? DEFAULT_PAGE_SIZE;
       if (first < 0 || first > MAX_PAGE_SIZE) {
         throw badUserInput(`first must be between 0 and ${MAX_PAGE_SIZE}.`, { argument: 'first', maximum: MAX_PAGE_SIZE });
@@ -137,4 +154,3 @@ builder.mutationFields((t) => ({
     resolve: (_root, args, ctx) => changeConversation(ctx, args.phoneNumber, { isStarred: args.starred }),
   }),
 }));
-

@@ -10,7 +10,7 @@ export const MessageDirectionEnum = builder.enumType('MessageDirection', {
 });
 
 export const MessageStatusEnum = builder.enumType('MessageStatus', {
-  description: "Delivery status of an outgoing message, as the provider reports it. Statuses only move forward.",
+  description: 'Delivery status of an outgoing message, as the provider reports it. Statuses only move forward.',
   values: {
     ACCEPTED: { value: 'accepted' },
     SCHEDULED: { value: 'scheduled' },
@@ -67,3 +67,9 @@ builder.node(MessageRef, {
     }),
   }),
 });
+
+/** The one connection type for message lists (a conversation's messages and any later list of messages). */
+export const MessageConnectionRef = builder.connectionObject(
+  { type: MessageRef, name: 'MessageConnection', description: 'Messages, newest first.' },
+  { name: 'MessageEdge' },
+);

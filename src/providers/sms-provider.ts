@@ -1,0 +1,53 @@
+// The seam between the gateway and whoever delivers texts. Services talk to this interface only;
+// `twilio` is imported in ./twilio/ and nowhere else.
+
+export type OutgoingMessage = {
+  organizationId: string;
+  /** Our message id (the row already stored with status queued). */
+  messageId: string;
+  /** E.164 recipient and sender. */
+  to: string;
+  from: string;
+  body: string;
+  mediaUrls: string[];
+  /** Deliver as MMS even without media (route MMS forced). */
+  sendAsMms: boolean;
+  /** Where the provider reports delivery statuses. */
+  statusCallbackUrl: string;
+};
+
+export type SendResult =
+  | { ok: true; providerMessageId: string; /** lower-case Twilio status, usually queued */ status: string }
+  | {
+      ok: false;
+      /** The provider's error code (Twilio's numeric codes: 21610, 21211, 21614, 30003 ...), null for network failures. */
+      errorCode: number | null;
+      message: string;
+    };
+
+export type LineTypeResult = {
+  /** true: mobile, can receive SMS; false: landline, VoIP and other kinds that cannot. */
+  textable: boolean;
+  lineType: string | null;
+};
+
+export interface SmsProvider {
+  /** Stored on each message (`provider`) and returned by sendReply. */
+  readonly name: 'twilio' | 'simulated';
+  /** Never throws: failures come back as `{ ok: false }`. */
+  send(message: OutgoingMessage): Promise<SendResult>;
+  /** Line type of a number. Throws when the answer is unknown (the contact stays pending and is retried). */
+  lookupLineType(phoneNumber: string): Promise<LineTypeResult>;
+  /** Stops timers and pending work (tests, shutdown). */
+  close(): Promise<void>;
+}
+
+/** Twilio error codes the send path acts on. */
+export const PROVIDER_ERRORS = {
+  /** The recipient replied STOP to this sender. */
+  UNSUBSCRIBED: 21610,
+  /** The 'To' number is not a valid phone number. */
+  INVALID_TO: 21211,
+  /** The 'To' number is not a mobile number. */
+  NOT_MOBILE: 21614,
+} as const;

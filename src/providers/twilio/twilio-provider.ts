@@ -1,0 +1,101 @@
+import twilio from 'twilio';
+import type { LineTypeResult, OutgoingMessage, SendResult, SmsProvider } from '../sms-provider.js';
+
+export type TwilioProviderOptions = {
+  accountSid: string;
+  authToken: string;
+  /** Replaces scheme and host of every API call (Messages and Lookup alike); unset: Twilio's own hosts. */
+  apiBaseUrl?: string;
+  timeoutMs: number;
+};
+
+type RequestOptions<TData> = import('twilio/lib/base/RequestClient.js').RequestOptions<TData>;
+
+/** Sends every SDK request to `base` instead of *.twilio.com, keeping path and query. */
+class RebasedRequestClient extends twilio.RequestClient {
+  constructor(
+    private readonly base: URL,
+    options: ConstructorParameters<typeof twilio.RequestClient>[0],
+  ) {
+    super(options);
+  }
+
+  override request<TData>(opts: RequestOptions<TData>) {
+    const uri = new URL(opts.uri);
+    uri.protocol = this.base.protocol;
+    uri.host = this.base.host;
+    return super.request<TData>({ ...opts, uri: uri.toString() });
+  }
+}
+
+// Lookup v2 line types (https://www.twilio.com/docs/lookup/v2-api/line-type-intelligence). Only mobile
+// numbers take SMS reliably; landlines, VoIP of either kind, toll-free, pagers and the rest do not.
+const NOT_TEXTABLE = new Set([
+  'landline',
+  'fixedVoip',
+  'nonFixedVoip',
+  'tollFree',
+  'voicemail',
+  'pager',
+  'premium',
+  'sharedCost',
+  'uan',
+  'personal',
+]);
+
+export class TwilioProvider implements SmsProvider {
+  readonly name = 'twilio' as const;
+  private readonly client: twilio.Twilio;
+
+  constructor(options: TwilioProviderOptions) {
+    const httpOptions = { timeout: options.timeoutMs, keepAlive: true };
+    const httpClient = options.apiBaseUrl
+      ? new RebasedRequestClient(new URL(options.apiBaseUrl), httpOptions)
+      : new twilio.RequestClient(httpOptions);
+    // Pass an empty env so the SDK takes nothing from process.env beyond what config.ts validated.
+    this.client = twilio(options.accountSid, options.authToken, { httpClient, timeout: options.timeoutMs, env: {} });
+  }
+
+  async send(message: OutgoingMessage): Promise<SendResult> {
+    try {
+      const sent = await this.client.messages.create({
+        to: message.to,
+        from: message.from,
+        ...(message.body ? { body: message.body } : {}),
+        ...(message.mediaUrls.length > 0 ? { mediaUrl: message.mediaUrls } : {}),
+        // Only meaningful without media: media already makes it an MMS.
+        ...(message.sendAsMms && message.mediaUrls.length === 0 ? { sendAsMms: true } : {}),
+        statusCallback: message.statusCallbackUrl,
+      });
+      return { ok: true, providerMessageId: sent.sid, status: (sent.status ?? 'queued').toLowerCase() };
+    } catch (error) {
+      return sendFailure(error);
+    }
+  }
+
+  async lookupLineType(phoneNumber: string): Promise<LineTypeResult> {
+    const result = await this.client.lookups.v2.phoneNumbers(phoneNumber).fetch({ fields: 'line_type_intelligence' });
+    if (result.valid === false) return { textable: false, lineType: null };
+    const lineType = result.lineTypeIntelligence?.type ?? null;
+    if (lineType === 'mobile') return { textable: true, lineType };
+    if (lineType && NOT_TEXTABLE.has(lineType)) return { textable: false, lineType };
+    // 'unknown' or no answer (Lookup's own error_code): not a verdict, so the caller retries later.
+    const code = result.lineTypeIntelligence?.errorCode;
+    throw new Error(`Twilio Lookup gave no line type for ${phoneNumber}${code ? ` (error ${code})` : ''}`);
+  }
+
+  async close(): Promise<void> {}
+}
+
+function sendFailure(error: unknown): SendResult {
+  if (error instanceof twilio.RestException) {
+    return {
+      ok: false,
+      errorCode: typeof error.code === 'number' ? error.code : null,
+      message: error.message || `Twilio answered HTTP ${error.status}`,
+    };
+  }
+  // Network failure or timeout: the request may not have reached Twilio; the caller refunds.
+  const message = error instanceof Error ? error.message : String(error);
+  return { ok: false, errorCode: null, message: `Twilio could not be reached: ${message}` };
+}

@@ -1,0 +1,175 @@
+import type { ShortLinkRow } from '../../db/tables.js';
+import { isUuid } from '../../services/cursors.js';
+import { previewReply, sendReply, type SendReplyInput, type SendReplyOutcome } from '../../services/replies.js';
+import type { RequestContext } from '../../context.js';
+import { builder } from '../builder.js';
+import {
+  ContactNonTextableError,
+  ContactNotFoundError,
+  ContactOptedOutError,
+  ContactTextabilityPendingError,
+  ErrorInterface,
+  FromNumberForbiddenError,
+  InsufficientCreditsError,
+  InvalidMessageError,
+  NoFromNumberError,
+  errorView,
+  ProviderError,
+  typedError,
+} from './errors.js';
+import { MessageRef } from './message.js';
+
+export const RouteEnum = builder.enumType('Route', {
+  description: 'How a reply goes out.',
+  values: {
+    AUTO: { value: 'AUTO', description: 'MMS when media is attached, otherwise SMS.' },
+    SMS: { value: 'SMS', description: 'SMS only; attaching media is an InvalidMessageError.' },
+    MMS: { value: 'MMS', description: 'MMS, charged at the MMS price, with or without media.' },
+  } as const,
+});
+
+const SendReplyInputType = builder.inputType('SendReplyInput', {
+  fields: (t) => ({
+    phoneNumber: t.string({ required: true, description: "The contact's number, any standard US format." }),
+    message: t.string({ required: true, description: 'The text; may be empty when media is attached. At most 1,600 characters.' }),
+    fromPhoneNumberId: t.id({ description: "Sending number (its Node id or raw UUID); default: the organization's default number." }),
+    mediaUrl: t.string({ description: 'One absolute http(s) media URL; makes the reply an MMS under route AUTO.' }),
+    mediaUrls: t.stringList({ description: 'Media URLs (with mediaUrl: at most 10 in all).' }),
+    normalizeText: t.boolean({
+      defaultValue: true,
+      description: 'Replace smart quotes, dashes, ellipses, odd spaces and similar with GSM-7 equivalents (emoji stay).',
+    }),
+    forceRoute: t.field({ type: RouteEnum, defaultValue: 'AUTO' }),
+    idempotencyKey: t.string({
+      description:
+        'A retry with the same key (in your organization) returns the first result and sends nothing more, even when the calls race.',
+    }),
+  }),
+});
+
+type SendReplySuccess = Extract<SendReplyOutcome, { ok: true }>;
+const SendReplyPayloadRef = builder.objectRef<SendReplySuccess>('SendReplyPayload');
+SendReplyPayloadRef.implement({
+  description: 'A reply handed to the provider.',
+  fields: (t) => ({
+    message: t.field({ type: MessageRef, resolve: (p) => p.message }),
+    provider: t.exposeString('provider', { description: '`twilio` or `simulated`.' }),
+    providerMessageId: t.exposeString('providerMessageId', { nullable: true, description: "The provider's id (Twilio's SM... SID)." }),
+    segments: t.exposeInt('segments', { description: 'SMS segments (1 for an MMS).' }),
+    encoding: t.exposeString('encoding', { description: '`GSM-7` or `UCS-2`.' }),
+    creditsCharged: t.exposeInt('creditsCharged'),
+  }),
+});
+
+type Preview = Awaited<ReturnType<typeof previewReply>>;
+const ReplyPreviewRef = builder.objectRef<Preview>('ReplyPreview');
+ReplyPreviewRef.implement({
+  description: 'What sendReply would send and charge, computed without sending, storing or charging anything.',
+  fields: (t) => ({
+    text: t.exposeString('text', { description: 'The text after normalization and link shortening (preview codes are not reserved).' }),
+    encoding: t.exposeString('encoding', { description: '`GSM-7` or `UCS-2`.' }),
+    segments: t.exposeInt('segments'),
+    route: t.field({ type: RouteEnum, description: 'SMS or MMS, as AUTO would resolve.', resolve: (p) => p.route }),
+    credits: t.exposeInt('credits'),
+    error: t.field({
+      type: ErrorInterface,
+      nullable: true,
+      description: 'What sendReply would refuse with, if anything.',
+      resolve: (p) => {
+        if (!p.error) return null;
+        // Codes without an Error type (none today) surface as a field error rather than vanish.
+        const view = errorView(p.error);
+        if (!view) throw p.error;
+        return view;
+      },
+    }),
+  }),
+});
+
+/** `fromPhoneNumberId` as a raw UUID or a PhoneNumber Node id; anything else stays as given (and is refused). */
+function phoneNumberIdOf(value: string | number | null | undefined): string | null {
+  if (value === null || value === undefined) return null;
+  const raw = String(value).trim();
+  if (raw.length > 200 || isUuid(raw)) return raw;
+  const decoded = Buffer.from(raw, 'base64').toString('utf8');
+  const [typename, id] = [decoded.slice(0, decoded.indexOf(':')), decoded.slice(decoded.indexOf(':') + 1)];
+  return typename === 'PhoneNumber' && isUuid(id) ? id : raw;
+}
+
+type InputShape = typeof SendReplyInputType.$inferInput;
+const toServiceInput = (input: InputShape): SendReplyInput => ({
+  ...input,
+  fromPhoneNumberId: phoneNumberIdOf(input.fromPhoneNumberId),
+  forceRoute: input.forceRoute ?? 'AUTO',
+});
+
+const SEND_REPLY_ERRORS = [
+  ContactNotFoundError,
+  ContactOptedOutError,
+  ContactNonTextableError,
+  ContactTextabilityPendingError,
+  NoFromNumberError,
+  FromNumberForbiddenError,
+  InsufficientCreditsError,
+  InvalidMessageError,
+  ProviderError,
+];
+
+builder.mutationField('sendReply', (t) =>
+  t.field({
+    type: SendReplyPayloadRef,
+    description:
+      'Sends an SMS or MMS reply to a contact. Replies bypass quiet hours: they go out immediately, at any hour. ' +
+      'URLs become tracked short links; credits are reserved before sending and refunded if the provider refuses.',
+    args: { input: t.arg({ type: SendReplyInputType, required: true }) },
+    errors: { types: SEND_REPLY_ERRORS, directResult: true, union: { name: 'SendReplyResult' } },
+    resolve: async (_root, { input }, ctx: RequestContext) => {
+      const outcome = await sendReply(ctx.deps, ctx.caller.organizationId, toServiceInput(input));
+      if (!outcome.ok) throw typedError(outcome.error);
+      ctx.loaders.message.clear(outcome.message.id).prime(outcome.message.id, outcome.message);
+      ctx.loaders.conversation.clear(outcome.message.conversationId);
+      return outcome;
+    },
+  }),
+);
+
+builder.queryField('previewReply', (t) =>
+  t.field({
+    type: ReplyPreviewRef,
+    description:
+      'Dry run of sendReply: the text, encoding, segments, route and credits it would use, and the error it would give. Sends nothing, charges nothing.',
+    args: { input: t.arg({ type: SendReplyInputType, required: true }) },
+    resolve: (_root, { input }, ctx) => previewReply(ctx.deps, ctx.caller.organizationId, toServiceInput(input)),
+  }),
+);
+
+const ShortLinkRef = builder.objectRef<ShortLinkRow>('ShortLink');
+ShortLinkRef.implement({
+  description: 'A URL of an outgoing message, replaced by a tracked short link.',
+  fields: (t) => ({
+    url: t.exposeString('url', { description: 'The original URL; `/l/<code>` redirects here.' }),
+    shortUrl: t.string({
+      description: 'The link as it went out in the message.',
+      resolve: (link, _args, ctx) => link.shortUrl ?? `${ctx.deps.config.publicBaseUrl}/l/${link.code}`,
+    }),
+    clicks: t.exposeInt('clicks'),
+  }),
+});
+
+builder.objectFields(MessageRef, (t) => ({
+  links: t.field({
+    type: [ShortLinkRef],
+    description: 'Short links in this message (outgoing), with their click counts.',
+    resolve: async (m, _args, ctx) => {
+      if (m.direction !== 'outgoing') return [];
+      const links = await ctx.loaders.shortLinks.load(m.id);
+      // In the order they appear in the text (they were stored within one statement time).
+      const at = (link: ShortLinkRow) => m.body.indexOf(link.shortUrl ?? `/l/${link.code}`);
+      return [...links].sort((a, b) => at(a) - at(b));
+    },
+  }),
+  encoding: t.exposeString('encoding', { nullable: true, description: '`GSM-7` or `UCS-2` (outgoing).' }),
+  creditsCharged: t.exposeInt('creditsCharged', { description: 'Credits this message cost (0 once refunded).' }),
+  provider: t.exposeString('provider', { nullable: true, description: '`twilio`, `simulated`, ...' }),
+  providerMessageId: t.exposeString('providerMessageId', { nullable: true, description: "The provider's id (Twilio MessageSid)." }),
+}));

@@ -1,0 +1,265 @@
+import { randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import twilio from 'twilio';
+
+// A local HTTP server speaking the parts of Twilio's REST API the gateway uses, so tests run the real
+// `twilio` SDK end to end (point it here with TWILIO_API_BASE_URL):
+// - POST /2010-04-01/Accounts/{AccountSid}/Messages.json (form body, Basic auth) -> 201 Message JSON
+// - GET  /v2/PhoneNumbers/{PhoneNumber}?Fields=line_type_intelligence (Basic auth) -> Lookup v2 JSON
+// Errors come back in Twilio's format: { code, message, more_info, status }.
+// It can also post signed status callbacks to the StatusCallback URL a message was sent with.
+
+export type TwilioErrorSpec = { code: number; message?: string; status?: number };
+
+export type SentMessage = {
+  sid: string;
+  accountSid: string;
+  to: string;
+  from: string;
+  body: string;
+  mediaUrls: string[];
+  statusCallback: string | null;
+  sendAsMms: boolean;
+  /** The raw form parameters, as received. */
+  params: Record<string, string | string[]>;
+};
+
+export type FakeTwilioRequest = { method: string; path: string; query: string; authorized: boolean; params: URLSearchParams };
+
+export type FakeTwilio = Awaited<ReturnType<typeof startFakeTwilio>>;
+
+const ERROR_MESSAGES: Record<number, string> = {
+  20003: 'Authenticate',
+  20404: 'The requested resource was not found',
+  20500: 'An internal server error has occurred',
+  21211: "Invalid 'To' Phone Number",
+  21610: 'Attempt to send to unsubscribed recipient',
+  21614: "'To' number is not a valid mobile number",
+  30003: 'Unreachable destination handset',
+  30006: 'Landline or unreachable carrier',
+};
+
+function twilioError(res: ServerResponse, spec: TwilioErrorSpec) {
+  const status = spec.status ?? (spec.code >= 20000 && spec.code < 20100 ? 401 : 400);
+  const body = JSON.stringify({
+    code: spec.code,
+    message: spec.message ?? ERROR_MESSAGES[spec.code] ?? `Twilio error ${spec.code}`,
+    more_info: `https://www.twilio.com/docs/errors/${spec.code}`,
+    status,
+  });
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+}
+
+function json(res: ServerResponse, status: number, payload: unknown) {
+  const body = JSON.stringify(payload);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+}
+
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const rfc2822 = (date: Date) => date.toUTCString().replace('GMT', '+0000');
+
+export async function startFakeTwilio(options: { accountSid?: string; authToken?: string } = {}) {
+  const accountSid = options.accountSid ?? `AC${randomBytes(16).toString('hex')}`;
+  const authToken = options.authToken ?? randomBytes(16).toString('hex');
+  const expectedAuth = `Basic ${Buffer.from(`${accountSid}:${authToken}`).toString('base64')}`;
+
+  const sent: SentMessage[] = [];
+  const requests: FakeTwilioRequest[] = [];
+  const lookups: string[] = [];
+  const sendErrorsByRecipient = new Map<string, TwilioErrorSpec>();
+  const nextSendErrors: TwilioErrorSpec[] = [];
+  const lineTypes = new Map<string, string | null>();
+  let lookupFailuresLeft = 0;
+  let sendDelayMs = 0;
+  let defaultLineType: string | null = 'mobile';
+
+  async function handle(req: IncomingMessage, res: ServerResponse) {
+    const url = new URL(req.url ?? '/', 'http://fake-twilio');
+    const raw = req.method === 'POST' ? await readBody(req) : '';
+    const params = new URLSearchParams(raw);
+    const authorized = req.headers.authorization === expectedAuth;
+    requests.push({ method: req.method ?? 'GET', path: decodeURIComponent(url.pathname), query: url.search, authorized, params });
+    if (!authorized) return twilioError(res, { code: 20003, status: 401 });
+
+    const messagesPath = url.pathname.match(/^\/2010-04-01\/Accounts\/([^/]+)\/Messages\.json$/);
+    if (messagesPath && req.method === 'POST') {
+      if (messagesPath[1] !== accountSid) return twilioError(res, { code: 20404, status: 404 });
+      if (sendDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, sendDelayMs));
+      const to = params.get('To') ?? '';
+      const from = params.get('From') ?? '';
+      if (!to) return twilioError(res, { code: 21604, message: "A 'To' phone number is required." });
+      if (!from) return twilioError(res, { code: 21603, message: "A 'From' phone number is required." });
+      const failure = nextSendErrors.shift() ?? sendErrorsByRecipient.get(to);
+      if (failure) return twilioError(res, failure);
+      const sid = `SM${randomBytes(16).toString('hex')}`;
+      const mediaUrls = params.getAll('MediaUrl');
+      const record: SentMessage = {
+        sid,
+        accountSid,
+        to,
+        from,
+        body: params.get('Body') ?? '',
+        mediaUrls,
+        statusCallback: params.get('StatusCallback'),
+        sendAsMms: params.get('SendAsMms') === 'true',
+        params: Object.fromEntries(
+          [...new Set(params.keys())].map((key) => [key, params.getAll(key).length > 1 ? params.getAll(key) : params.get(key)!]),
+        ),
+      };
+      sent.push(record);
+      const now = rfc2822(new Date());
+      return json(res, 201, {
+        account_sid: accountSid,
+        api_version: '2010-04-01',
+        body: record.body,
+        date_created: now,
+        date_sent: null,
+        date_updated: now,
+        direction: 'outbound-api',
+        error_code: null,
+        error_message: null,
+        from,
+        messaging_service_sid: null,
+        num_media: String(mediaUrls.length),
+        num_segments: '1',
+        price: null,
+        price_unit: 'USD',
+        sid,
+        status: 'queued',
+        subresource_uris: { media: `/2010-04-01/Accounts/${accountSid}/Messages/${sid}/Media.json` },
+        to,
+        uri: `/2010-04-01/Accounts/${accountSid}/Messages/${sid}.json`,
+      });
+    }
+
+    const lookupPath = url.pathname.match(/^\/v2\/PhoneNumbers\/([^/]+)$/);
+    if (lookupPath && req.method === 'GET') {
+      const phoneNumber = decodeURIComponent(lookupPath[1]!);
+      lookups.push(phoneNumber);
+      if (lookupFailuresLeft > 0) {
+        lookupFailuresLeft -= 1;
+        return twilioError(res, { code: 20500, status: 500 });
+      }
+      const wantsLineType = (url.searchParams.get('Fields') ?? '').split(',').includes('line_type_intelligence');
+      const type = lineTypes.has(phoneNumber) ? lineTypes.get(phoneNumber)! : defaultLineType;
+      return json(res, 200, {
+        calling_country_code: '1',
+        country_code: 'US',
+        phone_number: phoneNumber,
+        national_format: phoneNumber,
+        valid: true,
+        validation_errors: [],
+        caller_name: null,
+        sim_swap: null,
+        call_forwarding: null,
+        line_status: null,
+        line_type_intelligence: wantsLineType
+          ? { error_code: type ? null : 60600, mobile_country_code: '310', mobile_network_code: '456', carrier_name: 'Fake Wireless', type }
+          : null,
+        identity_match: null,
+        reassigned_number: null,
+        sms_pumping_risk: null,
+        phone_number_quality_score: null,
+        pre_fill: null,
+        url: `https://lookups.twilio.com/v2/PhoneNumbers/${phoneNumber}`,
+      });
+    }
+    return twilioError(res, { code: 20404, status: 404 });
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error) => {
+      res.writeHead(500).end(String(error));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    url,
+    accountSid,
+    authToken,
+    /** Messages accepted, in arrival order. */
+    sent,
+    /** Every request, authorized or not. */
+    requests,
+    /** Numbers looked up, in order. */
+    lookups,
+    /** Every send to this number fails with this Twilio error. */
+    failSendsTo(to: string, error: TwilioErrorSpec) {
+      sendErrorsByRecipient.set(to, error);
+    },
+    /** The next send (whoever it is for) fails with this Twilio error. */
+    failNextSend(error: TwilioErrorSpec) {
+      nextSendErrors.push(error);
+    },
+    /** Holds every send this long before answering (provider timeouts). */
+    delaySends(ms: number) {
+      sendDelayMs = ms;
+    },
+    /** Lookup's line type for a number (null: no answer); others get the default (mobile). */
+    setLineType(phoneNumber: string, type: string | null) {
+      lineTypes.set(phoneNumber, type);
+    },
+    setDefaultLineType(type: string | null) {
+      defaultLineType = type;
+    },
+    /** The next `count` lookups answer HTTP 500 (Twilio error 20500). */
+    failLookups(count: number) {
+      lookupFailuresLeft = count;
+    },
+    reset() {
+      sent.length = 0;
+      requests.length = 0;
+      lookups.length = 0;
+      sendErrorsByRecipient.clear();
+      nextSendErrors.length = 0;
+      lineTypes.clear();
+      lookupFailuresLeft = 0;
+      sendDelayMs = 0;
+      defaultLineType = 'mobile';
+    },
+    /**
+     * Posts a status callback for a sent message to its StatusCallback URL, signed as Twilio signs it
+     * (X-Twilio-Signature over the URL and the sorted parameters, with the auth token).
+     */
+    async sendStatusCallback(sid: string, status: string, extra: { errorCode?: number; url?: string; authToken?: string } = {}) {
+      const message = sent.find((m) => m.sid === sid);
+      const target = extra.url ?? message?.statusCallback;
+      if (!target) throw new Error(`no StatusCallback known for ${sid}`);
+      const params: Record<string, string> = {
+        AccountSid: accountSid,
+        ApiVersion: '2010-04-01',
+        From: message?.from ?? '',
+        To: message?.to ?? '',
+        MessageSid: sid,
+        SmsSid: sid,
+        SmsStatus: status,
+        MessageStatus: status,
+      };
+      if (extra.errorCode !== undefined) params.ErrorCode = String(extra.errorCode);
+      const signature = twilio.getExpectedTwilioSignature(extra.authToken ?? authToken, target, params);
+      return fetch(target, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature },
+        body: new URLSearchParams(params).toString(),
+      });
+    },
+    /** Env for createTestApp: the gateway's Twilio provider, pointed at this server. */
+    env(): Record<string, string> {
+      return { TWILIO_ACCOUNT_SID: accountSid, TWILIO_AUTH_TOKEN: authToken, TWILIO_API_BASE_URL: url };
+    },
+    close() {
+      return new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}

@@ -1,0 +1,1 @@
+CREATE INDEX "messages_org_inbound_stream_idx" ON "messages" USING btree ("organization_id","created_at","id") WHERE "messages"."direction" = 'incoming';

@@ -1,0 +1,150 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Deps } from '../../context.js';
+import { isDatabaseUnavailable, isRefusedValue } from '../../db/failures.js';
+import { AppError } from '../../errors.js';
+import { verifyTwilioSignature, type WebhookParams } from '../../providers/twilio/signature.js';
+import { receiveInbound } from '../../services/inbound.js';
+import { applyMessageStatus } from '../../services/message-status.js';
+import { INBOUND_FLOOD_PER_MINUTE } from '../rate-limit.js';
+import { sendJson } from '../respond.js';
+
+// Twilio's webhooks: inbound messages and delivery status callbacks. Both are verified against
+// X-Twilio-Signature before anything is read into the data layer, and answered only after the
+// transaction committed, so a 200 tells Twilio the message is safe (it retries on 5xx and timeouts).
+
+export const TWILIO_MESSAGES_PATH = '/webhooks/twilio/messages';
+export const TWILIO_STATUS_PATH = '/webhooks/twilio/status';
+
+/** Twilio's form posts are a few kilobytes (body up to 1,600 characters, up to 10 media URLs). */
+const MAX_BODY_BYTES = 64 * 1024;
+const EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>';
+
+function readForm(req: IncomingMessage): Promise<URLSearchParams> {
+  const type = req.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
+  if (type !== 'application/x-www-form-urlencoded') {
+    req.resume();
+    return Promise.reject(new AppError('INVALID_BODY', 'Twilio webhooks are form-encoded (application/x-www-form-urlencoded).'));
+  }
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(new AppError('PAYLOAD_TOO_LARGE', `The body must be at most ${MAX_BODY_BYTES} bytes.`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(new URLSearchParams(Buffer.concat(chunks).toString('utf8'))));
+    req.on('error', reject);
+  });
+}
+
+/** Every parameter as received; a repeated key keeps all its values, as Twilio signs them all. */
+function paramsOf(form: URLSearchParams): WebhookParams {
+  const params: WebhookParams = {};
+  for (const key of new Set(form.keys())) {
+    const values = form.getAll(key);
+    params[key] = values.length === 1 ? values[0]! : values;
+  }
+  return params;
+}
+
+function single(params: WebhookParams, name: string, required: true): string;
+function single(params: WebhookParams, name: string, required?: false): string | undefined;
+function single(params: WebhookParams, name: string, required = false): string | undefined {
+  const value = params[name];
+  if (Array.isArray(value)) throw new AppError('INVALID_PARAMETER', `${name} must be given once.`, { parameter: name });
+  if (required && !value) throw new AppError('INVALID_PARAMETER', `${name} is required.`, { parameter: name });
+  return value;
+}
+
+/** MediaUrl0, MediaUrl1, ... in index order (NumMedia says how many; we keep every one received). */
+function mediaUrlsOf(params: WebhookParams): string[] {
+  return Object.keys(params)
+    .map((key) => /^MediaUrl(\d{1,2})$/.exec(key))
+    .filter((match): match is RegExpExecArray => match !== null)
+    .sort((a, b) => Number(a[1]) - Number(b[1]))
+    .map((match) => single(params, match[0], true));
+}
+
+async function inbound(deps: Deps, params: WebhookParams, res: ServerResponse) {
+  const outcome = await receiveInbound(deps, {
+    to: single(params, 'To', true),
+    from: single(params, 'From', true),
+    body: single(params, 'Body') ?? '',
+    mediaUrls: mediaUrlsOf(params),
+    provider: 'twilio',
+    providerMessageId: single(params, 'MessageSid', true),
+  });
+  if (outcome.outcome === 'stored') {
+    deps.logger.info({ organizationId: outcome.organizationId, messageId: outcome.message.id, category: outcome.analysis.category }, 'inbound message stored');
+  }
+  // Never refused (Twilio does not retry a 429): a sender flooding one number is stored in full and flagged.
+  if (outcome.outcome === 'stored' && (await deps.rateLimiter.inboundFlood(outcome.organizationId, outcome.message.conversationId))) {
+    deps.logger.warn({ organizationId: outcome.organizationId, conversationId: outcome.message.conversationId, perMinute: INBOUND_FLOOD_PER_MINUTE }, 'inbound flood from one sender');
+  }
+  res.writeHead(200, { 'content-type': 'text/xml; charset=utf-8' }).end(EMPTY_TWIML);
+}
+
+async function status(deps: Deps, params: WebhookParams, res: ServerResponse) {
+  const errorCode = single(params, 'ErrorCode');
+  await applyMessageStatus(deps, {
+    providerMessageId: single(params, 'MessageSid', true),
+    status: single(params, 'MessageStatus', true),
+    errorCode: errorCode && /^\d{1,9}$/.test(errorCode) ? Number(errorCode) : null,
+  });
+  // Unknown messages and statuses are logged and acknowledged: a retry would not make them known.
+  res.writeHead(200, { 'content-type': 'text/xml; charset=utf-8' }).end(EMPTY_TWIML);
+}
+
+/** POST /webhooks/twilio/messages and /webhooks/twilio/status. */
+export async function handleTwilioWebhook(deps: Deps, req: IncomingMessage, res: ServerResponse, kind: 'messages' | 'status') {
+  try {
+    if (req.method !== 'POST') {
+      req.resume();
+      throw new AppError('METHOD_NOT_ALLOWED', `Twilio webhooks take POST, not ${req.method}.`);
+    }
+    const authToken = deps.config.twilioAuthToken;
+    if (!authToken) {
+      req.resume();
+      throw new AppError(
+        'SERVICE_UNAVAILABLE',
+        'Twilio webhooks are disabled: set TWILIO_AUTH_TOKEN so their signatures can be verified. ' +
+          '(Without Twilio, use the simulated provider and the CLI command `inbound`.)',
+      );
+    }
+    const params = paramsOf(await readForm(req));
+    // The URL Twilio called, as configured in its console: our public base URL, path and query string.
+    const url = deps.config.publicBaseUrl + (req.url ?? '');
+    const signature = req.headers['x-twilio-signature'];
+    if (!verifyTwilioSignature(authToken, typeof signature === 'string' ? signature : undefined, url, params)) {
+      deps.logger.warn({ path: req.url }, 'Twilio webhook with a missing or invalid signature refused');
+      throw new AppError('INVALID_SIGNATURE', 'Missing or invalid X-Twilio-Signature.');
+    }
+    await (kind === 'messages' ? inbound(deps, params, res) : status(deps, params, res));
+  } catch (error) {
+    if (res.headersSent) return;
+    if (error instanceof AppError) {
+      sendJson(res, error.status, { success: false, code: error.code, message: error.message, ...error.details });
+      return;
+    }
+    // A 5xx makes Twilio retry later, which is what we want when, say, the database is briefly away.
+    if (isRefusedValue(error)) {
+      // Retrying would fail the same way: a 400 tells Twilio to stop.
+      deps.logger.warn({ err: error, path: req.url }, 'Twilio webhook refused: the database refused a value');
+      sendJson(res, 400, { success: false, code: 'INVALID_PARAMETER', message: 'A parameter is invalid or too large to store.' });
+      return;
+    }
+    if (isDatabaseUnavailable(error)) {
+      deps.logger.warn({ err: error, path: req.url }, 'Twilio webhook deferred: database unavailable; Twilio will retry');
+      sendJson(res, 503, { success: false, code: 'SERVICE_UNAVAILABLE', message: 'The database is unavailable; Twilio will retry.' });
+      return;
+    }
+    deps.logger.error({ err: error, path: req.url }, 'Twilio webhook failed');
+    sendJson(res, 500, { success: false, code: 'INTERNAL_ERROR', message: 'The webhook could not be processed; Twilio will retry.' });
+  }
+}

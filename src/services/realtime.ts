@@ -1,0 +1,238 @@
+import { and, asc, eq, sql, type SQL } from 'drizzle-orm';
+import type { Deps } from '../context.js';
+import type { DbOrTx } from '../db/client.js';
+import { conversations, messages, type ConversationRow, type MessageRow } from '../db/tables.js';
+import { AppError } from '../errors.js';
+import { wakeableStream } from '../pubsub/wakeable-stream.js';
+import { conversationsByIds, conversationsByPhones } from './conversations.js';
+import { decodeCursorWithScope, type Keyset } from './cursors.js';
+import { messagesByIds } from './messages.js';
+
+// The streams behind the GraphQL subscriptions. Events carry ids only; every row a subscriber receives
+// is read here, scoped to the subscriber's organization, when it is delivered (so it is current).
+
+type StreamDeps = Pick<Deps, 'db' | 'events'>;
+
+/** Rows read per statement while replaying or catching up. */
+const REPLAY_PAGE = 200;
+/** A messageReceived stream re-reads at least this often, healing a notification lost between instances. */
+const RESYNC_MS = 30_000;
+/** Ids loaded per statement for conversationUpdated / messageStatusChanged. */
+const LOAD_BATCH = 100;
+
+/** The conversation a subscription is narrowed to by phone number; it may not exist yet. */
+class ConversationScope {
+  private id: string | null = null;
+  constructor(
+    private readonly db: DbOrTx,
+    private readonly organizationId: string,
+    readonly phoneNumber: string | null,
+  ) {}
+
+  static async open(db: DbOrTx, organizationId: string, phoneNumber: string | null) {
+    const scope = new ConversationScope(db, organizationId, phoneNumber);
+    await scope.resolve();
+    return scope;
+  }
+
+  /** The conversation's id once it exists (ids never change, so it is remembered). */
+  async resolve(): Promise<string | null> {
+    if (this.phoneNumber && !this.id) {
+      const [row] = await conversationsByPhones(this.db, this.organizationId, [this.phoneNumber]);
+      this.id = row?.id ?? null;
+    }
+    return this.id;
+  }
+
+  /** Records the conversation once a row of it was seen. */
+  remember(conversationId: string) {
+    if (this.phoneNumber) this.id = conversationId;
+  }
+
+  /** Cheap pre-filter for events: false only when the event is certainly for another conversation. */
+  mayMatch(conversationId: string): boolean {
+    return !this.phoneNumber || !this.id || this.id === conversationId;
+  }
+
+  async matches(conversationId: string): Promise<boolean> {
+    if (!this.phoneNumber) return true;
+    return (await this.resolve()) === conversationId;
+  }
+}
+
+/**
+ * Written as a literal, not a bound parameter: the partial index messages_org_inbound_stream_idx can only
+ * be used by a plan that knows the value, and prepared statements may switch to generic plans.
+ */
+export const isInbound = sql`${messages.direction} = 'incoming'`;
+
+// A row comparison, so the index range starts right at the cursor (an OR of two conditions would be a
+// filter over every inbound message of the organization). Raw parameters get no column mapping: ISO text.
+const newerThan = (key: Keyset): SQL =>
+  sql`(${messages.createdAt}, ${messages.id}) > (${key.at.toISOString()}::timestamptz, ${key.id}::uuid)`;
+
+/** Inbound messages strictly after `after` in (time, id) order, oldest first; optionally one conversation. */
+export async function inboundMessagesAfter(
+  db: DbOrTx,
+  organizationId: string,
+  options: { phoneNumber: string | null; after: Keyset | null; limit: number },
+): Promise<MessageRow[]> {
+  const conditions: SQL[] = [eq(messages.organizationId, organizationId), isInbound];
+  if (options.after) conditions.push(newerThan(options.after));
+  if (options.phoneNumber) {
+    conditions.push(
+      eq(
+        messages.conversationId,
+        sql`(select ${conversations.id} from ${conversations} where ${conversations.organizationId} = ${organizationId} and ${conversations.phoneNumber} = ${options.phoneNumber})`,
+      ),
+    );
+  }
+  return db
+    .select()
+    .from(messages)
+    .where(and(...conditions))
+    .orderBy(asc(messages.createdAt), asc(messages.id))
+    .limit(options.limit);
+}
+
+/** Position of the newest inbound message (the stream's "now"), or null when there is none. */
+async function newestInboundKey(db: DbOrTx, organizationId: string, phoneNumber: string | null): Promise<Keyset | null> {
+  const conditions: SQL[] = [eq(messages.organizationId, organizationId), isInbound];
+  if (phoneNumber) {
+    conditions.push(
+      eq(
+        messages.conversationId,
+        sql`(select ${conversations.id} from ${conversations} where ${conversations.organizationId} = ${organizationId} and ${conversations.phoneNumber} = ${phoneNumber})`,
+      ),
+    );
+  }
+  const [row] = await db
+    .select({ at: messages.createdAt, id: messages.id })
+    .from(messages)
+    .where(and(...conditions))
+    .orderBy(sql`${messages.createdAt} desc`, sql`${messages.id} desc`)
+    .limit(1);
+  return row ?? null;
+}
+
+/**
+ * Where a resumed stream starts: a messages-connection cursor from any conversation of the caller's
+ * organization (with phoneNumber: from that conversation). Anything else is INVALID_CURSOR, the same
+ * answer whether a foreign conversation exists or not.
+ */
+async function resumePosition(db: DbOrTx, organizationId: string, cursor: string, scope: ConversationScope): Promise<Keyset> {
+  const { scope: conversationId, key } = decodeCursorWithScope('msg', cursor, 'after');
+  const invalid = () =>
+    new AppError('INVALID_CURSOR', 'after must be a message cursor from a conversation of your organization', { argument: 'after' });
+  if (scope.phoneNumber) {
+    if ((await scope.resolve()) !== conversationId) throw invalid();
+  } else {
+    const [owned] = await conversationsByIds(db, organizationId, [conversationId]);
+    if (!owned) throw invalid();
+  }
+  return key;
+}
+
+/**
+ * Inbound messages of the organization (or of one conversation), live, without gaps or duplicates.
+ * With `after`, first replays every inbound message newer than that cursor, oldest first.
+ *
+ * Every live event only wakes a reader that fetches "inbound newer than the last one delivered" by
+ * keyset; a message committing during the replay is therefore read exactly once, by whichever read
+ * comes after its commit. Inbound messages of an organization commit in (time, id) order (see
+ * receiveInbound), so reading by keyset never skips one that commits late.
+ */
+export async function messageReceivedStream(
+  deps: StreamDeps,
+  organizationId: string,
+  options: { phoneNumber: string | null; after: string | null },
+): Promise<AsyncIterable<MessageRow>> {
+  const scope = await ConversationScope.open(deps.db, organizationId, options.phoneNumber);
+  // Validated before the stream starts, so a bad cursor is an error result, not a broken stream.
+  let position = options.after
+    ? await resumePosition(deps.db, organizationId, options.after, scope)
+    : await newestInboundKey(deps.db, organizationId, options.phoneNumber);
+
+  return wakeableStream<MessageRow, { conversationId: string }>({
+    live: deps.events.subscribe('messageReceived', organizationId),
+    ready: deps.events.ready,
+    drainAtStart: true,
+    resyncMs: RESYNC_MS,
+    onEvent: (event) => scope.mayMatch(event.conversationId),
+    async drain(push, stopped) {
+      for (;;) {
+        const rows = await inboundMessagesAfter(deps.db, organizationId, { phoneNumber: options.phoneNumber, after: position, limit: REPLAY_PAGE });
+        if (rows[0]) scope.remember(rows[0].conversationId);
+        for (const row of rows) {
+          if (stopped()) return;
+          position = { at: row.createdAt, id: row.id };
+          await push(row);
+        }
+        if (rows.length < REPLAY_PAGE) return;
+      }
+    },
+  });
+}
+
+/**
+ * A stream of rows named by live events: ids coalesce while the subscriber is busy (it gets the
+ * current row once, not every intermediate state) and are loaded in batches, in arrival order.
+ */
+function rowsByEventId<T extends { id: string }, E>(options: {
+  deps: StreamDeps;
+  live: AsyncIterator<E> & { return?(): Promise<unknown> };
+  idOf: (event: E) => string | null;
+  load: (ids: string[]) => Promise<T[]>;
+  keep?: (row: T) => Promise<boolean>;
+}): AsyncIterable<T> {
+  const pending = new Set<string>();
+  return wakeableStream<T, E>({
+    live: options.live,
+    ready: options.deps.events.ready,
+    onEvent(event) {
+      const id = options.idOf(event);
+      if (id === null) return false;
+      pending.add(id);
+      return true;
+    },
+    async drain(push, stopped) {
+      while (pending.size > 0 && !stopped()) {
+        const ids = [...pending].slice(0, LOAD_BATCH);
+        for (const id of ids) pending.delete(id);
+        const byId = new Map((await options.load(ids)).map((row) => [row.id, row]));
+        for (const id of ids) {
+          const row = byId.get(id);
+          if (!row || (options.keep && !(await options.keep(row)))) continue;
+          if (stopped()) return;
+          await push(row);
+        }
+      }
+    },
+  });
+}
+
+/** Conversations of the organization as they change (new message either way, read, archive, star). */
+export function conversationUpdatedStream(deps: StreamDeps, organizationId: string): AsyncIterable<ConversationRow> {
+  return rowsByEventId({
+    deps,
+    live: deps.events.subscribe('conversationUpdated', organizationId),
+    idOf: (event) => event.conversationId,
+    load: (ids) => conversationsByIds(deps.db, organizationId, ids),
+  });
+}
+
+/** Messages of the organization (or one conversation) whose delivery status moved, with the new status. */
+export async function messageStatusStream(
+  deps: StreamDeps,
+  organizationId: string,
+  options: { phoneNumber: string | null },
+): Promise<AsyncIterable<MessageRow>> {
+  const scope = await ConversationScope.open(deps.db, organizationId, options.phoneNumber);
+  return rowsByEventId({
+    deps,
+    live: deps.events.subscribe('messageStatusChanged', organizationId),
+    idOf: (event) => (scope.mayMatch(event.conversationId) ? event.messageId : null),
+    load: (ids) => messagesByIds(deps.db, organizationId, ids),
+    keep: (row) => scope.matches(row.conversationId),
+  });
+}

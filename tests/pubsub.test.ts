@@ -1,0 +1,97 @@
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPubSub, type PubSubEventTarget } from 'graphql-yoga';
+import type { Database } from '../src/db/client.js';
+import { createEventBus, type GatewayEvents } from '../src/pubsub/index.js';
+import { PostgresEventTarget } from '../src/pubsub/postgres-event-target.js';
+import { createTestDatabase, postgresUrl } from './helpers/database.js';
+import { until } from './helpers/realtime.js';
+
+// The cross-instance event target over real LISTEN/NOTIFY (PostgreSQL, or PGlite's own in-process
+// implementation of it): two targets stand for two gateway instances on one database.
+
+let database: Database;
+const logger = pino({ level: 'silent' });
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+}, 60_000);
+afterAll(() => database?.close());
+
+function instance() {
+  const target = new PostgresEventTarget(database, logger);
+  const pubsub = createPubSub<GatewayEvents>({ eventTarget: target as unknown as PubSubEventTarget<GatewayEvents> });
+  return { target, pubsub };
+}
+
+async function collect(iterable: AsyncIterable<unknown>, into: unknown[]) {
+  for await (const value of iterable) into.push(value);
+}
+
+describe('PostgresEventTarget', () => {
+  it('delivers each event exactly once on every instance, only to the same organization', async () => {
+    const a = instance();
+    const b = instance();
+    await Promise.all([a.target.ready, b.target.ready]);
+    const onA: unknown[] = [];
+    const onB: unknown[] = [];
+    const otherOrgOnB: unknown[] = [];
+    const subs = [a.pubsub.subscribe('conversationUpdated', 'org-1'), b.pubsub.subscribe('conversationUpdated', 'org-1'), b.pubsub.subscribe('conversationUpdated', 'org-2')];
+    void collect(subs[0]!, onA);
+    void collect(subs[1]!, onB);
+    void collect(subs[2]!, otherOrgOnB);
+
+    a.pubsub.publish('conversationUpdated', 'org-1', { conversationId: 'c1' });
+    b.pubsub.publish('conversationUpdated', 'org-1', { conversationId: 'c2' });
+    await until(() => onA.length >= 2 && onB.length >= 2, 5_000, 'both events on both instances');
+    // Give any echo (an event re-sent by its receiver) time to show up.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(onA).toHaveLength(2);
+    expect(onB).toHaveLength(2);
+    expect(onA).toContainEqual({ conversationId: 'c1' });
+    expect(onA).toContainEqual({ conversationId: 'c2' });
+    expect(onB).toEqual(expect.arrayContaining([{ conversationId: 'c1' }, { conversationId: 'c2' }]));
+    expect(otherOrgOnB).toEqual([]);
+
+    await Promise.all(subs.map((sub) => sub.return()));
+    await a.target.close();
+    await b.target.close();
+    // Closed: B no longer hears A.
+    const late: unknown[] = [];
+    const c = instance();
+    await c.target.ready;
+    const sub = b.pubsub.subscribe('conversationUpdated', 'org-1');
+    void collect(sub, late);
+    c.pubsub.publish('conversationUpdated', 'org-1', { conversationId: 'c3' });
+    await c.target.close();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(late).toEqual([]);
+    await sub.return();
+  });
+
+  it('is what the event bus uses on PostgreSQL, and in-process delivery on PGlite', async () => {
+    const bus = createEventBus({ database, logger });
+    await bus.ready;
+    const received: unknown[] = [];
+    const sub = bus.subscribe('messageReceived', 'org-1');
+    void collect(sub, received);
+    expect(bus.subscriberCount('messageReceived', 'org-1')).toBe(1);
+    bus.publish('messageReceived', 'org-1', { messageId: 'm1', conversationId: 'c1' });
+    await until(() => received.length === 1, 5_000, 'local delivery');
+
+    // A second bus on the same database hears the first one only when events cross instances (PostgreSQL).
+    const second = createEventBus({ database, logger });
+    await second.ready;
+    const heard: unknown[] = [];
+    const secondSub = second.subscribe('messageReceived', 'org-1');
+    void collect(secondSub, heard);
+    bus.publish('messageReceived', 'org-1', { messageId: 'm2', conversationId: 'c1' });
+    await until(() => received.length === 2, 5_000, 'local delivery');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(heard).toEqual(postgresUrl ? [{ messageId: 'm2', conversationId: 'c1' }] : []);
+    await sub.return();
+    await secondSub.return();
+    await bus.close();
+    await second.close();
+  });
+});

@@ -1,0 +1,147 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Deps } from '../../context.js';
+import { isDatabaseUnavailable, isRefusedValue, UNAVAILABLE_RETRY_AFTER_SECONDS } from '../../db/failures.js';
+import { AppError, type ErrorCode } from '../../errors.js';
+import { createLoaders, type Loaders } from '../../loaders/index.js';
+import type { Caller } from '../../services/auth.js';
+import { pathOf, sendJson } from '../respond.js';
+import { conversationMessagesRoute, listConversationsRoute, replyRoute } from './conversations.js';
+import { buildOpenApiDocument } from './openapi.js';
+import { queryOf } from './request.js';
+import type { ErrorJson } from './schemas.js';
+
+type SchemaRef = { $ref: string } | { type: 'array'; items: { $ref: string } };
+
+export type RouteContext = {
+  deps: Deps;
+  req: IncomingMessage;
+  caller: Caller;
+  loaders: Loaders;
+  /** Raw (still URL-encoded) path segments named in the path template. */
+  params: Record<string, string>;
+  query: URLSearchParams;
+};
+
+/** One REST operation: the router serves it and the OpenAPI document describes it from the same object. */
+export type RestRoute = {
+  method: 'GET' | 'POST';
+  /** OpenAPI path template, e.g. `/api/conversations/{phoneNumber}/messages`. */
+  path: string;
+  operationId: string;
+  summary: string;
+  description: string;
+  pathParams?: Record<string, { description: string }>;
+  query?: Record<string, { type: 'boolean' | 'string' | 'integer'; description: string; minimum?: number }>;
+  headers?: Record<string, { description: string; maxLength?: number }>;
+  /** Component schema names are given bare (`MessagePage`) and expanded by the OpenAPI builder. */
+  requestBody?: { $ref: string };
+  response: { description: string; schema: SchemaRef };
+  /** Every error code the route answers besides INTERNAL_ERROR; statuses come from the error catalog. */
+  errors: readonly ErrorCode[];
+  handle(ctx: RouteContext): Promise<{ status: number; body: unknown }>;
+};
+
+export const restRoutes: readonly RestRoute[] = [listConversationsRoute, conversationMessagesRoute, replyRoute];
+
+/** Access-Control-Allow-Origin is set before routing (src/http/cors.ts, from CORS_ORIGINS, as for GraphQL). */
+const CORS_HEADERS = {};
+
+function matchPath(template: string, path: string): Record<string, string> | null {
+  const want = template.split('/');
+  const got = path.split('/');
+  if (want.length !== got.length) return null;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < want.length; i += 1) {
+    const part = want[i]!;
+    if (part.startsWith('{')) {
+      if (got[i] === '') return null;
+      params[part.slice(1, -1)] = got[i]!;
+    } else if (part !== got[i]) return null;
+  }
+  return params;
+}
+
+function sendError(res: ServerResponse, error: AppError) {
+  const body: ErrorJson = { success: false, code: error.code, message: error.message };
+  const headers: Record<string, string> = { ...CORS_HEADERS };
+  if (error.code === 'UNAUTHENTICATED') headers['www-authenticate'] = 'Bearer';
+  // An oversized body may still be arriving: answer, then close rather than read it.
+  if (error.code === 'PAYLOAD_TOO_LARGE') headers.connection = 'close';
+  if (error.details?.allow) headers.allow = String(error.details.allow);
+  if (error.code === 'SERVICE_UNAVAILABLE') headers['retry-after'] = String(UNAVAILABLE_RETRY_AFTER_SECONDS);
+  sendJson(res, error.status, body, headers);
+}
+
+/** Serves everything under /api: the published conversations routes and their OpenAPI document. */
+export function createRestHandler(deps: Deps) {
+  const openApi = buildOpenApiDocument(restRoutes, deps.config.publicBaseUrl);
+
+  return async function handleRest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      const path = pathOf(req).replace(/(.)\/+$/, '$1');
+      const method = req.method ?? 'GET';
+      if (/%00/.test(req.url ?? '')) throw new AppError('INVALID_PARAMETER', 'Parameters must not contain NUL (%00) characters.');
+      if (path === '/api/openapi.json') {
+        if (method !== 'GET' && method !== 'HEAD')
+          throw new AppError('METHOD_NOT_ALLOWED', `${method} is not allowed here.`, { allow: 'GET' });
+        sendJson(res, 200, openApi, CORS_HEADERS);
+        return;
+      }
+      const matches = restRoutes.flatMap((route) => {
+        const params = matchPath(route.path, path);
+        return params ? [{ route, params }] : [];
+      });
+      if (matches.length === 0) throw new AppError('NOT_FOUND', `No route for ${method} ${path}.`);
+      const allow = matches.map((m) => m.route.method).join(', ');
+      if (method === 'OPTIONS') {
+        // CORS preflight for browser clients.
+        res.writeHead(204, {
+          ...CORS_HEADERS,
+          allow,
+          'access-control-allow-methods': allow,
+          'access-control-allow-headers': 'authorization, content-type, x-organization-id, idempotency-key',
+          'access-control-max-age': '600',
+        });
+        res.end();
+        return;
+      }
+      const match = matches.find((m) => m.route.method === method);
+      if (!match) throw new AppError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${path}; use ${allow}.`, { allow });
+
+      const caller = await deps.authenticator.authenticate(req.headers.authorization, headerValue(req.headers['x-organization-id']));
+      const result = await match.route.handle({
+        deps,
+        req,
+        caller,
+        loaders: createLoaders(deps.db, caller.organizationId),
+        params: match.params,
+        query: queryOf(req),
+      });
+      sendJson(res, result.status, result.body, CORS_HEADERS);
+    } catch (error) {
+      if (res.headersSent) {
+        deps.logger.error({ err: error }, 'REST request failed after the response started');
+        res.destroy();
+        return;
+      }
+      if (error instanceof AppError) {
+        sendError(res, error);
+        return;
+      }
+      if (isRefusedValue(error)) {
+        deps.logger.warn({ err: error, method: req.method, url: req.url }, 'REST request refused: the database refused a value');
+        sendError(res, new AppError('INVALID_PARAMETER', 'A value is invalid or too large to store.'));
+        return;
+      }
+      if (isDatabaseUnavailable(error)) {
+        deps.logger.warn({ err: error, method: req.method, url: req.url }, 'REST request failed: database unavailable');
+        sendError(res, new AppError('SERVICE_UNAVAILABLE', 'The database is unavailable; try again shortly.'));
+        return;
+      }
+      deps.logger.error({ err: error, method: req.method, url: req.url }, 'unexpected error in REST request');
+      sendError(res, new AppError('INTERNAL_ERROR', 'Internal server error.'));
+    }
+  };
+}
+
+const headerValue = (value: string | string[] | undefined) => (Array.isArray(value) ? value.join(',') : value);

@@ -1,26 +1,63 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Deps } from './context.js';
 import { createGraphqlHandler, type GraphqlOptions } from './http/graphql.js';
+import { attachGraphqlWs } from './http/graphql-ws.js';
+import { applyCors } from './http/cors.js';
+import { createDrain } from './http/graceful.js';
 import { handleHealth } from './http/health.js';
+import { admitRequest } from './http/rate-limit.js';
+import { addRequestIdToUpgrades, serveWithRequestId } from './http/request-id.js';
+import { handleShortLink, SHORT_LINK_PREFIX } from './http/links.js';
 import { pathOf, sendJson } from './http/respond.js';
+import { createRestHandler } from './http/rest/router.js';
+import { handleTwilioWebhook, TWILIO_MESSAGES_PATH, TWILIO_STATUS_PATH } from './http/webhooks/twilio.js';
 
 export type App = {
   server: Server;
   graphql: ReturnType<typeof createGraphqlHandler>;
   /** Listens on the port (0: any free one) and resolves to the base URL. */
   start(port?: number, host?: string): Promise<string>;
-  /** Stops accepting, lets in-flight requests finish (up to graceMs), then closes every socket. */
+  /**
+   * Stops accepting, closes WebSockets (1001) and event streams (clients reconnect elsewhere), lets
+   * in-flight requests finish (up to graceMs), then closes every socket.
+   */
   stop(graceMs?: number): Promise<void>;
 };
 
 export function buildApp(deps: Deps, options: GraphqlOptions = {}): App {
   const graphql = createGraphqlHandler(deps, options);
+  const rest = createRestHandler(deps);
+  // Open SSE / streamed GraphQL responses: they never finish by themselves, so stop() ends them.
+  const streams = new Set<ServerResponse>();
 
-  const server = createServer((req, res) => {
+  // Every response gets x-request-id; /graphql and /api spend the caller's per-token budget first.
+  const server = createServer((req, res) => serveWithRequestId(deps.logger, req, res, () => {
+    drain.mark(res);
     const path = pathOf(req);
     if (path === '/graphql' || path.startsWith('/graphql/')) {
-      void graphql(req, res);
+      if (/text\/event-stream|multipart\/mixed/.test(req.headers.accept ?? '')) {
+        streams.add(res);
+        res.once('close', () => streams.delete(res));
+      }
+      void admitRequest(deps.rateLimiter, req, res, 'graphql').then((admitted) => {
+        if (admitted) void graphql(req, res);
+      });
+      return;
+    }
+    if (path === '/api' || path.startsWith('/api/')) {
+      applyCors(deps.config, req, res);
+      void admitRequest(deps.rateLimiter, req, res, 'rest').then((admitted) => {
+        if (admitted) void rest(req, res);
+      });
+      return;
+    }
+    if (path === TWILIO_MESSAGES_PATH || path === TWILIO_STATUS_PATH) {
+      void handleTwilioWebhook(deps, req, res, path === TWILIO_MESSAGES_PATH ? 'messages' : 'status');
+      return;
+    }
+    if (path.startsWith(SHORT_LINK_PREFIX)) {
+      void handleShortLink(deps, req, res, path);
       return;
     }
     if (path === '/health' && (req.method === 'GET' || req.method === 'HEAD')) {
@@ -32,13 +69,23 @@ export function buildApp(deps: Deps, options: GraphqlOptions = {}): App {
       return;
     }
     sendJson(res, 404, { success: false, code: 'NOT_FOUND', message: `No route for ${req.method} ${path}.` });
-  });
+  }));
   server.keepAliveTimeout = 65_000;
+  const drain = createDrain(server);
+  const websockets = attachGraphqlWs(server, graphql, deps);
+  addRequestIdToUpgrades(websockets.wss);
+  let stopWatchingRevocations: (() => Promise<void>) | null = null;
 
   return {
     server,
     graphql,
-    start(port = deps.config.port, host = deps.config.host) {
+    async start(port = deps.config.port, host = deps.config.host) {
+      await deps.events.ready; // cross-instance events flowing before the first subscriber
+      // Revoked tokens leave the auth cache at once; should LISTEN fail, the cache TTL still bounds it.
+      stopWatchingRevocations ??= await deps.authenticator.watchRevocations(deps.database).catch((error: unknown) => {
+        deps.logger.warn({ err: error }, 'could not LISTEN for token revocations; the auth cache TTL bounds them');
+        return null;
+      });
       return new Promise((resolve, reject) => {
         server.once('error', reject);
         server.listen(port, host, () => {
@@ -51,11 +98,17 @@ export function buildApp(deps: Deps, options: GraphqlOptions = {}): App {
     },
     async stop(graceMs = 10_000) {
       if (!server.listening) return;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+      // In-flight requests finish (src/http/graceful.ts); open streams end now, WebSockets close with 1001.
+      const closed = drain.close(graceMs);
+      for (const res of streams) res.destroy();
+      const timer = setTimeout(() => {
+        for (const socket of websockets.wss.clients) socket.terminate(); // peers that never answered the close
+      }, graceMs);
+      await websockets.dispose();
       await closed;
       clearTimeout(timer);
+      await stopWatchingRevocations?.().catch(() => {});
+      stopWatchingRevocations = null;
     },
   };
 }

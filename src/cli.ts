@@ -1,14 +1,13 @@
 import { Command, InvalidArgumentError } from 'commander';
-import { and, eq, isNull } from 'drizzle-orm';
 import { ConfigError, loadConfig } from './config.js';
 import type { Deps } from './context.js';
-import { apiTokens } from './db/tables.js';
 import { openDeps } from './deps.js';
 import { AppError } from './errors.js';
 import { createLogger } from './logger.js';
-import { hashApiToken, issueApiToken } from './services/auth.js';
+import { issueApiToken, revokeApiToken } from './services/auth.js';
 import { createContact } from './services/contacts.js';
 import { createDemoOrganization } from './services/demo.js';
+import { receiveInbound } from './services/inbound.js';
 import { addPhoneNumber, createOrganization, organizationExists } from './services/organizations.js';
 
 // Operator commands, with the server's configuration (DATABASE_URL or DATA_DIR). With --json, stdout
@@ -78,13 +77,10 @@ token
   .action((opts: { token: string }) =>
     run(
       async (deps) => {
-        const rows = await deps.db
-          .update(apiTokens)
-          .set({ revokedAt: new Date() })
-          .where(and(eq(apiTokens.tokenHash, hashApiToken(opts.token)), isNull(apiTokens.revokedAt)))
-          .returning({ id: apiTokens.id });
-        if (rows.length === 0) throw new AppError('NOT_FOUND', 'No active token matches.');
-        return { revoked: true, tokenId: rows[0]!.id };
+        // Running servers on the same database drop the token from their caches when this commits.
+        const revoked = await revokeApiToken(deps.db, opts.token);
+        if (!revoked) throw new AppError('NOT_FOUND', 'No active token matches.');
+        return { revoked: true, tokenId: revoked.tokenId };
       },
       (r) => `Revoked token ${r.tokenId}`,
     ),
@@ -152,6 +148,47 @@ program
         return { organizationId: demo.organizationId, apiToken: demo.apiToken, phoneNumber: demo.phoneNumber, contacts: demo.contacts, messages: demo.messages };
       },
       (r) => `Demo organization ${r.organizationId} (${r.contacts} contacts, ${r.messages} messages, sending number ${r.phoneNumber})\nAPI token (shown once): ${r.apiToken}`,
+    ),
+  );
+
+program
+  .command('inbound')
+  .description('inject an inbound message, as if the contact had texted (demos; goes through the same path as Twilio webhooks)')
+  .requiredOption('--org <id>', 'organization id')
+  .requiredOption('--from <number>', "the sender's phone number, any standard format")
+  .requiredOption('--body <text>', 'message text (STOP, START, HELP ... act as keywords)')
+  .option('--to <number>', "the organization's number it was sent to (default: its default number)")
+  .option('--media <url>', 'a media URL (repeat for several)', (url: string, all: string[]) => [...all, url], [] as string[])
+  .action((opts: { org: string; from: string; body: string; to?: string; media: string[] }) =>
+    run(
+      async (deps) => {
+        const outcome = await receiveInbound(deps, {
+          organizationId: opts.org,
+          to: opts.to,
+          from: opts.from,
+          body: opts.body,
+          mediaUrls: opts.media,
+          provider: 'cli',
+        });
+        if (outcome.outcome !== 'stored') throw new AppError('BAD_USER_INPUT', 'The message was not stored.');
+        const { message, contact, conversation } = outcome;
+        return {
+          messageId: message.id,
+          conversationId: conversation.id,
+          phoneNumber: conversation.phoneNumber,
+          contactId: contact.id,
+          isOptedIn: contact.isOptedIn,
+          category: message.category,
+          sentiment: message.sentiment,
+          sentimentScore: message.sentimentScore,
+          requiresResponse: message.requiresResponse,
+          optOutDetected: message.optOutDetected,
+          unreadCount: conversation.unreadCount,
+        };
+      },
+      (r) =>
+        `Stored inbound message ${r.messageId} from ${r.phoneNumber} (${r.category}, ${r.sentiment} ${r.sentimentScore}` +
+        `${r.optOutDetected ? ', opted out' : ''}); ${r.unreadCount} unread`,
     ),
   );
 

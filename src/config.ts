@@ -19,10 +19,37 @@ const configSchema = z.object({
   PUBLIC_BASE_URL: z.string().url().optional(),
   /** Seed a demo organization on the first start of an empty store (default: on for embedded storage). */
   SEED_DEMO: booleanString.optional(),
-  /** How long a verified API token stays cached in memory, so a request costs no auth query. */
-  AUTH_CACHE_TTL_MS: z.coerce.number().int().min(0).default(30_000),
+  /** How long a verified API token stays cached in memory, so a request costs no auth query (bounds revocation delay). */
+  AUTH_CACHE_TTL_MS: z.coerce.number().int().min(0).default(10_000),
+  /** Requests per API token per minute on /graphql and /api (0: no limit). Webhooks are never limited. */
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(600),
+  /** Largest /graphql request body; larger is HTTP 413. */
+  MAX_REQUEST_BODY_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
+  /** Operations in one batched GraphQL request (a JSON array); 0 turns batching off. */
+  GRAPHQL_BATCH_LIMIT: z.coerce.number().int().min(0).max(100).default(10),
+  /** Deepest field nesting a GraphQL operation may have. */
+  GRAPHQL_MAX_DEPTH: z.coerce.number().int().min(1).default(12),
+  /** Largest estimated cost of a GraphQL operation (fields weighted by page sizes). */
+  GRAPHQL_MAX_COST: z.coerce.number().int().min(1).default(30_000),
+  /** Schema introspection (default: on outside production). */
+  GRAPHQL_INTROSPECTION: booleanString.optional(),
+  /** Origins browsers may call from: `*`, or a comma-separated list of origins. */
+  CORS_ORIGINS: z.string().default('*'),
   /** GraphiQL in the browser at /graphql (default: on outside production). */
   GRAPHIQL: booleanString.optional(),
+  /** Twilio credentials; with both set, messages go out through Twilio, otherwise through the simulated provider. */
+  TWILIO_ACCOUNT_SID: z.string().optional(),
+  TWILIO_AUTH_TOKEN: z.string().optional(),
+  /** Replaces the scheme and host of every Twilio API call (Messages, Lookup): Twilio-compatible providers, tests. */
+  TWILIO_API_BASE_URL: z.string().url().optional(),
+  /** Credits charged for one MMS (an SMS costs one credit per segment). */
+  MMS_CREDIT_PRICE: z.coerce.number().int().min(0).default(3),
+  /** How long a provider call may take before the send is failed and refunded. */
+  SMS_PROVIDER_TIMEOUT_MS: z.coerce.number().int().min(100).default(15_000),
+  /** Simulated provider: delay before a message becomes SENT, and again before DELIVERED. */
+  SIMULATED_STATUS_DELAY_MS: z.coerce.number().int().min(0).default(1_000),
+  /** First retry delay of a failed textability lookup; each further retry waits twice as long. */
+  LOOKUP_RETRY_MS: z.coerce.number().int().min(1).default(5_000),
 });
 
 export type Config = {
@@ -36,10 +63,41 @@ export type Config = {
   publicBaseUrl: string;
   seedDemo: boolean;
   authCacheTtlMs: number;
+  rateLimitPerMinute: number;
+  maxRequestBodyBytes: number;
+  graphqlBatchLimit: number;
+  graphqlMaxDepth: number;
+  graphqlMaxCost: number;
+  introspection: boolean;
+  /** `*` or exact origins (scheme://host[:port]). */
+  corsOrigins: '*' | string[];
   graphiql: boolean;
+  smsProvider: 'twilio' | 'simulated';
+  twilioAccountSid: string | undefined;
+  twilioAuthToken: string | undefined;
+  twilioApiBaseUrl: string | undefined;
+  mmsCreditPrice: number;
+  smsProviderTimeoutMs: number;
+  simulatedStatusDelayMs: number;
+  lookupRetryMs: number;
 };
 
 export class ConfigError extends Error {}
+
+function parseOrigins(value: string): '*' | string[] {
+  const origins = value.split(',').map((origin) => origin.trim().replace(/\/+$/, '')).filter(Boolean);
+  if (origins.length === 0 || origins.includes('*')) return '*';
+  for (const origin of origins) {
+    let parsed: URL | null = null;
+    try {
+      parsed = new URL(origin);
+    } catch {
+      parsed = null;
+    }
+    if (!parsed || parsed.origin !== origin) throw new ConfigError(`Invalid configuration: CORS_ORIGINS: ${JSON.stringify(origin)} is not an origin like https://app.example.com`);
+  }
+  return origins;
+}
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   // Treat empty variables as unset, as shells and .env files often produce them.
@@ -61,6 +119,21 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     publicBaseUrl: (c.PUBLIC_BASE_URL ?? `http://localhost:${c.PORT}`).replace(/\/+$/, ''),
     seedDemo: c.SEED_DEMO ?? !c.DATABASE_URL,
     authCacheTtlMs: c.AUTH_CACHE_TTL_MS,
+    rateLimitPerMinute: c.RATE_LIMIT_PER_MINUTE,
+    maxRequestBodyBytes: c.MAX_REQUEST_BODY_BYTES,
+    graphqlBatchLimit: c.GRAPHQL_BATCH_LIMIT,
+    graphqlMaxDepth: c.GRAPHQL_MAX_DEPTH,
+    graphqlMaxCost: c.GRAPHQL_MAX_COST,
+    introspection: c.GRAPHQL_INTROSPECTION ?? c.NODE_ENV !== 'production',
+    corsOrigins: parseOrigins(c.CORS_ORIGINS),
     graphiql: c.GRAPHIQL ?? c.NODE_ENV !== 'production',
+    smsProvider: c.TWILIO_ACCOUNT_SID && c.TWILIO_AUTH_TOKEN ? 'twilio' : 'simulated',
+    twilioAccountSid: c.TWILIO_ACCOUNT_SID,
+    twilioAuthToken: c.TWILIO_AUTH_TOKEN,
+    twilioApiBaseUrl: c.TWILIO_API_BASE_URL?.replace(/\/+$/, ''),
+    mmsCreditPrice: c.MMS_CREDIT_PRICE,
+    smsProviderTimeoutMs: c.SMS_PROVIDER_TIMEOUT_MS,
+    simulatedStatusDelayMs: c.SIMULATED_STATUS_DELAY_MS,
+    lookupRetryMs: c.LOOKUP_RETRY_MS,
   };
 }

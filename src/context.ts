@@ -1,9 +1,12 @@
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { Database, Db } from './db/client.js';
+import type { RateLimiter } from './http/rate-limit.js';
 import { createLoaders, type Loaders } from './loaders/index.js';
+import type { SmsProvider } from './providers/sms-provider.js';
 import type { EventBus } from './pubsub/index.js';
 import type { Authenticator, Caller } from './services/auth.js';
+import type { TextabilityService } from './services/textability.js';
 
 /** Everything long-lived the app needs, built once in main.ts (or per test) and passed in. */
 export type Deps = {
@@ -13,6 +16,11 @@ export type Deps = {
   logger: Logger;
   authenticator: Authenticator;
   events: EventBus;
+  /** Sends texts and looks up line types: Twilio, or the simulated provider. */
+  sms: SmsProvider;
+  textability: TextabilityService;
+  /** Per-token request budget for /graphql and /api (RATE_LIMIT_PER_MINUTE). */
+  rateLimiter: RateLimiter;
 };
 
 export type Credentials = { authorization?: string | null; organizationId?: string | null };

@@ -3,18 +3,31 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { Deps } from './context.js';
 import { createDatabase, type Database } from './db/client.js';
+import { RateLimiter } from './http/rate-limit.js';
+import { createSmsProvider } from './providers/index.js';
 import { createEventBus } from './pubsub/index.js';
 import { Authenticator } from './services/auth.js';
+import { applyMessageStatus } from './services/message-status.js';
+import { TextabilityService } from './services/textability.js';
 
 /** Wires the long-lived services around an open, migrated database. */
 export function assembleDeps(config: Config, database: Database, logger: Logger): Deps {
+  const events = createEventBus({ database, logger });
+  // The simulated provider reports statuses through the same path as Twilio's callbacks.
+  const sms = createSmsProvider(config, {
+    logger,
+    applyStatus: (update) => applyMessageStatus({ db: database.db, events, logger }, update),
+  });
   return {
     config,
     database,
     db: database.db,
     logger,
     authenticator: new Authenticator(database.db, config.authCacheTtlMs),
-    events: createEventBus(),
+    events,
+    sms,
+    textability: new TextabilityService(database.db, sms, logger, config.lookupRetryMs),
+    rateLimiter: new RateLimiter(config.rateLimitPerMinute),
   };
 }
 
@@ -29,5 +42,14 @@ export async function openDeps(config: Config, logger: Logger): Promise<Deps & {
     await database.close().catch(() => {});
     throw error;
   }
-  return { ...assembleDeps(config, database, logger), close: () => database.close() };
+  const deps = assembleDeps(config, database, logger);
+  return {
+    ...deps,
+    close: async () => {
+      await deps.textability.close();
+      await deps.sms.close();
+      await deps.events.close();
+      await database.close();
+    },
+  };
 }

@@ -6,12 +6,20 @@ import { GraphQLError } from 'graphql';
 export const errorCatalog = {
   UNAUTHENTICATED: { status: 401, category: 'UNAUTHENTICATED' },
   FORBIDDEN: { status: 403, category: 'FORBIDDEN' },
+  /** A webhook whose X-Twilio-Signature does not match: not from Twilio, or altered on the way. */
+  INVALID_SIGNATURE: { status: 403, category: 'FORBIDDEN' },
   BAD_USER_INPUT: { status: 400, category: 'BAD_USER_INPUT' },
   INVALID_PHONE_NUMBER: { status: 400, category: 'BAD_USER_INPUT' },
   INVALID_CURSOR: { status: 400, category: 'BAD_USER_INPUT' },
   INVALID_PARAMETER: { status: 400, category: 'BAD_USER_INPUT' },
   INVALID_BODY: { status: 400, category: 'BAD_USER_INPUT' },
   NOT_FOUND: { status: 404, category: 'NOT_FOUND' },
+  METHOD_NOT_ALLOWED: { status: 405, category: 'BAD_REQUEST' },
+  PAYLOAD_TOO_LARGE: { status: 413, category: 'BAD_USER_INPUT' },
+  /** Too many requests for one API token in the current minute (RATE_LIMIT_PER_MINUTE); retry after Retry-After. */
+  RATE_LIMITED: { status: 429, category: 'RATE_LIMITED' },
+  /** A GraphQL operation over the depth, alias, directive, token or cost limits. */
+  QUERY_TOO_COMPLEX: { status: 400, category: 'QUERY_TOO_COMPLEX' },
   CONVERSATION_NOT_FOUND: { status: 404, category: 'NOT_FOUND' },
   CONTACT_NOT_FOUND: { status: 400, category: 'CONTACT_NOT_FOUND' },
   CONTACT_OPTED_OUT: { status: 400, category: 'CONTACT_OPTED_OUT' },
@@ -24,6 +32,7 @@ export const errorCatalog = {
   INVALID_MESSAGE: { status: 400, category: 'INVALID_MESSAGE' },
   PROVIDER_ERROR: { status: 502, category: 'PROVIDER_ERROR' },
   SERVICE_UNAVAILABLE: { status: 503, category: 'SERVICE_UNAVAILABLE' },
+  INTERNAL_ERROR: { status: 500, category: 'INTERNAL_SERVER_ERROR' },
 } as const;
 
 export type ErrorCode = keyof typeof errorCatalog;

@@ -38,7 +38,9 @@ async function main() {
   const headers = demo ? { Authorization: `Bearer ${demo.apiToken}`, 'x-organization-id': demo.organizationId } : undefined;
   const app = buildApp(deps, { graphiqlHeaders: config.env === 'production' ? undefined : headers });
   const url = await app.start();
-  logger.info({ url, database: deps.database.kind }, 'listening');
+  logger.info({ url, database: deps.database.kind, smsProvider: deps.sms.name }, 'listening');
+  // Contacts still pending a textability lookup (retries do not survive a restart).
+  void deps.textability.resumePending().catch((error) => logger.warn({ err: error }, 'could not resume textability lookups'));
 
   const lines = [``, `  Conversations gateway on ${deps.database.kind === 'pglite' ? `embedded PGlite (${resolve(config.dataDir)})` : 'PostgreSQL'}`];
   lines.push(`  GraphiQL:        ${url}/graphql`);

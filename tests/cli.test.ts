@@ -106,9 +106,10 @@ describe('cli', { timeout: 120_000 }, () => {
         expect(body.errors).toBeUndefined();
         return body.data;
       };
-      const INBOX = `{ organization { credits phoneNumbers { isDefault } } conversations(first: 200, filter: { includeArchived: true }) { edges { node {
+      // The demo has 22 conversations of at most 60 messages: one page of each, within the cost limit.
+      const INBOX = `{ organization { credits phoneNumbers { isDefault } } conversations(first: 30, filter: { includeArchived: true }) { edges { node {
         phoneNumber unreadCount isArchived isStarred lastMessage { direction body } contact { firstName lastName }
-        messages(first: 200) { edges { node { direction body } } } } } } }`;
+        messages(first: 100) { edges { node { direction body } } pageInfo { hasNextPage } } } } } }`;
       const first = await ask(demo.json as any, INBOX);
       const second = await ask(again.json as any, INBOX);
       expect(first.organization.credits).toBe(1000);
@@ -117,6 +118,7 @@ describe('cli', { timeout: 120_000 }, () => {
       expect(nodes.length).toBeGreaterThanOrEqual(20);
       expect(nodes.every((n: any) => n.contact?.firstName && n.contact?.lastName)).toBe(true);
       expect(Math.max(...nodes.map((n: any) => n.messages.edges.length))).toBeGreaterThanOrEqual(40);
+      expect(nodes.every((n: any) => !n.messages.pageInfo.hasNextPage)).toBe(true);
       expect(nodes.some((n: any) => n.unreadCount > 0)).toBe(true);
       expect(nodes.some((n: any) => n.lastMessage.direction === 'INCOMING')).toBe(true);
       expect(nodes.some((n: any) => n.lastMessage.direction === 'OUTGOING')).toBe(true);

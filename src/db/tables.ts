@@ -117,7 +117,9 @@ export const conversations = pgTable(
   (t) => [
     primaryKey({ columns: [t.organizationId, t.id] }),
     uniqueIndex('conversations_org_phone_key').on(t.organizationId, t.phoneNumber),
-    index('conversations_org_recent_idx').on(t.organizationId, t.lastMessageAt.desc(), t.id.desc()),
+    // DESC with PostgreSQL's default NULLS FIRST (Drizzle's bare .desc() writes NULLS LAST), so a plain
+    // `ORDER BY last_message_at DESC, id DESC` walks the index, from any client, instead of sorting.
+    index('conversations_org_recent_idx').on(t.organizationId, t.lastMessageAt.desc().nullsFirst(), t.id.desc().nullsFirst()),
     foreignKey({
       name: 'conversations_contact_fk',
       columns: [t.organizationId, t.contactId],
@@ -166,9 +168,13 @@ export const messages = pgTable(
     index('messages_org_conversation_recent_idx').on(
       t.organizationId,
       t.conversationId,
-      t.createdAt.desc(),
-      t.id.desc(),
+      t.createdAt.desc().nullsFirst(),
+      t.id.desc().nullsFirst(),
     ),
+    // Organization-wide inbound stream in (time, id) order: messageReceived replays from a cursor.
+    index('messages_org_inbound_stream_idx')
+      .on(t.organizationId, t.createdAt, t.id)
+      .where(sql`${t.direction} = 'incoming'`),
     foreignKey({
       name: 'messages_conversation_fk',
       columns: [t.organizationId, t.conversationId],
@@ -233,6 +239,8 @@ export const shortLinks = pgTable(
     id: uuid('id').notNull().defaultRandom(),
     code: text('code').notNull(),
     url: text('url').notNull(),
+    /** The link exactly as it went out in the message (base URL + /l/ + code). */
+    shortUrl: text('short_url'),
     messageId: uuid('message_id'),
     clicks: integer('clicks').notNull().default(0),
     createdAt: timestamptz('created_at').notNull().defaultNow(),

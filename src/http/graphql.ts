@@ -1,9 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GraphQLError } from 'graphql';
+import { PothosError } from '@pothos/core';
+import { GraphQLError, Kind, type DocumentNode } from 'graphql';
+import { useGraphQlJit } from '@envelop/graphql-jit';
 import { createYoga, maskError as yogaMaskError } from 'graphql-yoga';
 import { createRequestContext, type Credentials, type Deps, type RequestContext } from '../context.js';
 import { AppError, toGraphQLError } from '../errors.js';
 import { schema } from '../schema/index.js';
+import { isDatabaseUnavailable, isRefusedValue } from '../db/failures.js';
+import { databaseUnavailableError, hardenedYogaOptions } from './protections.js';
+import { failureAlreadyLogged } from './request-id.js';
 
 export type GraphqlOptions = {
   /** Headers prefilled in GraphiQL (the embedded demo's token), if any. */
@@ -41,6 +46,19 @@ function credentialsOf(request: Request, server: ServerContext): Credentials {
   return { authorization: request.headers.get('authorization'), organizationId: request.headers.get('x-organization-id') };
 }
 
+// Compiling costs more than running a document once: only documents seen before are compiled, so a
+// stream of one-off (or hostile, ever-different) documents never pays for compilation. Yoga's parse
+// cache hands back the same DocumentNode for the same text, which is what is counted.
+const uses = new WeakMap<DocumentNode, number>();
+const isHot = (document: DocumentNode) => {
+  const count = (uses.get(document) ?? 0) + 1;
+  uses.set(document, count);
+  return count > 1;
+};
+
+const isSubscription = (document: DocumentNode) =>
+  document.definitions.some((definition) => definition.kind === Kind.OPERATION_DEFINITION && definition.operation === 'subscription');
+
 /** An AppError anywhere in the chain of wrapped errors (graphql-js and plugins wrap what resolvers throw). */
 function findAppError(error: unknown): AppError | null {
   for (let current = error, depth = 0; current && depth < 5; depth += 1) {
@@ -51,15 +69,24 @@ function findAppError(error: unknown): AppError | null {
 }
 
 export function createGraphqlHandler(deps: Deps, options: GraphqlOptions = {}) {
+  const hardened = hardenedYogaOptions(deps.config, deps.logger, deps.rateLimiter);
   return createYoga<ServerContext, RequestContext>({
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
+    ...hardened,
+    // Queries and mutations compiled to JavaScript once per document (graphql-jit): execution without the
+    // generic executor's per-field promise machinery (bench/RESULTS.md says what it buys). Subscriptions
+    // stay on graphql-js: under graphql-jit they lost their arguments and setup errors (tests/subscriptions.test.ts).
+    plugins: [...(hardened.plugins ?? []), useGraphQlJit({}, { enableIf: ({ document }) => !isSubscription(document) && isHot(document) })],
     logging: {
       debug: (...args) => deps.logger.debug(args.map(String).join(' ')),
       info: (...args) => deps.logger.info(args.map(String).join(' ')),
       warn: (...args) => deps.logger.warn(args.map(String).join(' ')),
-      error: (...args) => deps.logger.error(args.map(String).join(' ')),
+      // Yoga logs each error it masks; our maskError has logged it already, with context: once is enough.
+      error: (...args) => {
+        if (!failureAlreadyLogged()) deps.logger.error({ err: args.find((arg) => arg instanceof Error) }, args.map(String).join(' '));
+      },
     },
     graphiql: deps.config.graphiql
       ? {
@@ -76,11 +103,29 @@ export function createGraphqlHandler(deps: Deps, options: GraphqlOptions = {}) {
       }
     },
     maskedErrors: {
+      // Stack traces and internal messages reach a client only in development.
+      isDev: deps.config.env === 'development',
       // Errors we throw on purpose keep their message and codes; anything else is logged and masked.
       maskError(error, message, isDev) {
         const original = error instanceof GraphQLError ? error.originalError : error;
         const appError = findAppError(error);
         if (appError) return toGraphQLError(appError, error instanceof GraphQLError ? error : undefined);
+        if (isDatabaseUnavailable(error)) {
+          deps.logger.warn({ err: original ?? error }, 'GraphQL operation failed: database unavailable');
+          return databaseUnavailableError(error instanceof GraphQLError ? error : undefined);
+        }
+        if (original instanceof PothosError) {
+          // Pothos throws GraphQLErrors, which Yoga would pass through unmasked and without a code.
+          if (/has not been implemented|global ?id/i.test((original as PothosError).message)) {
+            return toGraphQLError(new AppError('BAD_USER_INPUT', 'Not a valid global id.'), error instanceof GraphQLError ? error : undefined);
+          }
+          deps.logger.error({ err: original }, 'unexpected error in GraphQL operation');
+          return new GraphQLError(message, { path: error instanceof GraphQLError ? error.path : undefined, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+        }
+        if (isRefusedValue(error)) {
+          deps.logger.warn({ err: original ?? error }, 'GraphQL operation refused: the database refused a value');
+          return toGraphQLError(new AppError('BAD_USER_INPUT', 'A value is invalid or too large to store.'), error instanceof GraphQLError ? error : undefined);
+        }
         if (!(error instanceof GraphQLError) || (original && !(original instanceof GraphQLError))) {
           deps.logger.error({ err: original ?? error }, 'unexpected error in GraphQL operation');
         }

@@ -1,10 +1,19 @@
 import DataLoader from 'dataloader';
 import type { DbOrTx } from '../db/client.js';
-import type { ContactRow, ConversationRow, MessageRow, PhoneNumberRow } from '../db/tables.js';
+import type { ConsentEventRow, ContactRow, ConversationRow, MessageRow, PhoneNumberRow, ShortLinkRow } from '../db/tables.js';
 import { contactsByIds, contactsByPhones } from '../services/contacts.js';
+import { consentEventsByContacts } from '../services/consent.js';
 import { conversationsByIds, conversationsByPhones, type ConversationListItem } from '../services/conversations.js';
-import { messagePages, messagesByIds, type MessagePage, type MessagePageRequest } from '../services/messages.js';
+import {
+  conversationWithMessagePage,
+  messagePages,
+  messagesByIds,
+  type MessagePage,
+  type MessagePageRequest,
+  type PageArgs,
+} from '../services/messages.js';
 import { phoneNumbersByIds } from '../services/organizations.js';
+import { shortLinksByMessageIds } from '../services/short-links.js';
 
 /** A loader that fetches rows by one of their keys and answers null for keys it did not find. */
 function rowLoader<K extends string, R>(fetch: (keys: readonly K[]) => Promise<R[]>, keyOf: (row: R) => K) {
@@ -29,10 +38,26 @@ export function createLoaders(db: DbOrTx, organizationId: string) {
   );
   const message = rowLoader<string, MessageRow>((ids) => messagesByIds(db, organizationId, ids), (row) => row.id);
   const phoneNumber = rowLoader<string, PhoneNumberRow>((ids) => phoneNumbersByIds(db, organizationId, ids), (row) => row.id);
+  // A contact's consent history (oldest first); batched over every contact of a page.
+  const consentEvents = new DataLoader<string, ConsentEventRow[]>(async (contactIds) => {
+    const byContact = new Map<string, ConsentEventRow[]>();
+    for (const row of await consentEventsByContacts(db, organizationId, contactIds)) {
+      byContact.set(row.contactId, [...(byContact.get(row.contactId) ?? []), row]);
+    }
+    return contactIds.map((id) => byContact.get(id) ?? []);
+  });
+  // Short links of a message (sendReply's link shortening); batched over every message of a page.
+  const shortLinks = new DataLoader<string, ShortLinkRow[]>(async (messageIds) => {
+    const byMessage = new Map<string, ShortLinkRow[]>();
+    for (const row of await shortLinksByMessageIds(db, organizationId, messageIds)) {
+      if (row.messageId) byMessage.set(row.messageId, [...(byMessage.get(row.messageId) ?? []), row]);
+    }
+    return messageIds.map((id) => byMessage.get(id) ?? []);
+  });
 
   // One loader per distinct page request (walk, size, cursors), each batching over conversations.
   const pageLoaders = new Map<string, DataLoader<string, MessagePage>>();
-  const messagePage = (conversationId: string, request: MessagePageRequest) => {
+  const pageLoader = (request: MessagePageRequest) => {
     let loader = pageLoaders.get(request.key);
     if (!loader) {
       loader = new DataLoader<string, MessagePage>((conversationIds) =>
@@ -44,8 +69,9 @@ export function createLoaders(db: DbOrTx, organizationId: string) {
       );
       pageLoaders.set(request.key, loader);
     }
-    return loader.load(conversationId);
+    return loader;
   };
+  const messagePage = (conversationId: string, request: MessagePageRequest) => pageLoader(request).load(conversationId);
 
   return {
     contact,
@@ -54,7 +80,22 @@ export function createLoaders(db: DbOrTx, organizationId: string) {
     conversationByPhone,
     message,
     phoneNumber,
+    consentEvents,
+    shortLinks,
     messagePage,
+    /**
+     * The conversation with this phone number, reading the page of messages the caller will ask for in
+     * the same statement and priming `messagePage` with it: `messagePage(id, messagePageRequest(id, args))`
+     * then costs nothing. Answers like `conversationByPhone.load(phoneNumber)`.
+     */
+    async conversationWithMessagePage(phoneNumber: string, args: PageArgs): Promise<ConversationRow | null> {
+      const result = await conversationWithMessagePage(db, organizationId, phoneNumber, args);
+      if (!result) return null;
+      conversation.prime(result.conversation.id, result.conversation);
+      conversationByPhone.prime(phoneNumber, result.conversation);
+      if (result.request && result.page) pageLoader(result.request).prime(result.conversation.id, result.page);
+      return result.conversation;
+    },
     /** Seeds the loaders with rows a list query already joined in, so resolvers don't fetch them again. */
     primeConversationItems(items: ConversationListItem[]) {
       for (const item of items) {

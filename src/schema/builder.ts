@@ -33,6 +33,7 @@ export const builder = new SchemaBuilder<{
 
 builder.queryType({});
 builder.mutationType({});
+builder.subscriptionType({});
 
 builder.scalarType('DateTime', {
   description: 'A point in time, serialized as a UTC ISO 8601 string with milliseconds (2025-04-23T18:45:00.000Z).',

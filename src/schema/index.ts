@@ -3,5 +3,9 @@ import './types/organization.js';
 import './types/contact.js';
 import './types/conversation.js';
 import './types/message.js';
+import './types/errors.js';
+import './types/reply.js';
+import './types/consent.js';
+import './types/subscriptions.js';
 
 export const schema = builder.toSchema({ sortSchema: false });

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { and, eq, isNull } from 'drizzle-orm';
-import type { DbOrTx } from '../db/client.js';
+import { and, eq, isNull, sql } from 'drizzle-orm';
+import type { Database, Db, DbOrTx } from '../db/client.js';
 import { apiTokens } from '../db/tables.js';
 import { AppError } from '../errors.js';
 import { isUuid } from './cursors.js';
@@ -25,6 +25,26 @@ export async function issueApiToken(db: DbOrTx, organizationId: string, name?: s
     .values({ organizationId, tokenHash: hashApiToken(apiToken), name: name ?? null })
     .returning({ id: apiTokens.id });
   return { apiToken, tokenId: row!.id };
+}
+
+/** NOTIFY channel carrying the id of each revoked token, so every instance drops it from its cache at once. */
+export const TOKEN_REVOKED_CHANNEL = 'api_token_revoked';
+
+/**
+ * Revokes a token (given in clear, as only its hash is stored). The NOTIFY commits with the UPDATE, so
+ * every gateway instance on this database forgets the token as soon as the revocation is visible.
+ */
+export async function revokeApiToken(db: Db, apiToken: string): Promise<{ tokenId: string } | null> {
+  return db.transaction(async (tx) => {
+    const [row] = await tx
+      .update(apiTokens)
+      .set({ revokedAt: new Date() })
+      .where(and(eq(apiTokens.tokenHash, hashApiToken(apiToken)), isNull(apiTokens.revokedAt)))
+      .returning({ id: apiTokens.id });
+    if (!row) return null;
+    await tx.execute(sql`select pg_notify(${TOKEN_REVOKED_CHANNEL}, ${row.id})`);
+    return { tokenId: row.id };
+  });
 }
 
 type CachedToken = { organizationId: string; tokenId: string; expiresAt: number };
@@ -57,15 +77,40 @@ export class Authenticator {
     return { organizationId: token.organizationId, tokenId: token.tokenId };
   }
 
-  /** Drops cached verifications, e.g. after a token was revoked. */
-  forget(): void {
-    this.cache.clear();
+  /** Drops cached verifications: all of them, or those of one token id. */
+  forget(tokenId?: string): void {
+    if (tokenId === undefined) {
+      this.cache.clear();
+      return;
+    }
+    for (const [hash, entry] of this.cache) if (entry.tokenId === tokenId) this.cache.delete(hash);
   }
 
-  private async lookup(tokenHash: string): Promise<CachedToken | null> {
-    const now = Date.now();
+  /**
+   * Forgets revoked tokens as their revocation commits (LISTEN). A notification lost while the listening
+   * connection is down leaves a revoked token usable for at most the cache TTL; so does a revocation
+   * made without revokeApiToken. Returns the function that stops listening.
+   */
+  async watchRevocations(database: Pick<Database, 'listen'>): Promise<() => Promise<void>> {
+    return database.listen(TOKEN_REVOKED_CHANNEL, (tokenId) => this.forget(tokenId));
+  }
+
+  /** Lookups under way: when a cached token expires under load, the requests waiting on it share one query. */
+  private readonly pending = new Map<string, Promise<CachedToken | null>>();
+
+  private lookup(tokenHash: string): Promise<CachedToken | null> {
     const cached = this.cache.get(tokenHash);
-    if (cached && cached.expiresAt > now) return cached;
+    if (cached && cached.expiresAt > Date.now()) return Promise.resolve(cached);
+    let pending = this.pending.get(tokenHash);
+    if (!pending) {
+      pending = this.query(tokenHash).finally(() => this.pending.delete(tokenHash));
+      this.pending.set(tokenHash, pending);
+    }
+    return pending;
+  }
+
+  private async query(tokenHash: string): Promise<CachedToken | null> {
+    const now = Date.now();
     const [row] = await this.db
       .select({ organizationId: apiTokens.organizationId, tokenId: apiTokens.id })
       .from(apiTokens)

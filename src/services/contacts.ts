@@ -1,6 +1,6 @@
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
-import { contacts, conversations } from '../db/tables.js';
+import { consentEvents, contacts, conversations, messages } from '../db/tables.js';
 import { AppError } from '../errors.js';
 import { isUuid } from './cursors.js';
 import { normalizePhone } from './phone.js';
@@ -14,8 +14,14 @@ export type NewContact = {
   isTextable?: boolean | null;
 };
 
+/** Longest first or last name kept; longer is BAD_USER_INPUT rather than megabytes in every inbox row. */
+export const MAX_NAME_LENGTH = 200;
+
 const cleanName = (name: string | null | undefined) => {
   const trimmed = name?.trim();
+  if (trimmed && trimmed.length > MAX_NAME_LENGTH) {
+    throw new AppError('BAD_USER_INPUT', `Names must be at most ${MAX_NAME_LENGTH} characters.`, { maximum: MAX_NAME_LENGTH });
+  }
   return trimmed ? trimmed : null;
 };
 
@@ -55,4 +61,67 @@ export async function contactsByPhones(db: DbOrTx, organizationId: string, phone
     .select()
     .from(contacts)
     .where(and(eq(contacts.organizationId, organizationId), inArray(contacts.phoneNumber, [...phones])));
+}
+
+export type ContactPatch = {
+  /** undefined: unchanged; null or blank: cleared. */
+  firstName?: string | null;
+  lastName?: string | null;
+  isOptedIn?: boolean;
+};
+
+/**
+ * Changes a contact's names and consent; a consent change is kept in the contact's history (source `api`).
+ * CONTACT_NOT_FOUND when the organization has no such contact.
+ */
+export async function updateContact(db: DbOrTx, organizationId: string, contactId: string, patch: ContactPatch) {
+  if (!isUuid(contactId)) throw new AppError('CONTACT_NOT_FOUND', 'No contact with this id in your organization.', { contactId });
+  return db.transaction(async (tx) => {
+    // Row lock: concurrent consent changes are recorded in the order they apply.
+    const [current] = await tx
+      .select()
+      .from(contacts)
+      .where(and(eq(contacts.organizationId, organizationId), eq(contacts.id, contactId)))
+      .for('update');
+    if (!current) throw new AppError('CONTACT_NOT_FOUND', 'No contact with this id in your organization.', { contactId });
+    const set: Partial<typeof contacts.$inferInsert> = {};
+    if (patch.firstName !== undefined) set.firstName = cleanName(patch.firstName);
+    if (patch.lastName !== undefined) set.lastName = cleanName(patch.lastName);
+    if (patch.isOptedIn !== undefined && patch.isOptedIn !== current.isOptedIn) {
+      set.isOptedIn = patch.isOptedIn;
+      await tx.insert(consentEvents).values({
+        organizationId,
+        contactId,
+        kind: patch.isOptedIn ? 'opt_in' : 'opt_out',
+        keyword: null,
+        messageId: null,
+        source: 'api',
+      });
+    }
+    if (Object.keys(set).length === 0) return current;
+    const [row] = await tx
+      .update(contacts)
+      .set({ ...set, updatedAt: sql`now()` })
+      .where(and(eq(contacts.organizationId, organizationId), eq(contacts.id, contactId)))
+      .returning();
+    return row!;
+  });
+}
+
+/** Whether the number has ever texted the organization: such a contact is textable whatever a lookup says. */
+export async function hasInboundFrom(db: DbOrTx, organizationId: string, phoneNumber: string): Promise<boolean> {
+  const rows = await db
+    .select({ one: sql<number>`1` })
+    .from(messages)
+    .innerJoin(conversations, and(eq(conversations.organizationId, messages.organizationId), eq(conversations.id, messages.conversationId)))
+    .where(
+      and(
+        eq(conversations.organizationId, organizationId),
+        eq(conversations.phoneNumber, phoneNumber),
+        eq(messages.organizationId, organizationId),
+        eq(messages.direction, 'incoming'),
+      ),
+    )
+    .limit(1);
+  return rows.length > 0;
 }

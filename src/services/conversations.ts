@@ -1,5 +1,6 @@
-import { and, desc, eq, gt, ilike, inArray, like, lt, or, sql, type SQL } from 'drizzle-orm';
+import { and, eq, gt, ilike, inArray, like, or, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
+import { columnsOf, rawRows, rowReader } from '../db/rows.js';
 import { contacts, conversations, messages, type ContactRow, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { AppError } from '../errors.js';
 import { decodeCursor, encodeCursor, isUuid } from './cursors.js';
@@ -66,30 +67,33 @@ export async function listConversations(
   const conditions = filterConditions(organizationId, options.filter ?? {});
   if (options.after) {
     const key = decodeCursor('conv', organizationId, options.after, 'after');
-    conditions.push(
-      or(
-        lt(conversations.lastMessageAt, key.at),
-        and(eq(conversations.lastMessageAt, key.at), lt(conversations.id, key.id)),
-      )!,
-    );
+    // A row comparison bounds the index scan (see messages.ts).
+    conditions.push(sql`(${conversations.lastMessageAt}, ${conversations.id}) < (${key.at.toISOString()}::timestamptz, ${key.id}::uuid)`);
   }
-  const query = db
-    .select({ conversation: conversations, contact: contacts, lastMessage: messages })
-    .from(conversations)
-    .leftJoin(
-      contacts,
-      and(eq(contacts.organizationId, conversations.organizationId), eq(contacts.id, conversations.contactId)),
-    )
-    .leftJoin(
-      messages,
-      and(eq(messages.organizationId, conversations.organizationId), eq(messages.id, conversations.lastMessageId)),
-    )
-    .where(and(...conditions))
-    .orderBy(desc(conversations.lastMessageAt), desc(conversations.id));
-  const rows = options.first === undefined ? await query : await query.limit(options.first + 1);
+  // Read through the lean row path (src/db/rows.ts): this is the inbox, the most frequent read.
+  const raw = await rawRows(
+    db,
+    sql`select ${LIST_COLUMNS}
+      from ${conversations}
+      left join ${contacts} on ${contacts.organizationId} = ${conversations.organizationId} and ${contacts.id} = ${conversations.contactId}
+      left join ${messages} on ${messages.organizationId} = ${conversations.organizationId} and ${messages.id} = ${conversations.lastMessageId}
+      where ${and(...conditions)}
+      order by ${conversations.lastMessageAt} desc, ${conversations.id} desc
+      ${options.first === undefined ? sql`` : sql`limit ${options.first + 1}`}`, // the order of conversations_org_recent_idx
+  );
+  const rows = raw.map((row) => ({
+    conversation: readConversation(row),
+    contact: row.ct_id === null ? null : readContact(row),
+    lastMessage: row.m_id === null ? null : readMessage(row),
+  }));
   const hasNextPage = options.first !== undefined && rows.length > options.first;
   return { items: hasNextPage ? rows.slice(0, options.first) : rows, hasNextPage };
 }
+
+const LIST_COLUMNS = sql.join([columnsOf(conversations, 'conversations', 'c_'), columnsOf(contacts, 'contacts', 'ct_'), columnsOf(messages, 'messages', 'm_')], sql`, `);
+const readConversation = rowReader(conversations, 'c_');
+const readContact = rowReader(contacts, 'ct_');
+const readMessage = rowReader(messages, 'm_');
 
 export async function conversationsByIds(db: DbOrTx, organizationId: string, ids: readonly string[]) {
   const valid = ids.filter(isUuid);

@@ -16,15 +16,27 @@ export function encodeCursor(kind: CursorKind, scope: string, key: Keyset): stri
 }
 
 export function decodeCursor(kind: CursorKind, scope: string, cursor: string, argument = 'cursor'): Keyset {
-  const invalid = () => new AppError('INVALID_CURSOR', `${argument} is not a valid cursor for this list`, { argument });
+  const decoded = decodeCursorWithScope(kind, cursor, argument);
+  if (decoded.scope !== scope) throw invalidCursor(argument);
+  return decoded.key;
+}
+
+const invalidCursor = (argument: string) => new AppError('INVALID_CURSOR', `${argument} is not a valid cursor for this list`, { argument });
+
+/**
+ * Decodes a cursor whose scope the caller does not know in advance (e.g. a message cursor from any
+ * conversation). The caller must check that the returned scope belongs to its organization.
+ */
+export function decodeCursorWithScope(kind: CursorKind, cursor: string, argument = 'cursor'): { scope: string; key: Keyset } {
+  const invalid = () => invalidCursor(argument);
   if (typeof cursor !== 'string' || cursor.length === 0 || cursor.length > 200 || !/^[A-Za-z0-9_-]+$/.test(cursor)) {
     throw invalid();
   }
   const parts = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
   if (parts.length !== 4) throw invalid();
   const [cursorKind, cursorScope, ms, id] = parts as [string, string, string, string];
-  if (cursorKind !== kind || cursorScope !== scope || !/^\d{1,15}$/.test(ms) || !isUuid(id)) throw invalid();
+  if (cursorKind !== kind || !isUuid(cursorScope) || !/^\d{1,15}$/.test(ms) || !isUuid(id)) throw invalid();
   const at = new Date(Number(ms));
   if (Number.isNaN(at.getTime())) throw invalid();
-  return { at, id };
+  return { scope: cursorScope, key: { at, id } };
 }

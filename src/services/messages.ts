@@ -1,9 +1,10 @@
-import { and, asc, desc, eq, getTableColumns, gt, inArray, lt, or, sql, type SQL } from 'drizzle-orm';
+import { and, eq, getTableColumns, inArray, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
-import { contacts, conversations, messages, type MessageRow } from '../db/tables.js';
+import { columnsOf, rawRows, rowReader } from '../db/rows.js';
+import { contacts, conversations, messages, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { badUserInput } from '../errors.js';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './conversations.js';
-import { decodeCursor, encodeCursor, isUuid, type Keyset } from './cursors.js';
+import { decodeCursor, decodeCursorWithScope, encodeCursor, isUuid, type Keyset } from './cursors.js';
 
 /** Relay connection arguments as clients send them. */
 export type PageArgs = { first?: number | null; after?: string | null; last?: number | null; before?: string | null };
@@ -55,10 +56,36 @@ export function messageCursor(message: Pick<MessageRow, 'conversationId' | 'crea
   return encodeCursor('msg', message.conversationId, { at: message.createdAt, id: message.id });
 }
 
+// Row comparisons, not `a < x or (a = x and b < y)`: PostgreSQL uses a row comparison as an index
+// bound, so a page 100,000 messages deep starts at its cursor instead of filtering its way there.
+// (Raw SQL parameters get no column mapping: the time goes as ISO text.)
 const olderThanKey = (key: Keyset): SQL =>
-  or(lt(messages.createdAt, key.at), and(eq(messages.createdAt, key.at), lt(messages.id, key.id)))!;
+  sql`(${messages.createdAt}, ${messages.id}) < (${key.at.toISOString()}::timestamptz, ${key.id}::uuid)`;
 const newerThanKey = (key: Keyset): SQL =>
-  or(gt(messages.createdAt, key.at), and(eq(messages.createdAt, key.at), gt(messages.id, key.id)))!;
+  sql`(${messages.createdAt}, ${messages.id}) > (${key.at.toISOString()}::timestamptz, ${key.id}::uuid)`;
+// Exactly the order of messages_org_conversation_recent_idx (created_at DESC, id DESC, NULLS FIRST as
+// PostgreSQL's default), walked forward or backward; any other NULLS order would sort the whole thread.
+const NEWEST_FIRST = [sql`${messages.createdAt} desc`, sql`${messages.id} desc`];
+const OLDEST_FIRST = [sql`${messages.createdAt} asc`, sql`${messages.id} asc`];
+
+const MESSAGE_COLUMNS = columnsOf(messages, 'messages');
+const CONVERSATION_COLUMNS_ONCE = sql.raw(
+  Object.values(getTableColumns(conversations))
+    .map((column) => `case when row_number() over () = 1 then "conversations"."${column.name}" end as "c_${column.name}"`)
+    .join(', '),
+);
+const readMessage = rowReader(messages);
+const readConversationPrefixed = rowReader(conversations, 'c_');
+
+/** One page of a conversation's messages: a walk down (or up) the keyset index from the cursor. */
+function pageQuery(organizationId: SQL | string, conversationId: SQL, request: MessagePageRequest): SQL {
+  const conditions: SQL[] = [sql`${messages.organizationId} = ${organizationId}`, sql`${messages.conversationId} = ${conversationId}`];
+  if (request.olderThan) conditions.push(olderThanKey(request.olderThan));
+  if (request.newerThan) conditions.push(newerThanKey(request.newerThan));
+  const order = request.walk === 'older' ? NEWEST_FIRST : OLDEST_FIRST;
+  return sql`select ${MESSAGE_COLUMNS} from ${messages} where ${sql.join(conditions, sql` and `)}
+    order by ${sql.join(order, sql`, `)} limit ${request.limit + 1}`;
+}
 
 /**
  * Pages of messages for many conversations in one statement (a LATERAL join walking the keyset index
@@ -71,34 +98,23 @@ export async function messagePages(
   requests: ReadonlyArray<{ conversationId: string; request: MessagePageRequest }>,
 ): Promise<MessagePage[]> {
   if (requests.length === 0) return [];
-  const { walk, limit } = requests[0]!.request;
-  const pageOf = (conversationId: SQL | string, request: MessagePageRequest) => {
-    const conditions: SQL[] = [eq(messages.organizationId, organizationId), eq(messages.conversationId, conversationId as string)];
-    if (request.olderThan) conditions.push(olderThanKey(request.olderThan));
-    if (request.newerThan) conditions.push(newerThanKey(request.newerThan));
-    const order = walk === 'older' ? [desc(messages.createdAt), desc(messages.id)] : [asc(messages.createdAt), asc(messages.id)];
-    return db
-      .select()
-      .from(messages)
-      .where(and(...conditions))
-      .orderBy(...order)
-      .limit(limit + 1);
-  };
-
   let rows: MessageRow[];
   const cursorsDiffer = requests.some((r) => r.request.key !== requests[0]!.request.key);
   if (requests.length === 1 || cursorsDiffer) {
     // Single conversation (the common case) or per-conversation cursors: plain indexed reads.
-    rows = (await Promise.all(requests.map((r) => pageOf(r.conversationId, r.request)))).flat();
+    const pages = await Promise.all(
+      requests.map((r) => rawRows(db, pageQuery(organizationId, sql`${r.conversationId}::uuid`, r.request))),
+    );
+    rows = pages.flat().map(readMessage);
   } else {
-    const ids = requests.map((r) => r.conversationId).filter(isUuid);
-    const page = pageOf(sql`c.id`, requests[0]!.request).as('page');
-    const columns = getTableColumns(messages);
-    const selection = Object.fromEntries(Object.keys(columns).map((name) => [name, page[name as keyof typeof columns]]));
-    rows = (await db
-      .select(selection)
-      .from(sql`unnest(array[${sql.join(ids.map((id) => sql`${id}::uuid`), sql`, `)}]) as c(id)`)
-      .crossJoinLateral(page)) as unknown as MessageRow[];
+    // The ids go as one array parameter, so every batch size shares one prepared statement.
+    const ids = `{${requests.map((r) => r.conversationId).filter(isUuid).join(',')}}`;
+    const raw = await rawRows(
+      db,
+      sql`select page.* from unnest(${ids}::uuid[]) as c(id)
+        cross join lateral (${pageQuery(organizationId, sql`c.id`, requests[0]!.request)}) page`,
+    );
+    rows = raw.map(readMessage);
   }
 
   const byConversation = new Map<string, MessageRow[]>();
@@ -107,17 +123,67 @@ export async function messagePages(
     if (list) list.push(row);
     else byConversation.set(row.conversationId, [row]);
   }
-  return requests.map(({ conversationId, request }) => {
-    const found = byConversation.get(conversationId) ?? [];
-    const hasMore = found.length > request.limit;
-    const page = hasMore ? found.slice(0, request.limit) : found;
-    // Keep the order ascending/descending as walked, then present newest first.
-    const ordered = request.walk === 'older' ? page : page.reverse();
-    // The side we came from has rows whenever a cursor was given: the cursor's own message at least.
-    return request.walk === 'older'
-      ? { messages: ordered, hasNextPage: hasMore, hasPreviousPage: request.olderThan !== null }
-      : { messages: ordered, hasNextPage: request.newerThan !== null, hasPreviousPage: hasMore };
-  });
+  return requests.map(({ conversationId, request }) => toPage(byConversation.get(conversationId) ?? [], request));
+}
+
+/** A page from the rows a request read (limit + 1 of them, in walking order). */
+function toPage(found: MessageRow[], request: MessagePageRequest): MessagePage {
+  const hasMore = found.length > request.limit;
+  const page = hasMore ? found.slice(0, request.limit) : found;
+  // Keep the order ascending/descending as walked, then present newest first.
+  const ordered = request.walk === 'older' ? page : page.reverse();
+  // The side we came from has rows whenever a cursor was given: the cursor's own message at least.
+  return request.walk === 'older'
+    ? { messages: ordered, hasNextPage: hasMore, hasPreviousPage: request.olderThan !== null }
+    : { messages: ordered, hasNextPage: request.newerThan !== null, hasPreviousPage: hasMore };
+}
+
+/**
+ * The conversation with this (normalized) phone number and one page of its messages, in ONE statement
+ * (the page is a LATERAL join on the conversation row), for callers that know they will show messages:
+ * `conversation(phoneNumber) { messages(...) }` and the REST messages route. A cursor names its
+ * conversation, so it is decoded before the conversation is known; `page` is null when the cursor
+ * belongs to another conversation or the arguments are invalid, and the caller's ordinary path then
+ * reports the error exactly as it would have.
+ */
+export async function conversationWithMessagePage(
+  db: DbOrTx,
+  organizationId: string,
+  phoneNumber: string,
+  args: PageArgs,
+): Promise<{ conversation: ConversationRow; request: MessagePageRequest | null; page: MessagePage | null } | null> {
+  let scope: string | null = null;
+  let request: MessagePageRequest | null = null;
+  try {
+    const scopes = [args.after, args.before].filter(Boolean).map((cursor) => decodeCursorWithScope('msg', cursor!).scope);
+    scope = scopes[0] ?? null;
+    if (scopes.some((other) => other !== scope)) throw new Error('cursors of two conversations');
+    // The scope only checks cursors; any id does when there is none.
+    request = messagePageRequest(scope ?? organizationId, args);
+  } catch {
+    request = null;
+  }
+  const page = request
+    ? pageQuery(sql`${conversations.organizationId}`, sql`${conversations.id}`, request)
+    : sql`select ${MESSAGE_COLUMNS} from ${messages} where false`;
+  // The conversation's columns come on the first row only (NULL on the others): a page of 50 would
+  // otherwise carry and decode them 50 times.
+  const order = request?.walk === 'newer' ? sql.raw('page.created_at asc, page.id asc') : sql.raw('page.created_at desc, page.id desc');
+  const raw = await rawRows(
+    db,
+    sql`select ${CONVERSATION_COLUMNS_ONCE}, page.*
+      from ${conversations} left join lateral (${page}) page on true
+      where ${conversations.organizationId} = ${organizationId} and ${conversations.phoneNumber} = ${phoneNumber}
+      order by ${order}`,
+  );
+  const first = raw.find((row) => row.c_id !== null);
+  if (!first) return null;
+  const conversation = readConversationPrefixed(first);
+  if (!request || (scope !== null && scope !== conversation.id)) return { conversation, request: null, page: null };
+  const found = raw.flatMap((row) => (row.id === null ? [] : [readMessage(row)]));
+  // The request as the conversation's own resolver builds it (its loader key), now that the id is known.
+  const own = messagePageRequest(conversation.id, args);
+  return { conversation, request: own, page: toPage(found, own) };
 }
 
 export async function messagesByIds(db: DbOrTx, organizationId: string, ids: readonly string[]) {

@@ -62,6 +62,10 @@ export async function createTestApp(env: Record<string, string> = {}) {
     },
     async close() {
       await app.stop(1_000);
+      // Simulated delivery timers and lookup retries must not touch a closed database.
+      await deps.textability.close();
+      await deps.sms.close();
+      await deps.events.close();
       await database.close();
     },
   };

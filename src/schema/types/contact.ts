@@ -1,5 +1,11 @@
 import type { ContactRow } from '../../db/tables.js';
+import { AppError, badUserInput } from '../../errors.js';
+import { updateContact } from '../../services/contacts.js';
+import { isUuid } from '../../services/cursors.js';
+import { normalizePhone } from '../../services/phone.js';
+import { createContactWithLookup } from '../../services/textability.js';
 import { builder } from '../builder.js';
+import { ContactAlreadyExistsError, ContactNotFoundError, typedError } from './errors.js';
 import { ConversationRef } from './conversation.js';
 
 export const ContactRef = builder.objectRef<ContactRow>('Contact');
@@ -26,3 +32,91 @@ builder.node(ContactRef, {
     }),
   }),
 });
+
+const CreateContactInputType = builder.inputType('CreateContactInput', {
+  fields: (t) => ({
+    phoneNumber: t.string({ required: true, description: 'Any standard US format; stored as E.164.' }),
+    firstName: t.string(),
+    lastName: t.string(),
+    isOptedIn: t.boolean({ defaultValue: true, description: 'Whether the person agreed to receive texts (default true).' }),
+  }),
+});
+
+const UpdateContactInputType = builder.inputType('UpdateContactInput', {
+  description: 'Names the contact by `id` or by `phoneNumber`. Omitted fields stay as they are; null clears a name.',
+  fields: (t) => ({
+    id: t.id({ description: 'The contact: its Node id or raw UUID.' }),
+    phoneNumber: t.string({ description: "The contact's number, when no id is given." }),
+    firstName: t.string(),
+    lastName: t.string(),
+    isOptedIn: t.boolean({ description: 'A change is recorded in the consent history (source `api`).' }),
+  }),
+});
+
+const ContactPayloadFields = (name: string, description: string) => {
+  const ref = builder.objectRef<{ contact: ContactRow }>(name);
+  ref.implement({ description, fields: (t) => ({ contact: t.field({ type: ContactRef, resolve: (p) => p.contact }) }) });
+  return ref;
+};
+const CreateContactPayloadRef = ContactPayloadFields(
+  'CreateContactPayload',
+  'The new contact. `isTextable` is null while its line-type lookup is pending (usually settled by the time this returns).',
+);
+const UpdateContactPayloadRef = ContactPayloadFields('UpdateContactPayload', 'The updated contact.');
+
+/** A Contact Node id or a raw UUID, as a UUID (anything else stays as given and matches no contact). */
+function contactIdOf(value: string | number): string {
+  const raw = String(value).trim();
+  if (raw.length > 200 || isUuid(raw)) return raw;
+  const decoded = Buffer.from(raw, 'base64').toString('utf8');
+  const separator = decoded.indexOf(':');
+  return decoded.slice(0, separator) === 'Contact' && isUuid(decoded.slice(separator + 1)) ? decoded.slice(separator + 1) : raw;
+}
+
+const rethrowTyped = (error: unknown): never => {
+  throw error instanceof AppError ? typedError(error) : error;
+};
+
+builder.mutationFields((t) => ({
+  createContact: t.field({
+    type: CreateContactPayloadRef,
+    description: 'Creates a contact and starts its textability lookup (mobile: textable; landline or VoIP: not).',
+    args: { input: t.arg({ type: CreateContactInputType, required: true }) },
+    errors: { types: [ContactAlreadyExistsError], directResult: true, union: { name: 'CreateContactResult' } },
+    resolve: async (_root, { input }, ctx) => {
+      const contact = await createContactWithLookup(ctx.deps, ctx.caller.organizationId, {
+        phoneNumber: input.phoneNumber,
+        firstName: input.firstName,
+        lastName: input.lastName,
+        isOptedIn: input.isOptedIn ?? true,
+      }).catch(rethrowTyped);
+      ctx.loaders.contact.prime(contact.id, contact);
+      return { contact };
+    },
+  }),
+  updateContact: t.field({
+    type: UpdateContactPayloadRef,
+    description: "Changes a contact's names or consent.",
+    args: { input: t.arg({ type: UpdateContactInputType, required: true }) },
+    errors: { types: [ContactNotFoundError], directResult: true, union: { name: 'UpdateContactResult' } },
+    resolve: async (_root, { input }, ctx) => {
+      const organizationId = ctx.caller.organizationId;
+      let contactId: string;
+      if (input.id !== null && input.id !== undefined) contactId = contactIdOf(input.id);
+      else if (input.phoneNumber) {
+        const phoneNumber = normalizePhone(input.phoneNumber);
+        const found = await ctx.loaders.contactByPhone.load(phoneNumber);
+        if (!found) throw typedError(new AppError('CONTACT_NOT_FOUND', `No contact with ${phoneNumber} in your organization.`, { phoneNumber }));
+        contactId = found.id;
+      } else throw badUserInput('Pass the contact as id or phoneNumber.', { field: 'id' });
+      const contact = await updateContact(ctx.deps.db, organizationId, contactId, {
+        firstName: input.firstName,
+        lastName: input.lastName,
+        isOptedIn: input.isOptedIn ?? undefined,
+      }).catch(rethrowTyped);
+      ctx.loaders.contact.clear(contact.id).prime(contact.id, contact);
+      ctx.loaders.contactByPhone.clear(contact.phoneNumber).prime(contact.phoneNumber, contact);
+      return { contact };
+    },
+  }),
+}));

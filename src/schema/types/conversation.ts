@@ -6,7 +6,9 @@ import {
   MAX_PAGE_SIZE,
   updateConversationState,
 } from '../../services/conversations.js';
-import { messageCursor, messagePageRequest } from '../../services/messages.js';
+import type { GraphQLResolveInfo } from 'graphql';
+import { parseResolveInfo, type ResolveTree } from 'graphql-parse-resolve-info';
+import { messageCursor, messagePageRequest, type PageArgs } from '../../services/messages.js';
 import { badUserInput } from '../../errors.js';
 import { normalizePhone } from '../../services/phone.js';
 import { builder } from '../builder.js';
@@ -124,9 +126,23 @@ builder.queryFields((t) => ({
     nullable: true,
     description: 'The conversation with this phone number (any standard US format), or null.',
     args: { phoneNumber: t.arg.string({ required: true }) },
-    resolve: (_root, args, ctx) => ctx.loaders.conversationByPhone.load(normalizePhone(args.phoneNumber)),
+    resolve: (_root, args, ctx, info) => {
+      const phoneNumber = normalizePhone(args.phoneNumber);
+      // Asked for its messages too: read the conversation and that page in one statement.
+      const pageArgs = messagesArgsOf(info);
+      return pageArgs ? ctx.loaders.conversationWithMessagePage(phoneNumber, pageArgs) : ctx.loaders.conversationByPhone.load(phoneNumber);
+    },
   }),
 }));
+
+/** The arguments of the (first) `messages` field selected under this conversation field, if any. */
+function messagesArgsOf(info: GraphQLResolveInfo): PageArgs | null {
+  const tree = parseResolveInfo(info) as ResolveTree | null;
+  for (const field of Object.values(tree?.fieldsByTypeName.Conversation ?? {})) {
+    if (field.name === 'messages') return field.args as PageArgs;
+  }
+  return null;
+}
 
 async function changeConversation(ctx: RequestContext, phoneNumber: string, state: Parameters<typeof updateConversationState>[3]) {
   const row = await updateConversationState(ctx.deps.db, ctx.caller.organizationId, normalizePhone(phoneNumber), state);

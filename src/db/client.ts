@@ -56,28 +56,6 @@ export type DatabaseOptions =
   | { kind: 'postgres'; url: string; poolSize?: number }
   | { kind: 'pglite'; dataDir?: string /* undefined: in memory */ };
 
-/**
- * Drizzle sends every query through `client.unsafe(text, params, { prepare: false })` (drizzle-orm#6096),
- * so PostgreSQL would parse and plan each statement anew. The client Drizzle gets asks for prepared
- * statements instead, as postgres.js's own queries do: each connection prepares a query text once and
- * then only binds and executes it (the upstream fix, drizzle-orm#6098, does the same). Queries without
- * parameters keep the simple protocol.
- */
-function withPreparedStatements<T extends postgres.Sql | postgres.TransactionSql>(client: T): T {
-  const { unsafe, begin } = client as postgres.Sql;
-  const wrapped: Record<string, unknown> = {
-    unsafe: (query: string, params?: never[], options?: postgres.UnsafeQueryOptions) => unsafe(query, params, { ...options, prepare: true }),
-  };
-  // Transactions get their own client from postgres.js; it asks for prepared statements too.
-  if (typeof begin === 'function') {
-    wrapped.begin = (...args: unknown[]) => {
-      const callback = args.at(-1) as (sql: postgres.TransactionSql) => unknown;
-      return (begin as (...rest: unknown[]) => unknown)(...args.slice(0, -1), (sql: postgres.TransactionSql) => callback(withPreparedStatements(sql)));
-    };
-  }
-  return Object.assign(Object.create(client) as T, wrapped);
-}
-
 export async function createDatabase(options: DatabaseOptions): Promise<Database> {
   const statementLog = new StatementLog();
   if (options.kind === 'postgres') {
@@ -90,7 +68,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       connect_timeout: 5,
       // Keep timestamps as Date and bigint-free counts.
     });
-    const db = drizzlePostgres(withPreparedStatements(client), { schema: tables, logger: statementLog }) as unknown as Db;
+    const db = drizzlePostgres(client, { schema: tables, logger: statementLog }) as unknown as Db;
     return {
       db,
       kind: 'postgres',

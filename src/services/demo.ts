@@ -92,7 +92,8 @@ export async function createDemoOrganization(db: Db, options: DemoOptions = {}):
   numberFaker.seed((options.seed ?? 42) + 1);
   let sendingNumber = '';
   for (let attempt = 0; !sendingNumber; attempt += 1) {
-    const candidate = parsePhone(`+1${numberFaker.helpers.arrayElement(AREA_CODES)}555${numberFaker.string.numeric(4)}`);
+    // Exchange 556 for sending numbers, 555 for contacts: a contact never has the organization's own number.
+    const candidate = parsePhone(`+1${numberFaker.helpers.arrayElement(AREA_CODES)}556${numberFaker.string.numeric(4)}`);
     if (!candidate) continue;
     const inserted = await db
       .insert(phoneNumbers)

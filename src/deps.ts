@@ -45,11 +45,14 @@ export async function openDeps(config: Config, logger: Logger): Promise<Deps & {
   const deps = assembleDeps(config, database, logger);
   return {
     ...deps,
-    close: async () => {
-      await deps.textability.close();
-      await deps.sms.close();
-      await deps.events.close();
-      await database.close();
-    },
+    close: () => closeDeps(deps),
   };
+}
+
+/** Stops background work (simulated deliveries, lookup retries, event listeners) before closing the database. */
+export async function closeDeps(deps: Deps): Promise<void> {
+  await deps.textability.close();
+  await deps.sms.close();
+  await deps.events.close();
+  await deps.database.close();
 }

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { conversations, messages } from '../src/db/tables.js';
-import { assembleDeps } from '../src/deps.js';
+import { assembleDeps, closeDeps } from '../src/deps.js';
 import { requestLogMixin } from '../src/http/request-id.js';
 import { issueApiToken, revokeApiToken } from '../src/services/auth.js';
 import { addPhoneNumber, createOrganization } from '../src/services/organizations.js';
@@ -403,10 +403,7 @@ describe('introspection, GraphiQL and error masking in production', () => {
       org,
       async close() {
         await app.stop(1_000);
-        await deps.textability.close();
-        await deps.sms.close();
-        await deps.events.close();
-        await database.close();
+        await closeDeps(deps);
       },
     };
   });

@@ -64,3 +64,9 @@ export function analyzeInbound(body: string): MessageAnalysis {
     category === 'opt_out' || category === 'opt_in' ? false : category === 'question' || category === 'help' || !isAcknowledgement(trimmed);
   return { sentiment, sentimentScore, category, requiresResponse, optOutDetected: keyword?.kind === 'opt_out', keyword };
 }
+
+/** The message columns an analysis fills. */
+export function analysisColumns(analysis: MessageAnalysis) {
+  const { sentiment, sentimentScore, category, requiresResponse, optOutDetected } = analysis;
+  return { sentiment, sentimentScore, category, requiresResponse, optOutDetected };
+}

@@ -1,7 +1,7 @@
 import { en, Faker } from '@faker-js/faker';
 import type { Db } from '../db/client.js';
 import { consentEvents, contacts, conversations, messages, phoneNumbers } from '../db/tables.js';
-import { analyzeInbound } from './analysis.js';
+import { analysisColumns, analyzeInbound } from './analysis.js';
 import { createOrganization } from './organizations.js';
 import { parsePhone } from './phone.js';
 
@@ -166,11 +166,7 @@ export async function createDemoOrganization(db: Db, options: DemoOptions = {}):
           mediaUrls: body.includes('photo') ? [`https://picsum.photos/seed/${id.slice(0, 8)}/600/400`] : [],
           providerMessageId: `SM${id.replaceAll('-', '')}`,
           provider: 'twilio',
-          sentiment: analysis.sentiment,
-          sentimentScore: analysis.sentimentScore,
-          category: analysis.category,
-          requiresResponse: analysis.requiresResponse,
-          optOutDetected: analysis.optOutDetected,
+          ...analysisColumns(analysis),
           createdAt,
           updatedAt: createdAt,
         });

@@ -2,7 +2,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { Deps } from '../context.js';
 import { contacts, conversations, messages, phoneNumbers, type ContactRow, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { AppError } from '../errors.js';
-import { analyzeInbound, type MessageAnalysis } from './analysis.js';
+import { analysisColumns, analyzeInbound, type MessageAnalysis } from './analysis.js';
 import { recordConsent } from './consent.js';
 import { isInbound } from './realtime.js';
 import { appendMessage } from './messages.js';
@@ -112,11 +112,7 @@ export async function receiveInbound(deps: Pick<Deps, 'db' | 'events' | 'logger'
         providerMessageId: input.providerMessageId ?? null,
         // For an inbound message: the organization's number it arrived on (replies go out from it).
         fromPhoneNumberId: phoneNumberId,
-        sentiment: analysis.sentiment,
-        sentimentScore: analysis.sentimentScore,
-        category: analysis.category,
-        requiresResponse: analysis.requiresResponse,
-        optOutDetected: analysis.optOutDetected,
+        ...analysisColumns(analysis),
         createdAt,
       });
       // Already stored (a Twilio retry): undo the contact upsert too, so a retry changes nothing at all.

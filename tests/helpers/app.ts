@@ -3,7 +3,7 @@ import { buildApp, type App } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Deps } from '../../src/context.js';
 import type { Database } from '../../src/db/client.js';
-import { assembleDeps } from '../../src/deps.js';
+import { assembleDeps, closeDeps } from '../../src/deps.js';
 import { appendMessage, type NewMessage } from '../../src/services/messages.js';
 import { addPhoneNumber, createOrganization } from '../../src/services/organizations.js';
 import { createContact, type NewContact } from '../../src/services/contacts.js';
@@ -62,11 +62,7 @@ export async function createTestApp(env: Record<string, string> = {}) {
     },
     async close() {
       await app.stop(1_000);
-      // Simulated delivery timers and lookup retries must not touch a closed database.
-      await deps.textability.close();
-      await deps.sms.close();
-      await deps.events.close();
-      await database.close();
+      await closeDeps(deps);
     },
   };
 }

@@ -23,6 +23,8 @@ const configSchema = z.object({
   AUTH_CACHE_TTL_MS: z.coerce.number().int().min(0).default(10_000),
   /** Requests per API token per minute on /graphql and /api (0: no limit). Webhooks are never limited. */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(600),
+  /** Failed authentications (HTTP 401) per client address per minute before that address is refused (0: no limit). */
+  AUTH_FAILURES_PER_MINUTE: z.coerce.number().int().min(0).default(60),
   /** Largest /graphql request body; larger is HTTP 413. */
   MAX_REQUEST_BODY_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
   /** Operations in one batched GraphQL request (a JSON array); 0 turns batching off. */
@@ -64,6 +66,7 @@ export type Config = {
   seedDemo: boolean;
   authCacheTtlMs: number;
   rateLimitPerMinute: number;
+  authFailuresPerMinute: number;
   maxRequestBodyBytes: number;
   graphqlBatchLimit: number;
   graphqlMaxDepth: number;
@@ -120,6 +123,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     seedDemo: c.SEED_DEMO ?? !c.DATABASE_URL,
     authCacheTtlMs: c.AUTH_CACHE_TTL_MS,
     rateLimitPerMinute: c.RATE_LIMIT_PER_MINUTE,
+    authFailuresPerMinute: c.AUTH_FAILURES_PER_MINUTE,
     maxRequestBodyBytes: c.MAX_REQUEST_BODY_BYTES,
     graphqlBatchLimit: c.GRAPHQL_BATCH_LIMIT,
     graphqlMaxDepth: c.GRAPHQL_MAX_DEPTH,

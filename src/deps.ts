@@ -18,16 +18,20 @@ export function assembleDeps(config: Config, database: Database, logger: Logger)
     logger,
     applyStatus: (update) => applyMessageStatus({ db: database.db, events, logger }, update),
   });
+  const authenticator = new Authenticator(database.db, config.authCacheTtlMs);
   return {
     config,
     database,
     db: database.db,
     logger,
-    authenticator: new Authenticator(database.db, config.authCacheTtlMs),
+    authenticator,
     events,
     sms,
     textability: new TextabilityService(database.db, sms, logger, config.lookupRetryMs),
-    rateLimiter: new RateLimiter(config.rateLimitPerMinute),
+    rateLimiter: new RateLimiter(config.rateLimitPerMinute, {
+      authFailuresPerMinute: config.authFailuresPerMinute,
+      isVerifiedToken: (authorization) => authenticator.isVerified(authorization),
+    }),
   };
 }
 

@@ -371,6 +371,54 @@ describe('rate limiting per token', () => {
   });
 });
 
+describe('failed authentications per client address', () => {
+  const madeUp = (i: number) => ({ authorization: `Bearer not-a-real-token-${i}` });
+
+  it('refuses an address after AUTH_FAILURES_PER_MINUTE 401s, except for tokens it already verified', async () => {
+    const app = await createTestApp({ AUTH_FAILURES_PER_MINUTE: '5' });
+    try {
+      const member = await app.createOrg('Shared office');
+      expect((await post(app, { query: '{ organization { name } }' }, auth(member))).status).toBe(200); // verified, cached
+
+      for (let i = 0; i < 5; i += 1) {
+        const guess = await post(app, { query: '{ organization { name } }' }, madeUp(i));
+        expect(guess.status).toBe(401);
+      }
+      // Every further guess is refused before any token lookup, on GraphQL and REST alike.
+      const refused = await post(app, { query: '{ organization { name } }' }, madeUp(99));
+      expect(refused.status).toBe(429);
+      expect(refused.json.errors[0].extensions.code).toBe('RATE_LIMITED');
+      expect(refused.json.errors[0].message).toMatch(/failed authentications/);
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      const rest = await fetch(`${app.url}/api/conversations`, { headers: madeUp(100) });
+      expect(rest.status).toBe(429);
+      expect(await rest.json()).toMatchObject({ success: false, code: 'RATE_LIMITED' });
+      const missing = await fetch(`${app.url}/api/conversations`);
+      expect(missing.status).toBe(429);
+
+      // The person already at work behind that address is not locked out by the guesser...
+      const mine = await post(app, { query: '{ organization { name } }' }, auth(member));
+      expect(mine.status).toBe(200);
+      expect(mine.json.data.organization.name).toBe('Shared office');
+      // ...but a token not verified yet waits out the minute like any guess.
+      const newcomer = await app.createOrg('Newcomer');
+      expect((await post(app, { query: '{ organization { name } }' }, auth(newcomer))).status).toBe(429);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('AUTH_FAILURES_PER_MINUTE=0 turns it off', async () => {
+    const app = await createTestApp({ AUTH_FAILURES_PER_MINUTE: '0' });
+    try {
+      const answers = await Promise.all(Array.from({ length: 80 }, (_, i) => post(app, { query: '{ organization { name } }' }, madeUp(i))));
+      expect(answers.every((a) => a.status === 401)).toBe(true);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('introspection, GraphiQL and error masking in production', () => {
   type LogLine = { level: number; msg: string; requestId?: string; err?: { message: string }; [key: string]: unknown };
   let prod: { url: string; close(): Promise<void>; db: TestApp['db']; logs: LogLine[]; org: TestOrg };

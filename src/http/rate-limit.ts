@@ -15,12 +15,50 @@ export type RateDecision = { allowed: true } | { allowed: false; retryAfterSecon
 /** Inbound messages per minute from one sender to one number above which they are flagged (never refused). */
 export const INBOUND_FLOOD_PER_MINUTE = 60;
 
+export type RateLimiterOptions = {
+  /** Failed authentications per client address per minute before the address is refused (0: no limit). */
+  authFailuresPerMinute?: number;
+  /** Whether a request's Authorization carries a token already verified (cached): such requests still pass. */
+  isVerifiedToken?: (authorization: string | undefined) => boolean;
+};
+
 export class RateLimiter {
   private readonly limiter: RateLimiterMemory | null;
   private readonly inbound = new RateLimiterMemory({ points: INBOUND_FLOOD_PER_MINUTE, duration: 60 });
+  // Per-token budgets cannot stop a flood of made-up tokens (each would get its own budget, and each costs
+  // a token lookup): failures are also counted per client address.
+  private readonly authFailures: RateLimiterMemory | null;
+  readonly authFailuresPerMinute: number;
+  private readonly isVerifiedToken: (authorization: string | undefined) => boolean;
 
-  constructor(readonly perMinute: number) {
+  constructor(
+    readonly perMinute: number,
+    options: RateLimiterOptions = {},
+  ) {
     this.limiter = perMinute > 0 ? new RateLimiterMemory({ points: perMinute, duration: 60 }) : null;
+    this.authFailuresPerMinute = options.authFailuresPerMinute ?? 0;
+    this.authFailures = this.authFailuresPerMinute > 0 ? new RateLimiterMemory({ points: this.authFailuresPerMinute, duration: 60 }) : null;
+    this.isVerifiedToken = options.isVerifiedToken ?? (() => false);
+  }
+
+  /**
+   * Refuses a request from an address that failed authentication too often this minute, unless it carries a
+   * token verified already: an attacker guessing tokens from behind a shared address does not lock out
+   * the people working there.
+   */
+  async admitAddress(address: string | undefined, authorization: string | undefined): Promise<RateDecision> {
+    if (!this.authFailures) return { allowed: true };
+    const spent = await this.authFailures.get(`auth:${address ?? 'unknown'}`);
+    if (!spent || spent.consumedPoints < this.authFailuresPerMinute || this.isVerifiedToken(authorization)) return { allowed: true };
+    return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(spent.msBeforeNext / 1000)), limit: this.authFailuresPerMinute };
+  }
+
+  /** Counts one failed authentication (an answered 401) from the address. */
+  async recordAuthFailure(address: string | undefined): Promise<void> {
+    if (!this.authFailures) return;
+    await this.authFailures.consume(`auth:${address ?? 'unknown'}`).catch((rejection: unknown) => {
+      if (!(rejection instanceof RateLimiterRes)) throw rejection;
+    });
   }
 
   /**
@@ -58,6 +96,8 @@ export function rateLimitKey(authorization: string | null | undefined, address: 
 
 const message = (decision: Extract<RateDecision, { allowed: false }>) =>
   `Rate limit of ${decision.limit} requests per minute exceeded for this token; retry in ${decision.retryAfterSeconds} s.`;
+const addressMessage = (decision: Extract<RateDecision, { allowed: false }>) =>
+  `More than ${decision.limit} failed authentications per minute from this address; retry in ${decision.retryAfterSeconds} s.`;
 
 function rateLimitedError(decision: Extract<RateDecision, { allowed: false }>): GraphQLError {
   return new GraphQLError(message(decision), {
@@ -75,14 +115,26 @@ function rateLimitedError(decision: Extract<RateDecision, { allowed: false }>): 
  */
 export async function admitRequest(limiter: RateLimiter, req: IncomingMessage, res: ServerResponse, surface: 'graphql' | 'rest'): Promise<boolean> {
   if (req.method === 'OPTIONS') return true;
-  const decision = await limiter.take(rateLimitKey(req.headers.authorization, req.socket.remoteAddress));
-  if (decision.allowed) return true;
+  const address = req.socket.remoteAddress;
+  const byAddress = await limiter.admitAddress(address, req.headers.authorization);
+  if (!byAddress.allowed) return refuse(res, req, surface, byAddress, addressMessage(byAddress));
+  const decision = await limiter.take(rateLimitKey(req.headers.authorization, address));
+  if (!decision.allowed) return refuse(res, req, surface, decision, message(decision));
+  if (limiter.authFailuresPerMinute > 0) {
+    res.once('finish', () => {
+      if (res.statusCode === 401) void limiter.recordAuthFailure(address);
+    });
+  }
+  return true;
+}
+
+function refuse(res: ServerResponse, req: IncomingMessage, surface: 'graphql' | 'rest', decision: Extract<RateDecision, { allowed: false }>, text: string): false {
   req.resume(); // drain whatever body follows, keep the connection usable
   const headers = { 'retry-after': String(decision.retryAfterSeconds) };
   if (surface === 'rest') {
-    sendJson(res, 429, { success: false, code: 'RATE_LIMITED', message: message(decision) }, headers);
+    sendJson(res, 429, { success: false, code: 'RATE_LIMITED', message: text }, headers);
   } else {
-    sendJson(res, 429, { errors: [{ message: message(decision), extensions: { code: 'RATE_LIMITED', retryAfterSeconds: decision.retryAfterSeconds } }] }, headers);
+    sendJson(res, 429, { errors: [{ message: text, extensions: { code: 'RATE_LIMITED', retryAfterSeconds: decision.retryAfterSeconds } }] }, headers);
   }
   return false;
 }

@@ -77,6 +77,13 @@ export class Authenticator {
     return { organizationId: token.organizationId, tokenId: token.tokenId };
   }
 
+  /** Whether this Authorization header carries a token verified recently (in the cache): no query needed. */
+  isVerified(authorization: string | null | undefined): boolean {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+    const cached = match ? this.cache.get(hashApiToken(match[1]!)) : undefined;
+    return cached !== undefined && cached.expiresAt > Date.now();
+  }
+
   /** Drops cached verifications: all of them, or those of one token id. */
   forget(tokenId?: string): void {
     if (tokenId === undefined) {

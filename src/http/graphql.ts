@@ -9,6 +9,7 @@ import { schema } from '../schema/index.js';
 import { isDatabaseUnavailable, isRefusedValue } from '../db/failures.js';
 import { databaseUnavailableError, hardenedYogaOptions } from './protections.js';
 import { failureAlreadyLogged } from './request-id.js';
+import { createGraphqlFastPath } from './graphql-fast-path.js';
 
 export type GraphqlOptions = {
   /** Headers prefilled in GraphiQL (the embedded demo's token), if any. */
@@ -70,7 +71,12 @@ function findAppError(error: unknown): AppError | null {
 
 export function createGraphqlHandler(deps: Deps, options: GraphqlOptions = {}) {
   const hardened = hardenedYogaOptions(deps.config, deps.logger, deps.rateLimiter);
-  return createYoga<ServerContext, RequestContext>({
+  const fastPath = createGraphqlFastPath(deps, schema, {
+    cors: hardened.cors as never,
+    maxCost: deps.config.graphqlMaxCost,
+    maxBodyBytes: deps.config.maxRequestBodyBytes,
+  });
+  const yoga = createYoga<ServerContext, RequestContext>({
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
@@ -78,7 +84,11 @@ export function createGraphqlHandler(deps: Deps, options: GraphqlOptions = {}) {
     // Queries and mutations compiled to JavaScript once per document (graphql-jit): execution without the
     // generic executor's per-field promise machinery (bench/RESULTS.md says what it buys). Subscriptions
     // stay on graphql-js: under graphql-jit they lost their arguments and setup errors (tests/subscriptions.test.ts).
-    plugins: [...(hardened.plugins ?? []), useGraphQlJit({}, { enableIf: ({ document }) => !isSubscription(document) && isHot(document) })],
+    plugins: [
+      ...(hardened.plugins ?? []),
+      useGraphQlJit({}, { enableIf: ({ document }) => !isSubscription(document) && isHot(document) }),
+      fastPath.plugin,
+    ],
     logging: {
       debug: (...args) => deps.logger.debug(args.map(String).join(' ')),
       info: (...args) => deps.logger.info(args.map(String).join(' ')),
@@ -92,7 +102,11 @@ export function createGraphqlHandler(deps: Deps, options: GraphqlOptions = {}) {
       ? {
           title: 'Conversations gateway',
           defaultQuery: EXAMPLE_QUERY,
-          headers: JSON.stringify(options.graphiqlHeaders ?? { Authorization: 'Bearer <token>', 'x-organization-id': '<organization id>' }, null, 2),
+          headers: JSON.stringify(
+            options.graphiqlHeaders ?? { Authorization: 'Bearer <token>', 'x-organization-id': '<organization id>' },
+            null,
+            2,
+          ),
         }
       : false,
     context: async (initial) => {
@@ -117,14 +131,23 @@ export function createGraphqlHandler(deps: Deps, options: GraphqlOptions = {}) {
         if (original instanceof PothosError) {
           // Pothos throws GraphQLErrors, which Yoga would pass through unmasked and without a code.
           if (/has not been implemented|global ?id/i.test((original as PothosError).message)) {
-            return toGraphQLError(new AppError('BAD_USER_INPUT', 'Not a valid global id.'), error instanceof GraphQLError ? error : undefined);
+            return toGraphQLError(
+              new AppError('BAD_USER_INPUT', 'Not a valid global id.'),
+              error instanceof GraphQLError ? error : undefined,
+            );
           }
           deps.logger.error({ err: original }, 'unexpected error in GraphQL operation');
-          return new GraphQLError(message, { path: error instanceof GraphQLError ? error.path : undefined, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
+          return new GraphQLError(message, {
+            path: error instanceof GraphQLError ? error.path : undefined,
+            extensions: { code: 'INTERNAL_SERVER_ERROR' },
+          });
         }
         if (isRefusedValue(error)) {
           deps.logger.warn({ err: original ?? error }, 'GraphQL operation refused: the database refused a value');
-          return toGraphQLError(new AppError('BAD_USER_INPUT', 'A value is invalid or too large to store.'), error instanceof GraphQLError ? error : undefined);
+          return toGraphQLError(
+            new AppError('BAD_USER_INPUT', 'A value is invalid or too large to store.'),
+            error instanceof GraphQLError ? error : undefined,
+          );
         }
         if (!(error instanceof GraphQLError) || (original && !(original instanceof GraphQLError))) {
           deps.logger.error({ err: original ?? error }, 'unexpected error in GraphQL operation');
@@ -132,6 +155,11 @@ export function createGraphqlHandler(deps: Deps, options: GraphqlOptions = {}) {
         return yogaMaskError(error, message, isDev);
       },
     },
+  });
+  // HTTP requests to /graphql: documents Yoga accepted before are served by the fast path.
+  return Object.assign(yoga, {
+    serveHttp: (req: IncomingMessage, res: ServerResponse) => fastPath.serve(yoga, req, res),
+    fastPath: fastPath.stats,
   });
 }
 

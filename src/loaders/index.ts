@@ -8,6 +8,8 @@ import {
   conversationWithMessagePage,
   messagePages,
   messagesByIds,
+  type ConversationWithPage,
+  type MessageColumns,
   type MessagePage,
   type MessagePageRequest,
   type PageArgs,
@@ -72,6 +74,14 @@ export function createLoaders(db: DbOrTx, organizationId: string) {
     return loader;
   };
   const messagePage = (conversationId: string, request: MessagePageRequest) => pageLoader(request).load(conversationId);
+  const listed = new WeakMap<ConversationRow, ConversationListItem>();
+  const primePage = (phoneNumber: string, result: ConversationWithPage | null): ConversationRow | null => {
+    if (!result?.conversation) return null;
+    conversation.prime(result.conversation.id, result.conversation);
+    conversationByPhone.prime(phoneNumber, result.conversation);
+    if (result.request && result.page) pageLoader(result.request).prime(result.conversation.id, result.page);
+    return result.conversation;
+  };
 
   return {
     contact,
@@ -85,25 +95,41 @@ export function createLoaders(db: DbOrTx, organizationId: string) {
     messagePage,
     /**
      * The conversation with this phone number, reading the page of messages the caller will ask for in
-     * the same statement and priming `messagePage` with it: `messagePage(id, messagePageRequest(id, args))`
+     * the same statement and priming `messagePage` with it: `messagePage(id, messagePageRequest(id, args, columns))`
      * then costs nothing. Answers like `conversationByPhone.load(phoneNumber)`.
      */
-    async conversationWithMessagePage(phoneNumber: string, args: PageArgs): Promise<ConversationRow | null> {
-      const result = await conversationWithMessagePage(db, organizationId, phoneNumber, args);
-      if (!result) return null;
-      conversation.prime(result.conversation.id, result.conversation);
-      conversationByPhone.prime(phoneNumber, result.conversation);
-      if (result.request && result.page) pageLoader(result.request).prime(result.conversation.id, result.page);
-      return result.conversation;
+    async conversationWithMessagePage(phoneNumber: string, args: PageArgs, columns?: MessageColumns): Promise<ConversationRow | null> {
+      return primePage(phoneNumber, await conversationWithMessagePage(db, organizationId, phoneNumber, args, columns));
+    },
+    /**
+     * conversationWithMessagePage plus the organization's timezone, still one statement (the REST
+     * messages route). null: the organization is gone.
+     */
+    async conversationPageWithTimezone(
+      phoneNumber: string,
+      args: PageArgs,
+      columns?: MessageColumns,
+    ): Promise<{ conversation: ConversationRow | null; timezone: string } | null> {
+      const result = await conversationWithMessagePage(db, organizationId, phoneNumber, args, columns, { withTimezone: true });
+      if (!result?.timezone) return null;
+      return { conversation: primePage(phoneNumber, result), timezone: result.timezone };
     },
     /** Seeds the loaders with rows a list query already joined in, so resolvers don't fetch them again. */
     primeConversationItems(items: ConversationListItem[]) {
       for (const item of items) {
+        listed.set(item.conversation, item);
         conversation.prime(item.conversation.id, item.conversation);
         conversationByPhone.prime(item.conversation.phoneNumber, item.conversation);
         if (item.contact) contact.prime(item.contact.id, item.contact);
         if (item.lastMessage) message.prime(item.lastMessage.id, item.lastMessage);
       }
+    },
+    /**
+     * The contact and last message a list read with this very conversation row, answered without a
+     * promise (a DataLoader answers even a primed key through one): the inbox resolves both for every row.
+     */
+    listedWith(row: ConversationRow): ConversationListItem | undefined {
+      return listed.get(row);
     },
     /** Forgets cached rows after a write in the same request. */
     clearConversation(row: ConversationRow) {

@@ -1,6 +1,6 @@
-import { and, eq, gt, ilike, inArray, like, or, sql, type SQL } from 'drizzle-orm';
+import { and, eq, getTableColumns, gt, inArray, or, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
-import { columnsOf, rawRows, rowReader } from '../db/rows.js';
+import { columnIndex, columnsOf, HotQuery, indexReader } from '../db/rows.js';
 import { contacts, conversations, messages, type ContactRow, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { AppError } from '../errors.js';
 import { decodeCursor, encodeCursor, isUuid } from './cursors.js';
@@ -30,22 +30,21 @@ export const DEFAULT_PAGE_SIZE = 50;
 
 const escapeLike = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
 
-function filterConditions(organizationId: string, filter: ConversationFilter): SQL[] {
-  const conditions: SQL[] = [eq(conversations.organizationId, organizationId)];
+/** The filter's conditions, with placeholders for its values (`organizationId`, `pattern`, `digits`). */
+function filterConditions(filter: ConversationFilter, term: string | undefined, digits: string): SQL[] {
+  const conditions: SQL[] = [sql`${conversations.organizationId} = ${sql.placeholder('organizationId')}`];
   if (!filter.includeArchived) conditions.push(eq(conversations.isArchived, false));
   if (filter.unread) conditions.push(gt(conversations.unreadCount, 0));
   if (filter.unresponded) conditions.push(eq(conversations.lastDirection, 'incoming'));
   if (filter.starred) conditions.push(eq(conversations.isStarred, true));
-  const term = filter.search?.trim();
   if (term) {
-    const pattern = `%${escapeLike(term)}%`;
+    const pattern = sql.placeholder('pattern');
     const matches: SQL[] = [
-      ilike(contacts.firstName, pattern),
-      ilike(contacts.lastName, pattern),
-      ilike(sql`${contacts.firstName} || ' ' || ${contacts.lastName}`, pattern),
+      sql`${contacts.firstName} ilike ${pattern}`,
+      sql`${contacts.lastName} ilike ${pattern}`,
+      sql`(${contacts.firstName} || ' ' || ${contacts.lastName}) ilike ${pattern}`,
     ];
-    const digits = term.replace(/\D/g, '');
-    if (digits.length > 0) matches.push(like(conversations.phoneNumber, `%${digits}%`));
+    if (digits.length > 0) matches.push(sql`${conversations.phoneNumber} like ${sql.placeholder('digits')}`);
     conditions.push(or(...matches)!);
   }
   return conditions;
@@ -64,36 +63,62 @@ export async function listConversations(
   organizationId: string,
   options: { filter?: ConversationFilter | null; first?: number; after?: string | null },
 ): Promise<{ items: ConversationListItem[]; hasNextPage: boolean }> {
-  const conditions = filterConditions(organizationId, options.filter ?? {});
-  if (options.after) {
-    const key = decodeCursor('conv', organizationId, options.after, 'after');
+  const filter = options.filter ?? {};
+  const term = filter.search?.trim() || undefined;
+  const digits = term?.replace(/\D/g, '') ?? '';
+  const key = options.after ? decodeCursor('conv', organizationId, options.after, 'after') : null;
+  // Built once per shape (which filters, a cursor, a limit), run as a prepared statement (src/db/rows.ts).
+  const shape = [filter.includeArchived, filter.unread, filter.unresponded, filter.starred, term, digits, key, options.first !== undefined]
+    .map((value) => (value ? 1 : 0))
+    .join('');
+  let query = listStatements.get(shape);
+  if (!query) {
+    const conditions = filterConditions(filter, term, digits);
     // A row comparison bounds the index scan (see messages.ts).
-    conditions.push(sql`(${conversations.lastMessageAt}, ${conversations.id}) < (${key.at.toISOString()}::timestamptz, ${key.id}::uuid)`);
-  }
-  // Read through the lean row path (src/db/rows.ts): this is the inbox, the most frequent read.
-  const raw = await rawRows(
-    db,
-    sql`select ${LIST_COLUMNS}
+    if (key) {
+      conditions.push(
+        sql`(${conversations.lastMessageAt}, ${conversations.id}) < (${sql.placeholder('afterAt')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`,
+      );
+    }
+    query = new HotQuery(sql`select ${LIST_COLUMNS}
       from ${conversations}
       left join ${contacts} on ${contacts.organizationId} = ${conversations.organizationId} and ${contacts.id} = ${conversations.contactId}
       left join ${messages} on ${messages.organizationId} = ${conversations.organizationId} and ${messages.id} = ${conversations.lastMessageId}
       where ${and(...conditions)}
       order by ${conversations.lastMessageAt} desc, ${conversations.id} desc
-      ${options.first === undefined ? sql`` : sql`limit ${options.first + 1}`}`, // the order of conversations_org_recent_idx
-  );
+      ${options.first === undefined ? sql`` : sql`limit ${sql.placeholder('limit')}`}`); // the order of conversations_org_recent_idx
+    listStatements.set(shape, query);
+  }
+  // Read through the lean row path (src/db/rows.ts): this is the inbox, the most frequent read.
+  const raw = await query.arrays(db, {
+    organizationId,
+    pattern: term ? `%${escapeLike(term)}%` : undefined,
+    digits: `%${digits}%`,
+    afterAt: key?.at.toISOString(),
+    afterId: key?.id,
+    limit: options.first === undefined ? undefined : options.first + 1,
+  });
   const rows = raw.map((row) => ({
     conversation: readConversation(row),
-    contact: row.ct_id === null ? null : readContact(row),
-    lastMessage: row.m_id === null ? null : readMessage(row),
+    contact: row[CONTACT_ID] === null ? null : readContact(row),
+    lastMessage: row[MESSAGE_ID] === null ? null : readMessage(row),
   }));
   const hasNextPage = options.first !== undefined && rows.length > options.first;
   return { items: hasNextPage ? rows.slice(0, options.first) : rows, hasNextPage };
 }
 
-const LIST_COLUMNS = sql.join([columnsOf(conversations, 'conversations', 'c_'), columnsOf(contacts, 'contacts', 'ct_'), columnsOf(messages, 'messages', 'm_')], sql`, `);
-const readConversation = rowReader(conversations, 'c_');
-const readContact = rowReader(contacts, 'ct_');
-const readMessage = rowReader(messages, 'm_');
+const listStatements = new Map<string, HotQuery>();
+const LIST_COLUMNS = sql.join(
+  [columnsOf(conversations, 'conversations', 'c_'), columnsOf(contacts, 'contacts', 'ct_'), columnsOf(messages, 'messages', 'm_')],
+  sql`, `,
+);
+const CONVERSATION_COUNT = Object.keys(getTableColumns(conversations)).length;
+const CONTACT_COUNT = Object.keys(getTableColumns(contacts)).length;
+const readConversation = indexReader(conversations);
+const readContact = indexReader(contacts, undefined, CONVERSATION_COUNT);
+const readMessage = indexReader(messages, undefined, CONVERSATION_COUNT + CONTACT_COUNT);
+const CONTACT_ID = columnIndex(contacts, 'id', undefined, CONVERSATION_COUNT);
+const MESSAGE_ID = columnIndex(messages, 'id', undefined, CONVERSATION_COUNT + CONTACT_COUNT);
 
 export async function conversationsByIds(db: DbOrTx, organizationId: string, ids: readonly string[]) {
   const valid = ids.filter(isUuid);

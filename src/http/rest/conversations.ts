@@ -2,7 +2,7 @@ import type { ConversationRow, MessageRow } from '../../db/tables.js';
 import { AppError } from '../../errors.js';
 import type { Loaders } from '../../loaders/index.js';
 import { listConversations, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, type ConversationListItem } from '../../services/conversations.js';
-import { messageCursor, messagePageRequest } from '../../services/messages.js';
+import { messageColumns, messageCursor, messagePageRequest } from '../../services/messages.js';
 import { getOrganization } from '../../services/organizations.js';
 import { sendReply } from '../../services/replies.js';
 import type { RestRoute } from './router.js';
@@ -64,6 +64,19 @@ export function messageJson(message: MessageRow): MessageJson {
   };
 }
 
+/** What messageJson reads: a page reads only these columns. */
+const MESSAGE_JSON_COLUMNS = messageColumns([
+  'direction',
+  'body',
+  'mediaUrls',
+  'status',
+  'sentiment',
+  'sentimentScore',
+  'category',
+  'requiresResponse',
+  'optOutDetected',
+] satisfies (keyof MessageRow)[]);
+
 const authErrors = ['UNAUTHENTICATED', 'FORBIDDEN'] as const;
 
 export const listConversationsRoute: RestRoute = {
@@ -124,17 +137,18 @@ export const conversationMessagesRoute: RestRoute = {
     const phoneNumber = phoneParam(params.phoneNumber!);
     const limit = limitParam(query, 'limit', DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
     const cursor = singleParam(query, 'cursor') || null;
-    const [conversation, organization] = await Promise.all([
-      loaders.conversationByPhone.load(phoneNumber),
-      getOrganization(deps.db, caller.organizationId),
-    ]);
+    // One statement: the organization's timezone, the conversation and its page (LATERAL joins).
+    const read = await loaders.conversationPageWithTimezone(phoneNumber, { first: limit, after: cursor }, MESSAGE_JSON_COLUMNS);
+    // No organization (deleted under a cached token): getOrganization answers as it always has.
+    const timezone = read?.timezone ?? (await getOrganization(deps.db, caller.organizationId)).timezone;
+    const conversation = read?.conversation ?? null;
     // Cursors are scoped to a conversation, so none is valid for a number without one.
     if (!conversation && cursor) throw invalidCursor();
     const page = conversation ? await readPage(loaders, conversation, limit, cursor) : null;
     const messages = page?.messages ?? [];
     const body: MessagePageJson = {
       messages: messages.map(messageJson),
-      timezone: organization.timezone,
+      timezone,
       cursor: page?.hasNextPage && messages.length > 0 ? messageCursor(messages.at(-1)!) : null,
       hasMore: page?.hasNextPage ?? false,
     };
@@ -151,10 +165,11 @@ async function readPage(loaders: Loaders, conversation: ConversationRow, limit: 
   let request;
   try {
     // The GraphQL connection's own page rules: `after` walks to older messages.
-    request = messagePageRequest(conversation.id, { first: limit, after: cursor });
+    request = messagePageRequest(conversation.id, { first: limit, after: cursor }, MESSAGE_JSON_COLUMNS);
   } catch (error) {
     throw error instanceof AppError && error.code === 'INVALID_CURSOR' ? invalidCursor() : error;
   }
+  // Read already by conversationWithMessagePage, unless its cursor was refused (then the line above threw).
   return loaders.messagePage(conversation.id, request);
 }
 

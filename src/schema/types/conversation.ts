@@ -1,4 +1,4 @@
-import type { ConversationRow } from '../../db/tables.js';
+import type { ConversationRow, MessageRow } from '../../db/tables.js';
 import {
   conversationCursor,
   DEFAULT_PAGE_SIZE,
@@ -6,15 +6,14 @@ import {
   MAX_PAGE_SIZE,
   updateConversationState,
 } from '../../services/conversations.js';
-import type { GraphQLResolveInfo } from 'graphql';
-import { parseResolveInfo, type ResolveTree } from 'graphql-parse-resolve-info';
-import { messageCursor, messagePageRequest, type PageArgs } from '../../services/messages.js';
+import { getArgumentValues, type FieldNode, type GraphQLObjectType, type GraphQLResolveInfo } from 'graphql';
+import { messageCursor, messagePageRequest, type MessageColumns, type MessagePage, type PageArgs } from '../../services/messages.js';
 import { badUserInput } from '../../errors.js';
 import { normalizePhone } from '../../services/phone.js';
 import { builder } from '../builder.js';
 import type { RequestContext } from '../../context.js';
 import { ContactRef } from './contact.js';
-import { MessageConnectionRef, MessageRef } from './message.js';
+import { eachField, messageColumnsOf, MessageConnectionRef, MessageRef } from './message.js';
 
 export const ConversationRef = builder.objectRef<ConversationRow>('Conversation');
 
@@ -28,12 +27,20 @@ builder.node(ConversationRef, {
       type: ContactRef,
       nullable: true,
       description: 'null when the number has no contact record.',
-      resolve: (c, _args, ctx) => (c.contactId ? ctx.loaders.contact.load(c.contactId) : null),
+      resolve: (c, _args, ctx) => {
+        const listed = ctx.loaders.listedWith(c);
+        if (listed) return listed.contact;
+        return c.contactId ? ctx.loaders.contact.load(c.contactId) : null;
+      },
     }),
     lastMessage: t.field({
       type: MessageRef,
       nullable: true,
-      resolve: (c, _args, ctx) => (c.lastMessageId ? ctx.loaders.message.load(c.lastMessageId) : null),
+      resolve: (c, _args, ctx) => {
+        const listed = ctx.loaders.listedWith(c);
+        if (listed) return listed.lastMessage;
+        return c.lastMessageId ? ctx.loaders.message.load(c.lastMessageId) : null;
+      },
     }),
     lastMessageAt: t.expose('lastMessageAt', { type: 'DateTime', nullable: true }),
     lastMessageDirection: t.field({
@@ -50,25 +57,43 @@ builder.node(ConversationRef, {
         type: MessageRef,
         description:
           'Messages newest first. `first`/`after` walk to older messages, `last`/`before` to newer ones. Default page 50, at most 200.',
-        resolve: async (c, args, ctx) => {
-          const request = messagePageRequest(c.id, args);
+        resolve: async (c, args, ctx, info) => {
+          const request = messagePageRequest(c.id, args, messageColumnsOf(info.fieldNodes, info.fragments));
           const page = await ctx.loaders.messagePage(c.id, request);
-          const edges = page.messages.map((node) => ({ cursor: messageCursor(node), node }));
-          return {
-            edges,
-            pageInfo: {
-              hasNextPage: page.hasNextPage,
-              hasPreviousPage: page.hasPreviousPage,
-              startCursor: edges[0]?.cursor ?? null,
-              endCursor: edges.at(-1)?.cursor ?? null,
-            },
-          };
+          const edges = page.messages.map((node) => new MessageEdge(node));
+          return { edges, pageInfo: new MessagePageInfo(page) };
         },
       },
       MessageConnectionRef,
     ),
   }),
 });
+
+/** An edge whose cursor is encoded only when asked for: the inbox's message previews never ask. */
+class MessageEdge {
+  constructor(readonly node: MessageRow) {}
+  get cursor(): string {
+    return messageCursor(this.node);
+  }
+}
+
+/** Page info whose cursors are encoded only when asked for. */
+class MessagePageInfo {
+  readonly hasNextPage: boolean;
+  readonly hasPreviousPage: boolean;
+  constructor(private readonly page: MessagePage) {
+    this.hasNextPage = page.hasNextPage;
+    this.hasPreviousPage = page.hasPreviousPage;
+  }
+  get startCursor(): string | null {
+    const first = this.page.messages[0];
+    return first ? messageCursor(first) : null;
+  }
+  get endCursor(): string | null {
+    const last = this.page.messages.at(-1);
+    return last ? messageCursor(last) : null;
+  }
+}
 
 export const ConversationConnectionRef = builder.connectionObject(
   { type: ConversationRef, name: 'ConversationConnection', description: 'Conversations, most recent activity first.' },
@@ -127,21 +152,61 @@ builder.queryFields((t) => ({
     description: 'The conversation with this phone number (any standard US format), or null.',
     args: { phoneNumber: t.arg.string({ required: true }) },
     resolve: (_root, args, ctx, info) => {
-      const phoneNumber = normalizePhone(args.phoneNumber);
+      const phoneNumber = normalizedPhone(args.phoneNumber);
       // Asked for its messages too: read the conversation and that page in one statement.
-      const pageArgs = messagesArgsOf(info);
-      return pageArgs ? ctx.loaders.conversationWithMessagePage(phoneNumber, pageArgs) : ctx.loaders.conversationByPhone.load(phoneNumber);
+      const messages = messagesSelectionOf(info);
+      return messages
+        ? ctx.loaders.conversationWithMessagePage(phoneNumber, messages.args, messages.columns)
+        : ctx.loaders.conversationByPhone.load(phoneNumber);
     },
   }),
 }));
 
-/** The arguments of the (first) `messages` field selected under this conversation field, if any. */
-function messagesArgsOf(info: GraphQLResolveInfo): PageArgs | null {
-  const tree = parseResolveInfo(info) as ResolveTree | null;
-  for (const field of Object.values(tree?.fieldsByTypeName.Conversation ?? {})) {
-    if (field.name === 'messages') return field.args as PageArgs;
+// Phone numbers as clients send them, normalized (libphonenumber's parse was ~3% of a page request).
+const normalizedPhones = new Map<string, string>();
+function normalizedPhone(input: string): string {
+  let phoneNumber = normalizedPhones.get(input);
+  if (phoneNumber === undefined) {
+    phoneNumber = normalizePhone(input); // throws for an invalid number, which is not kept
+    if (normalizedPhones.size >= 10_000) normalizedPhones.clear();
+    normalizedPhones.set(input, phoneNumber);
   }
-  return null;
+  return phoneNumber;
+}
+
+/** The `messages` fields (one response key, as execution merges them) under a conversation field. */
+const messagesFieldsByField = new WeakMap<FieldNode, FieldNode[] | null>();
+function messagesFieldsOf(info: GraphQLResolveInfo): FieldNode[] | null {
+  const cached = info.fieldNodes.length === 1 ? messagesFieldsByField.get(info.fieldNodes[0]!) : undefined;
+  if (cached !== undefined) return cached;
+  let responseKey: string | null = null;
+  const found: FieldNode[] = [];
+  for (const node of info.fieldNodes) {
+    eachField(node.selectionSet, info.fragments, (field) => {
+      if (field.name.value !== 'messages') return;
+      const key = field.alias?.value ?? 'messages';
+      responseKey ??= key;
+      if (key === responseKey) found.push(field);
+    });
+  }
+  const result = found.length > 0 ? found : null;
+  if (info.fieldNodes.length === 1) messagesFieldsByField.set(info.fieldNodes[0]!, result);
+  return result;
+}
+
+/** The arguments and columns of the (first) `messages` field selected under this conversation field, if any. */
+function messagesSelectionOf(info: GraphQLResolveInfo): { args: PageArgs; columns: MessageColumns } | null {
+  const fields = messagesFieldsOf(info);
+  if (!fields) return null;
+  const definition = (info.schema.getType('Conversation') as GraphQLObjectType).getFields().messages!;
+  try {
+    return {
+      args: getArgumentValues(definition, fields[0]!, info.variableValues) as PageArgs,
+      columns: messageColumnsOf(fields, info.fragments),
+    };
+  } catch {
+    return null; // the messages field reports its own bad arguments
+  }
 }
 
 async function changeConversation(ctx: RequestContext, phoneNumber: string, state: Parameters<typeof updateConversationState>[3]) {

@@ -1,0 +1,336 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { getOperationAST, visit, type DocumentNode, type GraphQLSchema, type ValueNode } from 'graphql';
+import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
+import { getComplexity } from 'graphql-query-complexity';
+import type { Plugin, YogaServerInstance } from 'graphql-yoga';
+import { createRequestContext, type Deps, type RequestContext } from '../context.js';
+import { pageWeightedCost } from './protections.js';
+
+// The lean path for what inbox clients send all day: a POST of a JSON query document Yoga has already
+// accepted once. Yoga's Fetch-API adapter, its plugin chain and graphql-js's executor cost 3-4x the work
+// of the query itself; here a document Yoga parsed, validated (depth, aliases, tokens, introspection, NUL
+// literals: every document-level protection) and executed as a query is compiled once with graphql-jit
+// and then served straight from node:http. The per-request protections run here as well (cost with the
+// request's variables, NUL in variables, auth; the rate limit ran before, in app.ts). Anything else, and
+// any request whose answer would not be a plain success, goes to Yoga, which answers it exactly as it
+// always has: a first-seen document, GET, batches, subscriptions, streams, mutations, every error
+// (queries have no side effects, so running one again through Yoga to report its error is safe).
+
+type Params = { query: string; operationName?: string | null; variables?: Record<string, unknown> | null };
+
+type Entry = {
+  document: DocumentNode;
+  operationName: string | undefined;
+  /** Compiled on the first request after Yoga accepted the document; null when graphql-jit could not. */
+  compiled: CompiledQuery | null | undefined;
+  /** Variables the cost depends on (page sizes, @include/@skip); the cost is cached by their values. */
+  costVariables: string[];
+  costs: Map<string, number>;
+};
+
+/** Documents kept; beyond it the oldest go (a stream of distinct documents only ever costs Yoga's path). */
+const MAX_DOCUMENTS = 1_000;
+const MAX_COSTS_PER_DOCUMENT = 100;
+/** Longer documents stay with Yoga: the cache holds at most MAX_DOCUMENTS x this much text. */
+const MAX_DOCUMENT_LENGTH = 64 * 1024;
+const JSON_CONTENT_TYPE = /^application\/json\s*(;\s*charset=utf-8\s*)?$/i;
+const INTROSPECTION = /\b__(schema|type)\b/;
+const PARAM_KEYS = new Set(['query', 'operationName', 'variables']);
+
+type CorsOptions =
+  | false
+  | { origin?: string[]; methods?: string[]; allowedHeaders?: string[]; exposedHeaders?: string[]; credentials?: boolean; maxAge?: number };
+type CorsFactory = (request: { headers: { get(name: string): string | null } }) => CorsOptions;
+
+export type GraphqlFastPath = {
+  /** Add to Yoga's plugins: it tells the fast path which documents Yoga accepted. */
+  plugin: Plugin;
+  /** Requests answered here (not by Yoga) so far: tests check the fast path is taken. */
+  stats: { served: number };
+  /** Serves one HTTP request to /graphql, fast or through Yoga. */
+  serve(yoga: YogaServerInstance<any, any>, req: IncomingMessage, res: ServerResponse): Promise<void>;
+};
+
+export function createGraphqlFastPath(
+  deps: Deps,
+  schema: GraphQLSchema,
+  options: { cors: CorsFactory; maxCost: number; maxBodyBytes: number },
+): GraphqlFastPath {
+  const documents = new Map<string, Entry>();
+  const keyOf = (query: string, operationName: string | null | undefined) => `${operationName ?? ''}\n${query}`;
+
+  const plugin: Plugin = {
+    onExecute({ args }) {
+      const params = (args.contextValue as { params?: Params } | undefined)?.params;
+      if (typeof params?.query !== 'string' || params.query.length > MAX_DOCUMENT_LENGTH || INTROSPECTION.test(params.query)) return;
+      const key = keyOf(params.query, args.operationName);
+      if (documents.has(key) || getOperationAST(args.document, args.operationName)?.operation !== 'query') return;
+      if (documents.size >= MAX_DOCUMENTS) documents.delete(documents.keys().next().value!);
+      documents.set(key, {
+        document: args.document,
+        operationName: args.operationName ?? undefined,
+        compiled: undefined,
+        costVariables: costVariablesOf(args.document),
+        costs: new Map(),
+      });
+    },
+  };
+
+  const costOf = (entry: Entry, variables: Record<string, unknown>): number | null => {
+    // Omitted and null differ (an omitted variable takes its default).
+    const key =
+      entry.costVariables.length === 0
+        ? ''
+        : JSON.stringify(entry.costVariables.map((name) => (name in variables ? [variables[name]] : [])));
+    let cost = entry.costs.get(key);
+    if (cost === undefined) {
+      try {
+        cost = getComplexity({
+          schema,
+          query: entry.document,
+          variables,
+          operationName: entry.operationName,
+          estimators: [pageWeightedCost],
+        });
+      } catch {
+        return null; // Yoga lets execution report the bad variables
+      }
+      if (entry.costs.size >= MAX_COSTS_PER_DOCUMENT) entry.costs.clear();
+      entry.costs.set(key, cost);
+    }
+    return cost;
+  };
+
+  const compiledOf = (entry: Entry): CompiledQuery | null => {
+    if (entry.compiled === undefined) {
+      try {
+        const compiled = compileQuery(schema, entry.document, entry.operationName);
+        entry.compiled = isCompiledQuery(compiled) ? compiled : null;
+      } catch {
+        entry.compiled = null;
+      }
+    }
+    return entry.compiled;
+  };
+
+  /** The successful answer, or null when Yoga should answer (anything that is not a plain success). */
+  async function answer(req: IncomingMessage, body: string): Promise<string | null> {
+    let params: unknown;
+    try {
+      params = JSON.parse(body);
+    } catch {
+      return null;
+    }
+    if (!isPlainObject(params) || typeof params.query !== 'string') return null;
+    for (const key in params) if (!PARAM_KEYS.has(key)) return null;
+    const { operationName, variables } = params;
+    if (operationName !== undefined && operationName !== null && typeof operationName !== 'string') return null;
+    if (variables !== undefined && variables !== null && !isPlainObject(variables)) return null;
+    const entry = documents.get(keyOf(params.query, operationName as string | null | undefined));
+    if (!entry) return null;
+    const values = (variables ?? {}) as Record<string, unknown>;
+    if (hasNul(values)) return null;
+    const cost = costOf(entry, values);
+    if (cost === null || cost > options.maxCost) return null;
+    const compiled = compiledOf(entry);
+    if (!compiled) return null;
+    let context: RequestContext;
+    try {
+      context = await createRequestContext(deps, {
+        authorization: header(req, 'authorization'),
+        organizationId: header(req, 'x-organization-id'),
+      });
+    } catch {
+      return null;
+    }
+    const result = await compiled.query(undefined, context, values);
+    if (result.errors?.length || result.extensions) return null;
+    return compiled.stringify(result);
+  }
+
+  /** Yoga's answer to a request whose body was read already. */
+  async function replay(yoga: YogaServerInstance<any, any>, req: IncomingMessage, res: ServerResponse, body: Buffer) {
+    const headers = new yoga.fetchAPI.Headers();
+    for (const [name, value] of Object.entries(req.headers)) {
+      if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+    }
+    const request = new yoga.fetchAPI.Request(`http://${req.headers.host ?? 'localhost'}${req.url ?? '/graphql'}`, {
+      method: 'POST',
+      headers,
+      body: body as unknown as BodyInit,
+    });
+    const response = await yoga.fetch(request, { req, res });
+    const payload = Buffer.from(await response.arrayBuffer());
+    if (res.destroyed) return;
+    response.headers.forEach((value, name) => res.setHeader(name, value));
+    res.writeHead(response.status, response.statusText);
+    res.end(payload);
+  }
+
+  const mediaTypes = new Map<string, string | null>();
+  const stats = { served: 0 };
+
+  return {
+    plugin,
+    stats,
+    async serve(yoga, req, res) {
+      const length = Number(req.headers['content-length']);
+      const mediaType = req.method === 'POST' && req.url === '/graphql' ? responseMediaType(mediaTypes, req.headers.accept) : null;
+      if (
+        !mediaType ||
+        !JSON_CONTENT_TYPE.test(req.headers['content-type'] ?? '') ||
+        req.headers['content-encoding'] !== undefined ||
+        !(length > 0 && length <= options.maxBodyBytes)
+      ) {
+        await yoga(req, res);
+        return;
+      }
+      const body = await readBody(req, length);
+      if (!body) return; // the client went away mid-body
+      // Anything unexpected is Yoga's to answer (and log) as well.
+      const json = await answer(req, body.toString('utf8')).catch(() => null);
+      if (json === null) {
+        await replay(yoga, req, res, body);
+        return;
+      }
+      const headers: Record<string, string> = {
+        'content-type': `${mediaType}; charset=utf-8`,
+        'content-length': String(Buffer.byteLength(json)),
+      };
+      addCorsHeaders(headers, options.cors, req);
+      stats.served += 1;
+      res.writeHead(200, headers);
+      res.end(json);
+    },
+  };
+}
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+const header = (req: IncomingMessage, name: string): string | null => {
+  const value = req.headers[name];
+  return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value;
+};
+
+const hasNul = (value: unknown, depth = 0): boolean => {
+  if (typeof value === 'string') return value.includes('\u0000');
+  if (depth > 20 || value === null || typeof value !== 'object') return false;
+  for (const inner of Object.values(value)) if (hasNul(inner, depth + 1)) return true;
+  return false;
+};
+
+function readBody(req: IncomingMessage, length: number): Promise<Buffer | null> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+    });
+    req.once('end', () => resolve(size === length ? (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)) : null));
+    req.once('error', () => resolve(null));
+    req.once('close', () => resolve(null)); // settles nothing after 'end' (a promise resolves once)
+  });
+}
+
+/** Variables under `first`/`last` arguments and directives: the only ones the page-weighted cost reads. */
+function costVariablesOf(document: DocumentNode): string[] {
+  const names = new Set<string>();
+  const collect = (value: ValueNode) =>
+    visit(value, {
+      Variable(node) {
+        names.add(node.name.value);
+      },
+    });
+  visit(document, {
+    Field(node) {
+      for (const argument of node.arguments ?? [])
+        if (argument.name.value === 'first' || argument.name.value === 'last') collect(argument.value);
+    },
+    Directive(node) {
+      for (const argument of node.arguments ?? []) collect(argument.value);
+    },
+    VariableDefinition() {
+      return false; // defaults are constants
+    },
+  });
+  return [...names];
+}
+
+// Yoga's choice of response format (plugins/result-processor): the last (processor, media type) pair
+// matching the Accept header wins, processors in the order event stream, multipart, regular. Only the
+// regular JSON answers are served here; the choice is cached per Accept header value.
+const PROCESSORS: [string, string[]][] = [
+  ['sse', ['text/event-stream']],
+  ['multipart', ['multipart/mixed']],
+  ['regular', ['application/graphql-response+json', 'application/json']],
+];
+
+function responseMediaType(cache: Map<string, string | null>, accept: string | undefined): string | null {
+  const key = accept ?? '';
+  let chosen = cache.get(key);
+  if (chosen !== undefined) return chosen;
+  const asked: string[] = [];
+  for (const entry of (accept || '*/*').replace(/\s/g, '').toLowerCase().split(',')) {
+    const [mediaType, ...parameters] = entry.split(';');
+    const charset = parameters.find((parameter) => parameter.includes('charset=')) ?? 'charset=utf-8';
+    if (mediaType !== undefined && charset === 'charset=utf-8') asked.push(mediaType);
+  }
+  asked.reverse();
+  let processor: string | null = null;
+  chosen = null;
+  for (const [name, types] of PROCESSORS) {
+    for (const requested of asked) {
+      const [requestedType, requestedSubtype] = requested.split('/');
+      for (const type of types) {
+        const [mainType, subtype] = type.split('/');
+        if ((requestedType === '*' || requestedType === mainType) && (requestedSubtype === '*' || requestedSubtype === subtype)) {
+          processor = name;
+          chosen = type;
+        }
+      }
+    }
+  }
+  if (processor !== 'regular') chosen = null;
+  if (cache.size < 100) cache.set(key, chosen);
+  return chosen;
+}
+
+/** The CORS headers Yoga adds to a response (@whatwg-node/server's useCORS with our options). */
+function addCorsHeaders(headers: Record<string, string>, cors: CorsFactory, req: IncomingMessage) {
+  const origin = header(req, 'origin');
+  if (origin === null) return;
+  const options = cors({ headers: { get: (name) => header(req, name.toLowerCase()) } });
+  if (options === false) return;
+  const allowed = options.origin;
+  if (!allowed || allowed.length === 0 || allowed.includes('*')) {
+    headers['access-control-allow-origin'] = origin;
+    headers.vary = 'Origin';
+  } else if (allowed.length === 1) {
+    headers['access-control-allow-origin'] = allowed[0]!;
+  } else if (allowed.includes(origin)) {
+    headers['access-control-allow-origin'] = origin;
+    headers.vary = 'Origin';
+  } else {
+    headers['access-control-allow-origin'] = 'null';
+  }
+  if (options.methods?.length) headers['access-control-allow-methods'] = options.methods.join(', ');
+  else {
+    const method = header(req, 'access-control-request-method');
+    if (method) headers['access-control-allow-methods'] = method;
+  }
+  if (options.allowedHeaders?.length) headers['access-control-allow-headers'] = options.allowedHeaders.join(', ');
+  else {
+    const requested = header(req, 'access-control-request-headers');
+    if (requested) {
+      headers['access-control-allow-headers'] = requested;
+      headers.vary = headers.vary ? `${headers.vary}, Access-Control-Request-Headers` : 'Access-Control-Request-Headers';
+    }
+  }
+  if (options.credentials !== undefined && options.credentials !== null) {
+    if (options.credentials) headers['access-control-allow-credentials'] = 'true';
+  } else if (headers['access-control-allow-origin'] !== '*') headers['access-control-allow-credentials'] = 'true';
+  if (options.exposedHeaders) headers['access-control-expose-headers'] = options.exposedHeaders.join(', ');
+  if (options.maxAge) headers['access-control-max-age'] = String(options.maxAge);
+}

@@ -131,6 +131,38 @@ describe('racing webhook retries', () => {
   });
 });
 
+describe('sends and inbound messages racing on the same contacts', () => {
+  it('all land: credits equal the sum of charges, unread counts the inbound messages, inbound stamps strictly increase', async () => {
+    const { org, number } = await freshOrg(100);
+    const people = Array.from({ length: 5 }, (_, i) => `+1212555${String(7000 + orgSeq * 10 + i).padStart(4, '0')}`);
+    for (const phone of people) await t.createContact(org, { phoneNumber: phone, isTextable: true });
+    const sends = people.flatMap((phone) => Array.from({ length: 4 }, (_, i) => () => sendVia(i % 2 ? 'rest' : 'graphql', org, phone, `reply ${i}`)));
+    const inbound = people.flatMap((phone) =>
+      Array.from({ length: 4 }, (_, i) => () => postTwilio(t.url, '/webhooks/twilio/messages', inboundForm(number, phone, `text ${i}`), { authToken: AUTH, publicBaseUrl: PUBLIC })),
+    );
+    const [sent, received] = await Promise.all([Promise.all(sends.map((go) => go())), Promise.all(inbound.map((go) => go()))]);
+    expect(sent.every((r) => r.ok)).toBe(true);
+    expect(received.map((r) => r.status)).toEqual(received.map(() => 200));
+    const after = await ledger(org);
+    expect(after.messages).toBe(20);
+    expect(after.balance + after.charged).toBe(100);
+    for (const phone of people) {
+      const [conversation] = await t.db
+        .select({ unread: conversations.unreadCount })
+        .from(conversations)
+        .where(and(eq(conversations.organizationId, org.organizationId), eq(conversations.phoneNumber, phone)));
+      expect(conversation!.unread).toBe(4);
+    }
+    const stamps = await t.db
+      .select({ at: messages.createdAt })
+      .from(messages)
+      .where(and(eq(messages.organizationId, org.organizationId), eq(messages.direction, 'incoming')))
+      .orderBy(messages.createdAt);
+    expect(stamps).toHaveLength(20);
+    for (let i = 1; i < stamps.length; i += 1) expect(stamps[i]!.at.getTime()).toBeGreaterThan(stamps[i - 1]!.at.getTime());
+  });
+});
+
 describe('racing status callbacks', () => {
   const RANK: Record<string, number> = { queued: 1, sending: 2, sent: 3, delivered: 4, undelivered: 4, failed: 4, read: 5 };
   // The statuses one message can go through, each path in its forward order.

@@ -199,6 +199,35 @@ describe('inbound webhook: routing and storage', () => {
   });
 });
 
+describe('inbound webhook: a flood from one sender', () => {
+  it('stores every message and flags those over the per-minute threshold (Message.isFlood)', async () => {
+    const from = '+17185550142';
+    const forms = Array.from({ length: 70 }, (_, i) => inboundForm(ACME_NUMBER, from, `flood ${i}`));
+    for (let i = 0; i < forms.length; i += 10) {
+      const answers = await Promise.all(forms.slice(i, i + 10).map((form) => postTwilio(t.url, MESSAGES, form)));
+      expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
+    }
+    const rows = await t.db
+      .select({ flood: messages.flaggedAsFlood })
+      .from(messages)
+      .innerJoin(conversations, and(eq(conversations.organizationId, messages.organizationId), eq(conversations.id, messages.conversationId)))
+      .where(and(eq(messages.organizationId, acme.organizationId), eq(conversations.phoneNumber, from)));
+    expect(rows).toHaveLength(70);
+    // INBOUND_FLOOD_PER_MINUTE (60) pass unflagged; the other 10 are stored, flagged.
+    expect(rows.filter((row) => row.flood)).toHaveLength(10);
+
+    const res = await t.graphql(`query($p: String!) { conversation(phoneNumber: $p) { messages(first: 100) { edges { node { body isFlood } } } } }`, { p: from }, acme);
+    const nodes = res.body.data.conversation.messages.edges.map((edge: any) => edge.node);
+    expect(nodes).toHaveLength(70);
+    expect(nodes.filter((node: any) => node.isFlood)).toHaveLength(10);
+    // A sender within the threshold is never flagged.
+    const calm = await postInbound(t.url, ACME_NUMBER, '+17185550143', 'just once');
+    expect(calm.status).toBe(200);
+    const quiet = await t.graphql(`{ conversation(phoneNumber: "+17185550143") { messages(first: 5) { edges { node { isFlood } } } } }`, {}, acme);
+    expect(quiet.body.data.conversation.messages.edges.map((edge: any) => edge.node.isFlood)).toEqual([false]);
+  });
+});
+
 describe('keywords and consent', () => {
   const OPT_OUT = ['STOP', 'STOPALL', 'UNSUBSCRIBE', 'CANCEL', 'END', 'QUIT', 'REVOKE', 'OPTOUT'];
   const OPT_IN = ['START', 'YES', 'UNSTOP'];

@@ -155,6 +155,8 @@ export const messages = pgTable(
     encoding: text('encoding'),
     creditsCharged: integer('credits_charged').notNull().default(0),
     idempotencyKey: text('idempotency_key'),
+    /** Inbound: arrived while its sender was flooding the number (over INBOUND_FLOOD_PER_MINUTE); stored all the same. */
+    flaggedAsFlood: boolean('flagged_as_flood').notNull().default(false),
     createdAt: timestamptz('created_at').notNull().defaultNow(),
     updatedAt: timestamptz('updated_at').notNull().defaultNow(),
   },

@@ -62,16 +62,17 @@ export class RateLimiter {
   }
 
   /**
-   * Counts a stored inbound message of one sender to one number. True exactly once per minute, when the
-   * sender crosses the threshold: the caller flags it (logs); the message itself is always kept.
+   * Counts an inbound message of one sender to one number. `flood` for every message over the threshold
+   * this minute (the caller flags them), `first` for the one that crossed it (the caller logs it once);
+   * the message itself is always kept.
    */
-  async inboundFlood(to: string, from: string): Promise<boolean> {
+  async inboundFlood(to: string, from: string): Promise<{ flood: boolean; first: boolean }> {
     try {
       await this.inbound.consume(`${to}<${from}`);
-      return false;
+      return { flood: false, first: false };
     } catch (rejection) {
       if (!(rejection instanceof RateLimiterRes)) throw rejection;
-      return rejection.consumedPoints === INBOUND_FLOOD_PER_MINUTE + 1;
+      return { flood: true, first: rejection.consumedPoints === INBOUND_FLOOD_PER_MINUTE + 1 };
     }
   }
 

@@ -1,17 +1,24 @@
+import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import type { Deps } from '../context.js';
+import type { Db, DbOrTx, Tx } from '../db/client.js';
+import { isDatabaseUnavailable } from '../db/failures.js';
+import { columnsOf, rawRows, rowReader } from '../db/rows.js';
 import { contacts, conversations, messages, phoneNumbers, type ContactRow, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { AppError } from '../errors.js';
-import { analysisColumns, analyzeInbound, type MessageAnalysis } from './analysis.js';
+import { analyzeInbound, type MessageAnalysis } from './analysis.js';
+import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
 import { recordConsent } from './consent.js';
-import { isInbound } from './realtime.js';
-import { appendMessage } from './messages.js';
 import { organizationExists } from './organizations.js';
 import { normalizePhone } from './phone.js';
 
 // The one path for inbound messages: Twilio's webhook and the CLI's `inbound` command both come
-// through here. One transaction stores the message, finds or creates the sender's contact, applies
+// through here. One atomic write stores the message, finds or creates the sender's contact, applies
 // consent keywords and the analysis; events are published only after it commits.
+//
+// Group commit: messages arriving together are written together by one statement (see writeRows), and
+// each caller is answered only once it committed. A batch that fails is written again one message at a
+// time, so one bad message fails alone.
 
 export type InboundMessage = {
   /** The organization's number the message was sent to (Twilio `To`): routes it to its organization. */
@@ -26,6 +33,8 @@ export type InboundMessage = {
   provider: string;
   /** Twilio's MessageSid: one message per SID, so retried webhooks store nothing twice. */
   providerMessageId?: string | null;
+  /** Arrived while its sender was flooding the number (see the webhook): stored, and marked. */
+  flaggedAsFlood?: boolean;
 };
 
 export type InboundOutcome =
@@ -39,119 +48,319 @@ export type InboundOutcome =
     }
   | { outcome: 'duplicate'; organizationId: string };
 
-/** Distinguishes our advisory locks from anyone else's (first key of pg_advisory_xact_lock(int, int)). */
-const INBOUND_LOCK_NAMESPACE = 0x1b0d;
+type InboundDeps = Pick<Deps, 'db' | 'events' | 'logger'>;
 
-class DuplicateDelivery extends Error {}
+/** A message checked and analyzed, waiting for its batch. */
+type Pending = {
+  deps: InboundDeps;
+  /** E.164 `To`: routed in the batch. Null when the organization is already known (`routed`). */
+  to: string | null;
+  /** The organization the caller named: a `To` owned by another organization is NOT_FOUND. */
+  organizationId: string | null;
+  routed: { organizationId: string; phoneNumberId: string | null } | null;
+  from: string;
+  body: string;
+  mediaUrls: string[];
+  provider: string;
+  providerMessageId: string | null;
+  flaggedAsFlood: boolean;
+  analysis: MessageAnalysis;
+};
 
-/** The organization owning an inbound number, and that number's id; NOT_FOUND for a number nobody owns. */
-async function routeInbound(deps: Pick<Deps, 'db'>, input: InboundMessage): Promise<{ organizationId: string; phoneNumberId: string | null }> {
-  if (input.to !== undefined) {
-    const to = normalizePhone(input.to, 'To');
-    const conditions = [eq(phoneNumbers.phoneNumber, to)];
-    if (input.organizationId) conditions.push(eq(phoneNumbers.organizationId, input.organizationId));
-    const [owner] = await deps.db
-      .select({ organizationId: phoneNumbers.organizationId, phoneNumberId: phoneNumbers.id })
-      .from(phoneNumbers)
-      .where(and(...conditions))
-      .limit(1);
-    if (!owner) throw new AppError('NOT_FOUND', `No organization receives messages on ${to}.`, { to });
-    return owner;
-  }
-  if (input.organizationId && (await organizationExists(deps.db, input.organizationId))) {
-    const [number] = await deps.db
+/** Largest batch: bounds one transaction's statement size and lock time. */
+const MAX_BATCH = 200;
+
+/** The organization and its default number, for callers that name the organization instead of `To`. */
+async function routeByOrganization(db: Db, organizationId: string): Promise<{ organizationId: string; phoneNumberId: string | null }> {
+  if (await organizationExists(db, organizationId)) {
+    const [number] = await db
       .select({ id: phoneNumbers.id })
       .from(phoneNumbers)
-      .where(and(eq(phoneNumbers.organizationId, input.organizationId), eq(phoneNumbers.isDefault, true)))
+      .where(and(eq(phoneNumbers.organizationId, organizationId), eq(phoneNumbers.isDefault, true)))
       .limit(1);
-    return { organizationId: input.organizationId, phoneNumberId: number?.id ?? null };
+    return { organizationId, phoneNumberId: number?.id ?? null };
   }
-  throw new AppError('NOT_FOUND', input.organizationId ? `No organization with id ${input.organizationId}.` : 'No recipient number given.');
+  throw new AppError('NOT_FOUND', `No organization with id ${organizationId}.`);
 }
 
-export async function receiveInbound(deps: Pick<Deps, 'db' | 'events' | 'logger'>, input: InboundMessage): Promise<InboundOutcome> {
+const batcherOf = batcherPer((db: Db) => new Batcher<Pending, InboundOutcome>((items) => writeBatch(db, items), MAX_BATCH, 2));
+
+export async function receiveInbound(deps: InboundDeps, input: InboundMessage): Promise<InboundOutcome> {
   const from = normalizePhone(input.from, 'From');
-  const { organizationId, phoneNumberId } = await routeInbound(deps, input);
+  const to = input.to !== undefined ? normalizePhone(input.to, 'To') : null;
+  if (to === null && !input.organizationId) throw new AppError('NOT_FOUND', 'No recipient number given.');
+  const routed = to === null ? await routeByOrganization(deps.db, input.organizationId!) : null;
   const body = input.body ?? '';
-  const analysis = analyzeInbound(body);
+  return batcherOf(deps.db).submit({
+    deps,
+    to,
+    organizationId: input.organizationId ?? null,
+    routed,
+    from,
+    body,
+    mediaUrls: input.mediaUrls ?? [],
+    provider: input.provider,
+    providerMessageId: input.providerMessageId ?? null,
+    flaggedAsFlood: input.flaggedAsFlood ?? false,
+    analysis: analyzeInbound(body),
+  });
+}
 
-  let stored: Omit<Extract<InboundOutcome, { outcome: 'stored' }>, 'outcome' | 'organizationId' | 'analysis'>;
-  try {
-    stored = await deps.db.transaction(async (tx) => {
-      // The sender texted us, so the number can receive texts: find or create the contact as textable.
-      const [sender] = await tx
-        .insert(contacts)
-        .values({ organizationId, phoneNumber: from, isTextable: true })
-        .onConflictDoUpdate({
-          target: [contacts.organizationId, contacts.phoneNumber],
-          set: {
-            isTextable: true,
-            updatedAt: sql`case when ${contacts.isTextable} is true then ${contacts.updatedAt} else now() end`,
-          },
-        })
-        .returning();
+/** Writes one batch; when it fails, writes its messages one by one so that only the bad one fails. */
+const writeBatch = (db: Db, items: Pending[]) => writeOrIsolate(items, (some) => writeTogether(db, some), isDatabaseUnavailable);
 
-      // Inbound messages of one organization commit one at a time (the lock is held until commit), each
-      // stamped later than the last. So commit order is (createdAt, id) order, and a subscriber resuming
-      // from the cursor of the last message it saw never misses one that committed late with an earlier time.
-      await tx.execute(sql`select pg_advisory_xact_lock(${INBOUND_LOCK_NAMESPACE}, hashtext(${organizationId}))`);
-      const [stamp] = await tx
-        .select({
-          ms: sql<number>`(extract(epoch from greatest(clock_timestamp()::timestamptz(3), max(${messages.createdAt}) + interval '1 millisecond')) * 1000)::float8`,
-        })
-        .from(messages)
-        .where(and(eq(messages.organizationId, organizationId), isInbound));
-      const createdAt = new Date(Math.round(Number(stamp!.ms)));
-
-      const appended = await appendMessage(tx, organizationId, {
-        phoneNumber: from,
-        direction: 'incoming',
-        body,
-        mediaUrls: input.mediaUrls ?? [],
-        provider: input.provider,
-        providerMessageId: input.providerMessageId ?? null,
-        // For an inbound message: the organization's number it arrived on (replies go out from it).
-        fromPhoneNumberId: phoneNumberId,
-        ...analysisColumns(analysis),
-        createdAt,
-      });
-      // Already stored (a Twilio retry): undo the contact upsert too, so a retry changes nothing at all.
-      if (!appended) throw new DuplicateDelivery();
-
-      let conversation = appended.conversation;
-      if (conversation.contactId !== sender!.id) {
-        // A conversation that predates the contact (or was linked to none): link it now.
-        [conversation] = await tx
-          .update(conversations)
-          .set({ contactId: sender!.id })
-          .where(and(eq(conversations.organizationId, organizationId), eq(conversations.id, conversation.id)))
-          .returning();
-      }
-
-      let contact = sender!;
-      const keyword = analysis.keyword;
-      if (keyword && keyword.kind !== 'help') {
-        ({ contact } = await recordConsent(tx, organizationId, {
-          contactId: contact.id,
-          kind: keyword.kind,
-          keyword: keyword.keyword,
-          messageId: appended.message.id,
-          source: 'keyword',
-        }));
-      }
-      return { message: appended.message, conversation: conversation!, contact };
-    });
-  } catch (error) {
-    if (error instanceof DuplicateDelivery) {
-      deps.logger.info({ organizationId, providerMessageId: input.providerMessageId }, 'duplicate inbound delivery ignored');
-      return { outcome: 'duplicate', organizationId };
-    }
-    throw error;
+/** Thrown inside the batch's transaction when messages turned out to be stored already: undo, and write the rest. */
+class AlreadyStored extends Error {
+  constructor(readonly rows: { index: number; organizationId: string }[]) {
+    super('already stored');
   }
+}
 
-  // Committed: now, and only now, tell subscribers.
-  const { message, conversation } = stored;
-  deps.events.publish('messageReceived', organizationId, { messageId: message.id, conversationId: conversation.id });
-  deps.events.publish('conversationUpdated', organizationId, { conversationId: conversation.id });
-  return { outcome: 'stored', organizationId, analysis, ...stored };
+type Stored = { index: number; organizationId: string; item: Pending; message: MessageRow; conversation: ConversationRow; contact: ContactRow };
+
+async function writeTogether(db: Db, items: Pending[]): Promise<Settled<InboundOutcome>[]> {
+  const results: (Settled<InboundOutcome> | undefined)[] = new Array(items.length);
+  const duplicate = (index: number, organizationId: string) => {
+    results[index] = { ok: true, value: { outcome: 'duplicate', organizationId } };
+    items[index]!.deps.logger.info({ organizationId, providerMessageId: items[index]!.providerMessageId }, 'duplicate inbound delivery ignored');
+  };
+  for (let attempt = 0; ; attempt += 1) {
+    const open = items.flatMap((item, index) => (results[index] ? [] : [{ item, index }]));
+    if (open.length === 0) break;
+    let stored: Stored[];
+    try {
+      stored = await writeOnce(db, open, results, duplicate);
+    } catch (error) {
+      // Retries of messages stored meanwhile (by another batch or instance): the whole batch was undone,
+      // so a duplicate changed nothing; the others go again without it.
+      if (!(error instanceof AlreadyStored) || attempt >= 3) throw error;
+      for (const row of error.rows) duplicate(row.index, row.organizationId);
+      continue;
+    }
+    // Committed: now, and only now, tell subscribers (in commit order within each organization).
+    for (const row of stored) {
+      const item = items[row.index]!;
+      item.deps.events.publish('messageReceived', row.organizationId, { messageId: row.message.id, conversationId: row.conversation.id });
+      item.deps.events.publish('conversationUpdated', row.organizationId, { conversationId: row.conversation.id });
+      const { organizationId, message, conversation, contact } = row;
+      results[row.index] = { ok: true, value: { outcome: 'stored', organizationId, message, conversation, contact, analysis: item.analysis } };
+    }
+  }
+  return results as Settled<InboundOutcome>[];
+}
+
+const readMessage = rowReader(messages);
+const readConversation = rowReader(conversations, 'c_');
+const readSender = rowReader(contacts, 'k_');
+const INSERTED_COLUMNS = columnsOf(messages, 'ins');
+const CONVERSATION_COLUMNS = columnsOf(conversations, 'conv', 'c_');
+const SENDER_COLUMNS = columnsOf(contacts, 'sender', 'k_');
+
+type Row = { index: number; item: Pending; organizationId: string; phoneNumberId: string | null; id: string; seq: number };
+
+/** The SQLSTATE 23505 constraint an error names, if it is a unique violation (postgres.js and PGlite name it differently). */
+function violatedUniqueConstraint(error: unknown): string | null {
+  let current: unknown = error;
+  for (let depth = 0; current && typeof current === 'object' && depth < 8; depth += 1) {
+    const { code, constraint_name: constraintName, constraint } = current as { code?: unknown; constraint_name?: unknown; constraint?: unknown };
+    if (code === '23505') return String(constraintName ?? constraint ?? '');
+    current = (current as { cause?: unknown }).cause;
+  }
+  return null;
+}
+
+type Route = { organizationId: string; phoneNumberId: string | null };
+
+/** Routes known by `To`, per database: a sending number is never moved to another organization nor removed. */
+const knownRoutes = new WeakMap<Db, Map<string, Route & { until: number }>>();
+const ROUTE_TTL_MS = 5 * 60_000;
+const ROUTES_KEPT = 10_000;
+
+/** The organization and number of each `To` (by position; null: none to route); unknown numbers are read, and not remembered. */
+async function routesOf(db: Db, tos: (string | null)[]): Promise<Map<number, Route>> {
+  let known = knownRoutes.get(db);
+  if (!known) knownRoutes.set(db, (known = new Map()));
+  const now = Date.now();
+  const routes = new Map<number, Route>();
+  const missing: { position: number; to: string }[] = [];
+  tos.forEach((to, position) => {
+    if (to === null) return;
+    const route = known.get(to);
+    if (route && route.until > now) routes.set(position, route);
+    else missing.push({ position, to });
+  });
+  if (missing.length === 0) return routes;
+  const rows = await rawRows(
+    db,
+    sql`select p.phone_number, p.organization_id, p.id
+      from ${phoneNumbers} p where p.phone_number in (select jsonb_array_elements_text(${JSON.stringify(missing.map((m) => m.to))}::jsonb))`,
+  );
+  if (known.size + rows.length > ROUTES_KEPT) known.clear();
+  for (const row of rows) known.set(row.phone_number as string, { organizationId: row.organization_id as string, phoneNumberId: row.id as string, until: now + ROUTE_TTL_MS });
+  for (const { position, to } of missing) {
+    const route = known.get(to);
+    if (route) routes.set(position, route);
+  }
+  return routes;
+}
+
+/**
+ * One round trip for a batch once its `To` numbers are known (they are read once, then remembered): one
+ * statement that writes it all and commits by itself. Only a batch with consent keywords needs a transaction (their effects
+ * follow in more statements).
+ */
+async function writeOnce(
+  db: Db,
+  open: { item: Pending; index: number }[],
+  results: (Settled<InboundOutcome> | undefined)[],
+  duplicate: (index: number, organizationId: string) => void,
+): Promise<Stored[]> {
+  const routeOf = await routesOf(db, open.map(({ item }) => item.to));
+
+  // Messages to write: routed, and each MessageSid once (copies in the same batch are retries).
+  const rows: Row[] = [];
+  const seen = new Set<string>();
+  const perOrganization = new Map<string, number>();
+  open.forEach(({ item, index }, position) => {
+    const route = item.routed ?? routeOf.get(position);
+    if (!route || (item.organizationId && item.organizationId !== route.organizationId)) {
+      results[index] = { ok: false, error: new AppError('NOT_FOUND', `No organization receives messages on ${item.to}.`, { to: item.to }) };
+      return;
+    }
+    if (item.providerMessageId !== null) {
+      const key = `${route.organizationId} ${item.providerMessageId}`;
+      if (seen.has(key)) {
+        duplicate(index, route.organizationId);
+        return;
+      }
+      seen.add(key);
+    }
+    const seq = perOrganization.get(route.organizationId) ?? 0;
+    perOrganization.set(route.organizationId, seq + 1);
+    rows.push({ index, item, organizationId: route.organizationId, phoneNumberId: route.phoneNumberId, id: randomUUID(), seq });
+  });
+  if (rows.length === 0) return [];
+
+  const consent = rows.some((row) => row.item.analysis.keyword && row.item.analysis.keyword.kind !== 'help');
+  try {
+    return consent ? await db.transaction(async (tx) => applyConsent(tx, await writeRows(tx, rows))) : await writeRows(db, rows);
+  } catch (error) {
+    if (violatedUniqueConstraint(error) !== 'messages_org_provider_message_id_key') throw error;
+    // A MessageSid stored since the batch began: the statement was undone whole. Which ones?
+    const sids = rows.filter((row) => row.item.providerMessageId !== null).map((row) => ({ org: row.organizationId, sid: row.item.providerMessageId }));
+    const stored = await rawRows(
+      db,
+      sql`select m.organization_id, m.provider_message_id from jsonb_to_recordset(${JSON.stringify(sids)}::jsonb) as x(org uuid, sid text)
+        join ${messages} m on m.organization_id = x.org and m.provider_message_id = x.sid`,
+    );
+    const known = new Set(stored.map((row) => `${row.organization_id} ${row.provider_message_id}`));
+    throw new AlreadyStored(rows.filter((row) => known.has(`${row.organizationId} ${row.item.providerMessageId}`)));
+  }
+}
+
+/**
+ * The batch in one statement: the organizations' inbound locks and first free stamps (inbound_batch_stamps,
+ * migration 0004), the senders found or created as textable (they texted us, so they can receive texts),
+ * the conversations (created on first contact, moved forward, unread + 1 per message, unarchived, linked to
+ * the sender) and the messages. Each step reads the one before it, so the locks come first and each
+ * contact is locked before its conversation, as every writer does. A MessageSid stored already fails it.
+ *
+ * Inbound messages of one organization commit one batch at a time (the lock is held until commit), each
+ * stamped later than the last. So commit order is (createdAt, id) order, and a subscriber resuming from the
+ * cursor of the last message it saw never misses one that committed late with an earlier time.
+ */
+async function writeRows(db: DbOrTx, rows: Row[]): Promise<Stored[]> {
+  const input = rows.map((row) => ({
+    org: row.organizationId,
+    phone: row.item.from,
+    id: row.id,
+    seq: row.seq,
+    body: row.item.body,
+    media: row.item.mediaUrls,
+    provider: row.item.provider,
+    sid: row.item.providerMessageId,
+    number: row.phoneNumberId,
+    sentiment: row.item.analysis.sentiment,
+    score: row.item.analysis.sentimentScore,
+    category: row.item.analysis.category,
+    requires: row.item.analysis.requiresResponse,
+    optout: row.item.analysis.optOutDetected,
+    flood: row.item.flaggedAsFlood,
+  }));
+  const isNewest = sql.raw(
+    '(c.last_message_id is null or (c.last_message_at, c.last_message_id) < (excluded.last_message_at, excluded.last_message_id))',
+  );
+  const written = await rawRows(
+    db,
+    sql`with x as (
+        select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(
+          org uuid, phone text, id uuid, seq int, body text, media text[], provider text, sid text,
+          number uuid, sentiment text, score float8, category text, requires boolean, optout boolean, flood boolean)
+      ), stamp as (
+        select * from inbound_batch_stamps(array(select distinct org from x))
+      ), sender as (
+        insert into ${contacts} (organization_id, phone_number, is_textable)
+        select distinct x.org, x.phone, true from x join stamp on stamp.org = x.org order by 1, 2
+        on conflict (organization_id, phone_number) do update set
+          is_textable = true,
+          updated_at = case when ${contacts}.is_textable is true then ${contacts}.updated_at else now() end
+        returning *
+      ), stamped as (
+        select x.*, stamp.base + x.seq * interval '1 millisecond' as at from x join stamp on stamp.org = x.org
+      ), newest as (
+        select distinct on (s.org, s.phone) s.org, s.phone, sender.id as contact, s.id, s.body, s.at,
+          count(*) over (partition by s.org, s.phone) as arrived
+        from stamped s join sender on sender.organization_id = s.org and sender.phone_number = s.phone
+        order by s.org, s.phone, s.at desc, s.id desc
+      ), conv as (
+        insert into ${conversations} as c (organization_id, phone_number, contact_id, last_message_id, last_message_body, last_direction, last_message_at, unread_count)
+        select org, phone, contact, id, body, 'incoming', at, arrived from newest order by org, phone
+        on conflict (organization_id, phone_number) do update set
+          contact_id = excluded.contact_id,
+          last_message_id = case when ${isNewest} then excluded.last_message_id else c.last_message_id end,
+          last_message_body = case when ${isNewest} then excluded.last_message_body else c.last_message_body end,
+          last_direction = case when ${isNewest} then excluded.last_direction else c.last_direction end,
+          last_message_at = case when ${isNewest} then excluded.last_message_at else c.last_message_at end,
+          unread_count = c.unread_count + excluded.unread_count,
+          is_archived = false,
+          updated_at = now()
+        returning c.*
+      ), ins as (
+        insert into ${messages} (organization_id, id, conversation_id, direction, body, media_urls, provider, provider_message_id,
+          from_phone_number_id, sentiment, sentiment_score, category, requires_response, opt_out_detected, flagged_as_flood, created_at, updated_at)
+        select s.org, s.id, conv.id, 'incoming', s.body, s.media, s.provider, s.sid, s.number, s.sentiment, s.score, s.category,
+          s.requires, s.optout, s.flood, s.at, s.at
+        from stamped s join conv on conv.organization_id = s.org and conv.phone_number = s.phone
+        order by s.org, s.at
+        returning *
+      )
+      select ${INSERTED_COLUMNS}, ${CONVERSATION_COLUMNS}, ${SENDER_COLUMNS}
+      from ins
+      join conv on conv.organization_id = ins.organization_id and conv.id = ins.conversation_id
+      join sender on sender.organization_id = conv.organization_id and sender.phone_number = conv.phone_number
+      order by ins.organization_id, ins.created_at`,
+  );
+  const rowById = new Map(rows.map((row) => [row.id, row]));
+  return written.map((raw) => {
+    const message = readMessage(raw);
+    const row = rowById.get(message.id)!;
+    return { index: row.index, organizationId: row.organizationId, item: row.item, message, conversation: readConversation(raw), contact: readSender(raw) };
+  });
+}
+
+/** Consent keywords (rare), in arrival order: every keyword is recorded, the last one wins. */
+async function applyConsent(tx: Tx, stored: Stored[]): Promise<Stored[]> {
+  for (const [position, entry] of stored.entries()) {
+    const keyword = entry.item.analysis.keyword;
+    if (!keyword || keyword.kind === 'help') continue;
+    const { contact } = await recordConsent(tx, entry.organizationId, {
+      contactId: entry.contact.id,
+      kind: keyword.kind,
+      keyword: keyword.keyword,
+      messageId: entry.message.id,
+      source: 'keyword',
+    });
+    for (const later of stored.slice(position)) if (later.contact.id === contact.id) later.contact = contact;
+  }
+  return stored;
 }

@@ -1,13 +1,57 @@
 import { and, eq, getTableColumns, inArray, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
-import { columnsOf, rawRows, rowReader } from '../db/rows.js';
-import { contacts, conversations, messages, type ConversationRow, type MessageRow } from '../db/tables.js';
+import { columnIndex, columnsOf, HotQuery, indexReader } from '../db/rows.js';
+import { contacts, conversations, messages, organizations, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { badUserInput } from '../errors.js';
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './conversations.js';
 import { decodeCursor, decodeCursorWithScope, encodeCursor, isUuid, type Keyset } from './cursors.js';
 
 /** Relay connection arguments as clients send them. */
 export type PageArgs = { first?: number | null; after?: string | null; last?: number | null; before?: string | null };
+
+/**
+ * The columns a page of messages reads: all of them, or the few a caller shows (a GraphQL selection, the
+ * REST fields). A page of 50 messages carries 22 columns when all are read; decoding what nobody shows
+ * was the largest single cost of a page. Rows read with fewer columns hold only those fields.
+ */
+export type MessageColumns = {
+  key: string;
+  keys: readonly string[];
+  list: SQL;
+  /** Reads a row of `list` (read as arrays), alone or after the conversation's columns. */
+  read: (raw: unknown[]) => MessageRow;
+  readAfterConversation: (raw: unknown[]) => MessageRow;
+  /** Where `id` sits after the conversation's columns (null there: no message on that row). */
+  idAfterConversation: number;
+};
+
+const ALL_MESSAGE_KEYS = Object.keys(getTableColumns(messages));
+const CONVERSATION_COLUMN_COUNT = Object.keys(getTableColumns(conversations)).length;
+/** Always read: pages group by conversation, cursors and the keyset walk use (createdAt, id). */
+const KEYSET_KEYS = new Set(['id', 'conversationId', 'createdAt']);
+const columnSets = new Map<string, MessageColumns>();
+
+/** The column set holding these model fields (null: every column). */
+export function messageColumns(fields: Iterable<string> | null): MessageColumns {
+  const wanted = new Set(fields ?? ALL_MESSAGE_KEYS);
+  const keys = ALL_MESSAGE_KEYS.filter((key) => wanted.has(key) || KEYSET_KEYS.has(key));
+  const key = keys.length === ALL_MESSAGE_KEYS.length ? 'all' : keys.join(',');
+  let set = columnSets.get(key);
+  if (!set) {
+    set = {
+      key,
+      keys,
+      list: columnsOf(messages, 'messages', '', keys),
+      read: indexReader(messages, keys),
+      readAfterConversation: indexReader(messages, keys, CONVERSATION_COLUMN_COUNT),
+      idAfterConversation: columnIndex(messages, 'id', keys, CONVERSATION_COLUMN_COUNT),
+    };
+    if (columnSets.size < 256) columnSets.set(key, set); // subsets of 22 columns: bounded by the selections clients send
+  }
+  return set;
+}
+
+export const ALL_MESSAGE_COLUMNS = messageColumns(null);
 
 /**
  * A page request over one conversation's messages, ordered newest first. `older`: the newest `limit`
@@ -18,6 +62,7 @@ export type MessagePageRequest = {
   limit: number;
   olderThan: Keyset | null;
   newerThan: Keyset | null;
+  columns: MessageColumns;
   /** Stable key for batching identical requests over many conversations. */
   key: string;
 };
@@ -41,7 +86,11 @@ function pageSize(value: number | null | undefined, name: string): number | null
 }
 
 /** Validates connection arguments for one conversation; cursors issued for another conversation are refused. */
-export function messagePageRequest(conversationId: string, args: PageArgs): MessagePageRequest {
+export function messagePageRequest(
+  conversationId: string,
+  args: PageArgs,
+  columns: MessageColumns = ALL_MESSAGE_COLUMNS,
+): MessagePageRequest {
   const first = pageSize(args.first, 'first');
   const last = pageSize(args.last, 'last');
   if (first !== null && last !== null) throw badUserInput('Pass either first or last, not both.');
@@ -49,7 +98,7 @@ export function messagePageRequest(conversationId: string, args: PageArgs): Mess
   const newerThan = args.before ? decodeCursor('msg', conversationId, args.before, 'before') : null;
   const walk = last !== null ? 'newer' : 'older';
   const limit = last ?? first ?? DEFAULT_PAGE_SIZE;
-  return { walk, limit, olderThan, newerThan, key: `${walk}:${limit}:${args.after ?? ''}:${args.before ?? ''}` };
+  return { walk, limit, olderThan, newerThan, columns, key: `${walk}:${limit}:${args.after ?? ''}:${args.before ?? ''}:${columns.key}` };
 }
 
 export function messageCursor(message: Pick<MessageRow, 'conversationId' | 'createdAt' | 'id'>): string {
@@ -59,33 +108,52 @@ export function messageCursor(message: Pick<MessageRow, 'conversationId' | 'crea
 // Row comparisons, not `a < x or (a = x and b < y)`: PostgreSQL uses a row comparison as an index
 // bound, so a page 100,000 messages deep starts at its cursor instead of filtering its way there.
 // (Raw SQL parameters get no column mapping: the time goes as ISO text.)
-const olderThanKey = (key: Keyset): SQL =>
-  sql`(${messages.createdAt}, ${messages.id}) < (${key.at.toISOString()}::timestamptz, ${key.id}::uuid)`;
-const newerThanKey = (key: Keyset): SQL =>
-  sql`(${messages.createdAt}, ${messages.id}) > (${key.at.toISOString()}::timestamptz, ${key.id}::uuid)`;
+const olderThanKey = sql`(${messages.createdAt}, ${messages.id}) < (${sql.placeholder('olderAt')}::timestamptz, ${sql.placeholder('olderId')}::uuid)`;
+const newerThanKey = sql`(${messages.createdAt}, ${messages.id}) > (${sql.placeholder('newerAt')}::timestamptz, ${sql.placeholder('newerId')}::uuid)`;
 // Exactly the order of messages_org_conversation_recent_idx (created_at DESC, id DESC, NULLS FIRST as
 // PostgreSQL's default), walked forward or backward; any other NULLS order would sort the whole thread.
 const NEWEST_FIRST = [sql`${messages.createdAt} desc`, sql`${messages.id} desc`];
 const OLDEST_FIRST = [sql`${messages.createdAt} asc`, sql`${messages.id} asc`];
 
-const MESSAGE_COLUMNS = columnsOf(messages, 'messages');
 const CONVERSATION_COLUMNS_ONCE = sql.raw(
   Object.values(getTableColumns(conversations))
     .map((column) => `case when row_number() over () = 1 then "conversations"."${column.name}" end as "c_${column.name}"`)
     .join(', '),
 );
-const readMessage = rowReader(messages);
-const readConversationPrefixed = rowReader(conversations, 'c_');
+const readConversation = indexReader(conversations);
+const CONVERSATION_ID = columnIndex(conversations, 'id');
 
 /** One page of a conversation's messages: a walk down (or up) the keyset index from the cursor. */
-function pageQuery(organizationId: SQL | string, conversationId: SQL, request: MessagePageRequest): SQL {
+function pageQuery(organizationId: SQL, conversationId: SQL, request: MessagePageRequest): SQL {
   const conditions: SQL[] = [sql`${messages.organizationId} = ${organizationId}`, sql`${messages.conversationId} = ${conversationId}`];
-  if (request.olderThan) conditions.push(olderThanKey(request.olderThan));
-  if (request.newerThan) conditions.push(newerThanKey(request.newerThan));
+  if (request.olderThan) conditions.push(olderThanKey);
+  if (request.newerThan) conditions.push(newerThanKey);
   const order = request.walk === 'older' ? NEWEST_FIRST : OLDEST_FIRST;
-  return sql`select ${MESSAGE_COLUMNS} from ${messages} where ${sql.join(conditions, sql` and `)}
-    order by ${sql.join(order, sql`, `)} limit ${request.limit + 1}`;
+  return sql`select ${request.columns.list} from ${messages} where ${sql.join(conditions, sql` and `)}
+    order by ${sql.join(order, sql`, `)} limit ${sql.placeholder('limit')}`;
 }
+
+/** The placeholder values of a page request. */
+const pageValues = (request: MessagePageRequest) => ({
+  limit: request.limit + 1,
+  olderAt: request.olderThan?.at.toISOString(),
+  olderId: request.olderThan?.id,
+  newerAt: request.newerThan?.at.toISOString(),
+  newerId: request.newerThan?.id,
+});
+
+/** Statements by shape (columns, walk, which cursors): built once, their values bound per request. */
+const statements = new Map<string, HotQuery>();
+function statement(shape: string, build: () => SQL): HotQuery {
+  let query = statements.get(shape);
+  if (!query) {
+    query = new HotQuery(build());
+    if (statements.size < 1024) statements.set(shape, query);
+  }
+  return query;
+}
+const shapeOf = (request: MessagePageRequest) =>
+  `${request.walk}:${request.olderThan ? 1 : 0}${request.newerThan ? 1 : 0}:${request.columns.key}`;
 
 /**
  * Pages of messages for many conversations in one statement (a LATERAL join walking the keyset index
@@ -103,18 +171,28 @@ export async function messagePages(
   if (requests.length === 1 || cursorsDiffer) {
     // Single conversation (the common case) or per-conversation cursors: plain indexed reads.
     const pages = await Promise.all(
-      requests.map((r) => rawRows(db, pageQuery(organizationId, sql`${r.conversationId}::uuid`, r.request))),
+      requests.map(({ conversationId, request }) =>
+        statement(`one:${shapeOf(request)}`, () =>
+          pageQuery(sql`${sql.placeholder('organizationId')}`, sql`${sql.placeholder('conversationId')}::uuid`, request),
+        )
+          .arrays(db, { ...pageValues(request), organizationId, conversationId })
+          .then((raw) => raw.map(request.columns.read)),
+      ),
     );
-    rows = pages.flat().map(readMessage);
+    rows = pages.flat();
   } else {
     // The ids go as one array parameter, so every batch size shares one prepared statement.
-    const ids = `{${requests.map((r) => r.conversationId).filter(isUuid).join(',')}}`;
-    const raw = await rawRows(
-      db,
-      sql`select page.* from unnest(${ids}::uuid[]) as c(id)
-        cross join lateral (${pageQuery(organizationId, sql`c.id`, requests[0]!.request)}) page`,
-    );
-    rows = raw.map(readMessage);
+    const request = requests[0]!.request;
+    const ids = `{${requests
+      .map((r) => r.conversationId)
+      .filter(isUuid)
+      .join(',')}}`;
+    const raw = await statement(
+      `many:${shapeOf(request)}`,
+      () => sql`select page.* from unnest(${sql.placeholder('ids')}::uuid[]) as c(id)
+        cross join lateral (${pageQuery(sql`${sql.placeholder('organizationId')}`, sql`c.id`, request)}) page`,
+    ).arrays(db, { ...pageValues(request), organizationId, ids });
+    rows = raw.map(request.columns.read);
   }
 
   const byConversation = new Map<string, MessageRow[]>();
@@ -138,20 +216,33 @@ function toPage(found: MessageRow[], request: MessagePageRequest): MessagePage {
     : { messages: ordered, hasNextPage: request.newerThan !== null, hasPreviousPage: hasMore };
 }
 
+/** What conversationWithMessagePage read. */
+export type ConversationWithPage = {
+  /** null only with `withTimezone`, for a number without a conversation. */
+  conversation: ConversationRow | null;
+  request: MessagePageRequest | null;
+  page: MessagePage | null;
+  /** The organization's timezone, with `withTimezone`. */
+  timezone: string | null;
+};
+
 /**
  * The conversation with this (normalized) phone number and one page of its messages, in ONE statement
  * (the page is a LATERAL join on the conversation row), for callers that know they will show messages:
  * `conversation(phoneNumber) { messages(...) }` and the REST messages route. A cursor names its
  * conversation, so it is decoded before the conversation is known; `page` is null when the cursor
  * belongs to another conversation or the arguments are invalid, and the caller's ordinary path then
- * reports the error exactly as it would have.
+ * reports the error exactly as it would have. `withTimezone` (REST) reads the organization's timezone in
+ * the same statement, and answers even without a conversation; null then means no such organization.
  */
 export async function conversationWithMessagePage(
   db: DbOrTx,
   organizationId: string,
   phoneNumber: string,
   args: PageArgs,
-): Promise<{ conversation: ConversationRow; request: MessagePageRequest | null; page: MessagePage | null } | null> {
+  columns: MessageColumns = ALL_MESSAGE_COLUMNS,
+  options: { withTimezone?: boolean } = {},
+): Promise<ConversationWithPage | null> {
   let scope: string | null = null;
   let request: MessagePageRequest | null = null;
   try {
@@ -159,37 +250,50 @@ export async function conversationWithMessagePage(
     scope = scopes[0] ?? null;
     if (scopes.some((other) => other !== scope)) throw new Error('cursors of two conversations');
     // The scope only checks cursors; any id does when there is none.
-    request = messagePageRequest(scope ?? organizationId, args);
+    request = messagePageRequest(scope ?? organizationId, args, columns);
   } catch {
     request = null;
   }
-  const page = request
-    ? pageQuery(sql`${conversations.organizationId}`, sql`${conversations.id}`, request)
-    : sql`select ${MESSAGE_COLUMNS} from ${messages} where false`;
-  // The conversation's columns come on the first row only (NULL on the others): a page of 50 would
-  // otherwise carry and decode them 50 times.
-  const order = request?.walk === 'newer' ? sql.raw('page.created_at asc, page.id asc') : sql.raw('page.created_at desc, page.id desc');
-  const raw = await rawRows(
-    db,
-    sql`select ${CONVERSATION_COLUMNS_ONCE}, page.*
-      from ${conversations} left join lateral (${page}) page on true
-      where ${conversations.organizationId} = ${organizationId} and ${conversations.phoneNumber} = ${phoneNumber}
-      order by ${order}`,
-  );
-  const first = raw.find((row) => row.c_id !== null);
-  if (!first) return null;
-  const conversation = readConversationPrefixed(first);
-  if (!request || (scope !== null && scope !== conversation.id)) return { conversation, request: null, page: null };
-  const found = raw.flatMap((row) => (row.id === null ? [] : [readMessage(row)]));
+  const withTimezone = options.withTimezone === true;
+  const shape = `conversation:${withTimezone ? 'tz:' : ''}${request ? shapeOf(request) : `none:${columns.key}`}`;
+  const query = statement(shape, () => {
+    const page = request
+      ? pageQuery(sql`${conversations.organizationId}`, sql`${conversations.id}`, request)
+      : sql`select ${columns.list} from ${messages} where false`;
+    // The conversation's columns come on the first row only (NULL on the others): a page of 50 would
+    // otherwise carry and decode them 50 times.
+    const order = request?.walk === 'newer' ? sql.raw('page.created_at asc, page.id asc') : sql.raw('page.created_at desc, page.id desc');
+    const conversation = sql`${conversations.organizationId} = ${sql.placeholder('organizationId')} and ${conversations.phoneNumber} = ${sql.placeholder('phoneNumber')}`;
+    return withTimezone
+      ? sql`select ${CONVERSATION_COLUMNS_ONCE}, page.*, ${organizations.timezone}
+        from ${organizations} left join ${conversations} on ${conversation} left join lateral (${page}) page on true
+        where ${organizations.id} = ${sql.placeholder('organizationId')}
+        order by ${order}`
+      : sql`select ${CONVERSATION_COLUMNS_ONCE}, page.*
+        from ${conversations} left join lateral (${page}) page on true
+        where ${conversation}
+        order by ${order}`;
+  });
+  const raw = await query.arrays(db, { ...(request ? pageValues(request) : {}), organizationId, phoneNumber });
+  const timezone = withTimezone && raw.length > 0 ? (raw[0]![CONVERSATION_COLUMN_COUNT + columns.keys.length] as string) : null;
+  const first = raw.find((row) => row[CONVERSATION_ID] !== null);
+  if (!first) return withTimezone && timezone !== null ? { conversation: null, request: null, page: null, timezone } : null;
+  const conversation = readConversation(first);
+  if (!request || (scope !== null && scope !== conversation.id)) return { conversation, request: null, page: null, timezone };
+  const found: MessageRow[] = [];
+  for (const row of raw) if (row[columns.idAfterConversation] !== null) found.push(columns.readAfterConversation(row));
   // The request as the conversation's own resolver builds it (its loader key), now that the id is known.
-  const own = messagePageRequest(conversation.id, args);
-  return { conversation, request: own, page: toPage(found, own) };
+  const own = messagePageRequest(conversation.id, args, columns);
+  return { conversation, request: own, page: toPage(found, own), timezone };
 }
 
 export async function messagesByIds(db: DbOrTx, organizationId: string, ids: readonly string[]) {
   const valid = ids.filter(isUuid);
   if (valid.length === 0) return [];
-  return db.select().from(messages).where(and(eq(messages.organizationId, organizationId), inArray(messages.id, valid)));
+  return db
+    .select()
+    .from(messages)
+    .where(and(eq(messages.organizationId, organizationId), inArray(messages.id, valid)));
 }
 
 export type NewMessage = Omit<typeof messages.$inferInsert, 'organizationId' | 'conversationId' | 'id'> & {

@@ -8,9 +8,19 @@ import { AppError } from '../errors.js';
  */
 export function parsePhone(input: string): string | null {
   if (typeof input !== 'string' || input.length > 64) return null;
-  const parsed = parsePhoneNumberFromString(input.trim(), 'US');
-  return parsed && parsed.isValid() ? parsed.number : null;
+  // Parsing costs tens of microseconds and the same numbers come back all the time (an organization's
+  // own numbers on every inbound webhook, its contacts on every reply): remember recent answers.
+  const known = parsed.get(input);
+  if (known !== undefined) return known;
+  const number = parsePhoneNumberFromString(input.trim(), 'US');
+  const e164 = number && number.isValid() ? number.number : null;
+  if (parsed.size >= PARSED_LIMIT) parsed.clear();
+  parsed.set(input, e164);
+  return e164;
 }
+
+const PARSED_LIMIT = 10_000;
+const parsed = new Map<string, string | null>();
 
 /** Like parsePhone, but throws INVALID_PHONE_NUMBER for the caller to see. */
 export function normalizePhone(input: string, field = 'phoneNumber'): string {

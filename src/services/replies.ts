@@ -1,6 +1,8 @@
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { randomUUID } from 'node:crypto';
+import { and, eq, sql } from 'drizzle-orm';
 import type { Deps } from '../context.js';
-import type { Tx } from '../db/client.js';
+import type { Db, DbOrTx, Tx } from '../db/client.js';
+import { isDatabaseUnavailable } from '../db/failures.js';
 import {
   consentEvents,
   contacts,
@@ -9,28 +11,29 @@ import {
   messageStatusEvents,
   organizations,
   phoneNumbers,
-  shortLinks,
   type ContactRow,
   type MessageRow,
 } from '../db/tables.js';
+import { columnsOf, rawRows, rowReader } from '../db/rows.js';
 import { AppError } from '../errors.js';
 import { PROVIDER_ERRORS, type SendResult } from '../providers/sms-provider.js';
+import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
 import { hasInboundFrom } from './contacts.js';
-import { creditBalance, refundCredits, reserveCredits } from './credits.js';
+import { creditBalance, refundCredits } from './credits.js';
 import { isUuid } from './cursors.js';
 import { statusMovesForward } from './message-status.js';
-import { appendMessage } from './messages.js';
 import { normalizePhone } from './phone.js';
 import { planShortLinks, storeShortLinks, type PlannedLink } from './short-links.js';
 import { bodyLength, MAX_BODY_CHARACTERS, measureSmsText, normalizeSmsText, type Encoding } from './sms-text.js';
 
 // Sending a reply: the one place money is spent and a phone buzzes. The order of work makes it exact:
-//  1. validate everything we can without writing (input, contact, sending number);
-//  2. one transaction stores the message (status queued, with its idempotency key), its short links and
-//     reserves the credits with a single conditional UPDATE. A concurrent duplicate key waits on the
-//     unique index, then finds the first message and replays its result; too few credits roll it all back;
+//  1. validate everything we can without writing (input, contact, sending number: one read);
+//  2. one statement (a transaction when short links are stored with it) stores the message (status queued,
+//     with its idempotency key) and reserves the credits with a single conditional UPDATE. A concurrent
+//     duplicate key waits on the unique index, fails, then finds the first message and replays its result;
+//     too few credits write nothing;
 //  3. the provider is called outside any transaction;
-//  4. a second transaction stores the provider's answer, or marks the message failed and refunds.
+//  4. one statement stores the provider's answer, or a transaction marks the message failed and refunds.
 // Replies bypass quiet hours: they go out immediately at any hour.
 
 export type Route = 'AUTO' | 'SMS' | 'MMS';
@@ -156,6 +159,42 @@ type Recipient = {
   balance: number;
 };
 
+const RECIPIENT_CONTACT_COLUMNS = columnsOf(contacts, 'c', 'c_');
+const readRecipientContact = rowReader(contacts, 'c_');
+
+type RecipientKey = { org: string; phone: string; byId: boolean; wanted: string | null };
+
+/**
+ * The organization, the contact and the sending number of every send starting together, in one read
+ * (concurrent sends share it, as DataLoader shares a request's reads); undefined for an unknown organization.
+ */
+async function readRecipients(db: Db, keys: RecipientKey[]): Promise<Settled<Record<string, unknown> | undefined>[]> {
+  const input = keys.map((key, i) => ({ i, ...key }));
+  const rows = await rawRows(
+    db,
+    sql`select x.i, o.credits as o_credits, o.short_link_base_url as o_base, n.id as n_id, n.phone_number as n_phone, ${RECIPIENT_CONTACT_COLUMNS}
+      from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(i int, org uuid, phone text, "byId" boolean, wanted uuid)
+      join ${organizations} o on o.id = x.org
+      left join ${contacts} c on c.organization_id = o.id and c.phone_number = x.phone
+      left join lateral (
+        select id, phone_number from ${phoneNumbers} p
+        where p.organization_id = o.id and case when x."byId" then p.id = x.wanted else p.is_default end
+        limit 1
+      ) n on true`,
+  );
+  const byIndex = new Map(rows.map((row) => [Number(row.i), row]));
+  return keys.map((_, i) => ({ ok: true, value: byIndex.get(i) }));
+}
+
+const recipientBatcherOf = batcherPer(
+  (db: Db) =>
+    new Batcher<RecipientKey, Record<string, unknown> | undefined>(
+      (keys) => writeOrIsolate(keys, (some) => readRecipients(db, some), isDatabaseUnavailable),
+      500,
+      2,
+    ),
+);
+
 /** Contact, sending number and organization settings; the first rule broken comes back as an AppError. */
 async function resolveRecipient(
   deps: Deps,
@@ -163,21 +202,22 @@ async function resolveRecipient(
   phoneNumber: string,
   input: SendReplyInput,
 ): Promise<Recipient | AppError> {
-  const [org] = await deps.db
-    .select({ credits: organizations.credits, shortLinkBaseUrl: organizations.shortLinkBaseUrl })
-    .from(organizations)
-    .where(eq(organizations.id, organizationId));
-  if (!org) return new AppError('NOT_FOUND', 'Organization not found.');
+  const wanted = input.fromPhoneNumberId?.trim();
+  const row = await recipientBatcherOf(deps.db).submit({
+    org: organizationId,
+    phone: phoneNumber,
+    // The number asked for when it is an id at all (no match otherwise), else the default one.
+    byId: Boolean(wanted),
+    wanted: wanted && isUuid(wanted) ? wanted : null,
+  });
+  if (!row) return new AppError('NOT_FOUND', 'Organization not found.');
 
-  let [contact] = await deps.db
-    .select()
-    .from(contacts)
-    .where(and(eq(contacts.organizationId, organizationId), eq(contacts.phoneNumber, phoneNumber)));
-  if (!contact) {
+  if (row.c_id === null || row.c_id === undefined) {
     return new AppError('CONTACT_NOT_FOUND', `No contact with ${phoneNumber} exists in your organization. Create the contact first.`, {
       phoneNumber,
     });
   }
+  let contact = readRecipientContact(row);
   if (!contact.isOptedIn)
     return new AppError('CONTACT_OPTED_OUT', `${phoneNumber} has opted out and cannot receive messages.`, { phoneNumber });
   if (contact.isTextable === null && (await hasInboundFrom(deps.db, organizationId, phoneNumber))) {
@@ -206,28 +246,17 @@ async function resolveRecipient(
     );
   }
 
-  const wanted = input.fromPhoneNumberId?.trim();
-  let from: { id: string; phoneNumber: string } | undefined;
-  if (wanted) {
-    if (isUuid(wanted)) {
-      [from] = await deps.db
-        .select({ id: phoneNumbers.id, phoneNumber: phoneNumbers.phoneNumber })
-        .from(phoneNumbers)
-        .where(and(eq(phoneNumbers.organizationId, organizationId), eq(phoneNumbers.id, wanted)));
-    }
-    if (!from) {
+  const from = row.n_id ? { id: row.n_id as string, phoneNumber: row.n_phone as string } : undefined;
+  if (!from) {
+    if (wanted) {
       return new AppError('FROM_NUMBER_FORBIDDEN', 'The specified fromPhoneNumberId does not belong to your organization.', {
         fromPhoneNumberId: wanted.slice(0, 100),
       });
     }
-  } else {
-    [from] = await deps.db
-      .select({ id: phoneNumbers.id, phoneNumber: phoneNumbers.phoneNumber })
-      .from(phoneNumbers)
-      .where(and(eq(phoneNumbers.organizationId, organizationId), eq(phoneNumbers.isDefault, true)));
-    if (!from) return new AppError('NO_FROM_NUMBER', 'Your organization has no default phone number configured.');
+    return new AppError('NO_FROM_NUMBER', 'Your organization has no default phone number configured.');
   }
-  return { phoneNumber, contact, from, shortLinkBase: org.shortLinkBaseUrl ?? deps.config.publicBaseUrl, balance: org.credits };
+  const shortLinkBase = (row.o_base as string | null) ?? deps.config.publicBaseUrl;
+  return { phoneNumber, contact, from, shortLinkBase, balance: Number(row.o_credits) };
 }
 
 function insufficientCredits(required: number, balance: number) {
@@ -321,6 +350,217 @@ class RollBack extends Error {
   }
 }
 
+const readMessage = rowReader(messages);
+const INSERTED_COLUMNS = columnsOf(messages, 'ins');
+
+/**
+ * One statement for the whole reservation: the contact's consent under a share lock, the credits (a
+ * conditional UPDATE, so concurrent senders serialize on the organization's row and the balance never
+ * goes negative), the conversation moved forward, the message (status queued) and its first status event.
+ * Each step runs only if the one before it did; the row says how far it got. A taken idempotency key
+ * fails the insert (unique violation), which undoes the whole statement: see isKeyCollision.
+ */
+type Reservation = {
+  deps: Deps;
+  organizationId: string;
+  recipient: Recipient;
+  composed: Composition;
+  message: { messageId: string; body: string; key: string | null };
+  /** When the send was made: its message's time. */
+  at: string;
+};
+/** A reservation's row (as storeAndReserve answers it), or `retry`: the batch's credits ran out before it. */
+type Reserved = Record<string, unknown> | 'retry';
+
+const reservationBatcherOf = batcherPer(
+  (db: Db) =>
+    new Batcher<Reservation, Reserved>((items) => writeOrIsolate(items, (some) => reserveMany(db, some), isDatabaseUnavailable), 200, 2),
+);
+
+/**
+ * The reservations of the sends starting together, in one statement (atomic by itself; see storeAndReserve
+ * for one): the contacts' consent under share locks, the organizations' rows locked (in the order every
+ * writer takes them: contacts by organization and number, as inbound batches do, then organizations, then
+ * conversations), then every eligible send whose running
+ * total fits the balance is charged and stored. A send past the balance is tried again alone, so credits
+ * go to sends in arrival order exactly as one by one. A taken idempotency key fails the statement, and
+ * the batch is then written one send at a time.
+ */
+async function reserveMany(db: Db, items: Reservation[]): Promise<Settled<Reserved>[]> {
+  if (items.length === 1) {
+    const { deps, organizationId, recipient, composed, message } = items[0]!;
+    const [row] = await rawRows(db, storeAndReserve(deps, organizationId, recipient, composed, message, items[0]!.at));
+    return [{ ok: true, value: row! }];
+  }
+  const input = items.map(({ deps, organizationId, recipient, composed, message, at }, i) => ({
+    i,
+    org: organizationId,
+    contact: recipient.contact.id,
+    phone: recipient.phoneNumber,
+    id: message.messageId,
+    body: message.body,
+    media: composed.mediaUrls,
+    provider: deps.sms.name,
+    number: recipient.from.id,
+    segments: composed.segments,
+    encoding: composed.encoding,
+    credits: composed.credits,
+    key: message.key,
+    at,
+  }));
+  const isNewest = sql.raw('(v.last_message_id is null or (v.last_message_at, v.last_message_id) < (excluded.last_message_at, excluded.last_message_id))');
+  const rows = await rawRows(
+    db,
+    sql`with x as (
+        select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(
+          i int, org uuid, contact uuid, phone text, id uuid, body text, media text[], provider text, number uuid,
+          segments int, encoding text, credits int, key text, at timestamptz)
+      ), cur as (
+        select x.i, c.is_opted_in, c.is_textable
+        from x join ${contacts} c on c.organization_id = x.org and c.id = x.contact
+        order by c.organization_id, c.phone_number
+        for share of c
+      ), bal as (
+        select o.id, o.credits from ${organizations} o where o.id in (select org from x) order by o.id for update
+      ), eligible as (
+        select x.*, sum(x.credits) over (partition by x.org order by x.i) as running
+        from x join cur on cur.i = x.i
+        where cur.is_opted_in and cur.is_textable is not false
+      ), accepted as (
+        select e.* from eligible e join bal on bal.id = e.org where e.running <= bal.credits
+      ), paid as (
+        update ${organizations} o set credits = o.credits - t.total
+        from (select org, sum(credits) as total from accepted group by org) t
+        where o.id = t.org
+      ), newest as (
+        select distinct on (org, phone) org, phone, contact, id, body, at from accepted order by org, phone, at desc, id desc
+      ), conv as (
+        insert into ${conversations} as v (organization_id, phone_number, contact_id, last_message_id, last_message_body, last_direction, last_message_at)
+        select org, phone, contact, id, body, 'outgoing', at from newest order by org, phone
+        on conflict (organization_id, phone_number) do update set
+          last_message_id = case when ${isNewest} then excluded.last_message_id else v.last_message_id end,
+          last_message_body = case when ${isNewest} then excluded.last_message_body else v.last_message_body end,
+          last_direction = case when ${isNewest} then excluded.last_direction else v.last_direction end,
+          last_message_at = case when ${isNewest} then excluded.last_message_at else v.last_message_at end,
+          updated_at = now()
+        returning v.id, v.organization_id, v.phone_number
+      ), ins as (
+        insert into ${messages} (organization_id, id, conversation_id, direction, body, media_urls, status, provider, from_phone_number_id,
+          segments, encoding, credits_charged, idempotency_key, created_at, updated_at)
+        select a.org, a.id, conv.id, 'outgoing', a.body, a.media, 'queued', a.provider, a.number, a.segments, a.encoding, a.credits, a.key,
+          a.at, a.at
+        from accepted a join conv on conv.organization_id = a.org and conv.phone_number = a.phone
+        order by a.i
+        returning *
+      ), queued as (
+        insert into ${messageStatusEvents} (organization_id, message_id, status)
+        select organization_id, id, 'queued' from ins
+      )
+      select x.i, cur.is_opted_in as current_opted_in, cur.is_textable as current_textable,
+        (a.i is not null) as accepted, (e.i is not null) as eligible, ${INSERTED_COLUMNS}
+      from x
+      left join cur on cur.i = x.i
+      left join eligible e on e.i = x.i
+      left join accepted a on a.i = x.i
+      left join ins on ins.id = x.id`,
+  );
+  const byIndex = new Map(rows.map((row) => [Number(row.i), row]));
+  return items.map((_, i) => {
+    const row = byIndex.get(i)!;
+    if (row.eligible && !row.accepted) return { ok: true, value: 'retry' };
+    return { ok: true, value: { ...row, current_opted_in: row.current_opted_in ?? null, balance: row.accepted ? 0 : null } };
+  });
+}
+
+/** The unique violation of messages_org_idempotency_key (postgres.js and PGlite name the constraint differently). */
+function isKeyCollision(error: unknown): boolean {
+  let current: unknown = error;
+  for (let depth = 0; current && typeof current === 'object' && depth < 8; depth += 1) {
+    const { code, constraint_name: constraintName, constraint } = current as { code?: unknown; constraint_name?: unknown; constraint?: unknown };
+    if (code === '23505') return (constraintName ?? constraint) === 'messages_org_idempotency_key';
+    current = (current as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+function storeAndReserve(
+  deps: Deps,
+  organizationId: string,
+  recipient: Recipient,
+  composed: Composition,
+  message: { messageId: string; body: string; key: string | null },
+  at = new Date().toISOString(),
+) {
+  const isNewest = sql`(v.last_message_id is null or (v.last_message_at, v.last_message_id) < (excluded.last_message_at, excluded.last_message_id))`;
+  return sql`with cur as (
+      select is_opted_in, is_textable from ${contacts}
+      where organization_id = ${organizationId} and id = ${recipient.contact.id}
+      for share
+    ), paid as (
+      update ${organizations} set credits = credits - ${composed.credits}
+      where id = ${organizationId} and credits >= ${composed.credits}
+        and exists (select 1 from cur where is_opted_in and is_textable is not false)
+      returning credits
+    ), conv as (
+      insert into ${conversations} as v (organization_id, phone_number, contact_id, last_message_id, last_message_body, last_direction, last_message_at)
+      select ${organizationId}::uuid, ${recipient.phoneNumber}, ${recipient.contact.id}::uuid, ${message.messageId}::uuid, ${message.body}, 'outgoing', ${at}::timestamptz
+      from paid
+      on conflict (organization_id, phone_number) do update set
+        last_message_id = case when ${isNewest} then excluded.last_message_id else v.last_message_id end,
+        last_message_body = case when ${isNewest} then excluded.last_message_body else v.last_message_body end,
+        last_direction = case when ${isNewest} then excluded.last_direction else v.last_direction end,
+        last_message_at = case when ${isNewest} then excluded.last_message_at else v.last_message_at end,
+        updated_at = now()
+      returning v.id
+    ), ins as (
+      insert into ${messages} (organization_id, id, conversation_id, direction, body, media_urls, status, provider, from_phone_number_id,
+        segments, encoding, credits_charged, idempotency_key, created_at, updated_at)
+      select ${organizationId}::uuid, ${message.messageId}::uuid, conv.id, 'outgoing', ${message.body},
+        array(select jsonb_array_elements_text(${JSON.stringify(composed.mediaUrls)}::jsonb)), 'queued', ${deps.sms.name},
+        ${recipient.from.id}::uuid, ${composed.segments}, ${composed.encoding}, ${composed.credits}, ${message.key}, ${at}::timestamptz, ${at}::timestamptz
+      from conv
+      returning *
+    ), queued as (
+      insert into ${messageStatusEvents} (organization_id, message_id, status)
+      select organization_id, id, 'queued' from ins
+    )
+    select cur.is_opted_in as current_opted_in, cur.is_textable as current_textable, (select credits from paid) as balance, ${INSERTED_COLUMNS}
+    from (select 1) one left join cur on true left join ins on true`;
+}
+
+type Answer = { organizationId: string; messageId: string; providerMessageId: string; status: string };
+
+/**
+ * The provider's answers of the sends finishing together, in one statement (atomic by itself): each
+ * message's provider id and status, and a status event where it moved past queued.
+ */
+async function writeAnswers(db: Db, answers: Answer[]): Promise<Settled<MessageRow>[]> {
+  const input = answers.map((answer, i) => ({ i, org: answer.organizationId, id: answer.messageId, sid: answer.providerMessageId, status: answer.status }));
+  const rows = await rawRows(
+    db,
+    sql`with x as (
+        select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(i int, org uuid, id uuid, sid text, status text)
+      ), answered as (
+        update ${messages} set provider_message_id = x.sid, status = x.status, updated_at = now()
+        from x where ${messages}.organization_id = x.org and ${messages}.id = x.id
+        returning ${messages}.*
+      ), moved as (
+        insert into ${messageStatusEvents} (organization_id, message_id, status)
+        select organization_id, id, status from answered where status <> 'queued'
+      )
+      select * from answered`,
+  );
+  const byId = new Map(rows.map((row) => [row.id as string, readMessage(row)]));
+  return answers.map((answer) => {
+    const message = byId.get(answer.messageId);
+    return message ? { ok: true, value: message } : { ok: false, error: new Error(`message ${answer.messageId} vanished before its answer was stored`) };
+  });
+}
+
+const answerBatcherOf = batcherPer(
+  (db: Db) => new Batcher<Answer, MessageRow>((answers) => writeOrIsolate(answers, (some) => writeAnswers(db, some), isDatabaseUnavailable), 500),
+);
+
 export async function sendReply(deps: Deps, organizationId: string, input: SendReplyInput): Promise<SendReplyOutcome> {
   const shapeError = checkShape(input);
   if (shapeError) return { ok: false, error: shapeError };
@@ -350,75 +590,57 @@ export async function sendReply(deps: Deps, organizationId: string, input: SendR
   // 2. Store + reserve, atomically.
   let queued: MessageRow;
   try {
-    queued = await deps.db.transaction(async (tx) => {
-      // Consent again, under a share lock taken first (as inbound messages lock the contact first): a STOP
-      // committed since the checks above wins, and one arriving now waits for this send to be recorded.
-      const [current] = await tx
-        .select({ isOptedIn: contacts.isOptedIn, isTextable: contacts.isTextable })
-        .from(contacts)
-        .where(and(eq(contacts.organizationId, organizationId), eq(contacts.id, recipient.contact.id)))
-        .for('share');
-      if (!current)
+    const messageId = randomUUID();
+    const reserve = async (db: DbOrTx, body: string, batched: boolean) => {
+      const reservation = { deps, organizationId, recipient, composed, message: { messageId, body, key }, at: new Date().toISOString() };
+      const single = async () => (await rawRows(db, storeAndReserve(deps, organizationId, recipient, composed, reservation.message, reservation.at)))[0]!;
+      let row = batched ? await reservationBatcherOf(deps.db).submit(reservation) : await single();
+      if (row === 'retry') row = await single();
+      // Consent again, under the share lock (taken first, as inbound messages lock the contact first): a
+      // STOP committed since the checks above wins, and one arriving now waits for this send to be recorded.
+      if (row!.current_opted_in === null)
         throw new RollBack({
           kind: 'refused',
           error: new AppError('CONTACT_NOT_FOUND', `No contact with ${phoneNumber} exists in your organization.`, { phoneNumber }),
         });
-      if (!current.isOptedIn)
+      if (!row!.current_opted_in)
         throw new RollBack({
           kind: 'refused',
           error: new AppError('CONTACT_OPTED_OUT', `${phoneNumber} has opted out and cannot receive messages.`, { phoneNumber }),
         });
-      if (current.isTextable === false) {
+      if (row!.current_textable === false) {
         throw new RollBack({
           kind: 'refused',
           error: new AppError('CONTACT_NON_TEXTABLE', `${phoneNumber} cannot receive text messages.`, { phoneNumber }),
         });
       }
-      const links = await storeShortLinks(tx, organizationId, null, { text: composed.text, links: composed.links });
-      const appended = await appendMessage(tx, organizationId, {
-        phoneNumber,
-        direction: 'outgoing',
-        body: links.text,
-        mediaUrls: composed.mediaUrls,
-        status: 'queued',
-        provider: deps.sms.name,
-        fromPhoneNumberId: recipient.from.id,
-        segments: composed.segments,
-        encoding: composed.encoding,
-        creditsCharged: composed.credits,
-        idempotencyKey: key,
-      });
-      // Only the idempotency key can collide here: another call with this key got there first.
-      if (!appended) throw new RollBack({ kind: 'duplicate' });
-      const { message } = appended;
-      if (links.links.length > 0) {
-        await tx
-          .update(shortLinks)
-          .set({ messageId: message.id })
-          .where(
-            and(
-              eq(shortLinks.organizationId, organizationId),
-              inArray(
-                shortLinks.id,
-                links.links.map((link) => link.id),
-              ),
-            ),
-          );
-      }
-      const balance = await reserveCredits(tx, organizationId, composed.credits);
-      if (balance === null) throw new RollBack({ kind: 'credits' });
-      await tx.insert(messageStatusEvents).values({ organizationId, messageId: message.id, status: 'queued' });
-      return message;
-    });
-  } catch (error) {
+      // Nothing was written when the credits did not cover it (every later step needs the reservation).
+      if (row!.balance === null) throw new RollBack({ kind: 'credits' });
+      return readMessage(row!);
+    };
+    // Without links the reservation is one statement, atomic by itself (shared with the sends starting at the
+    // same time): no transaction held open across a round trip, so the organization's row (credits) stays
+    // locked only while PostgreSQL runs it and commits.
+    queued =
+      composed.links.length === 0
+        ? await reserve(deps.db, composed.text, true)
+        : await deps.db.transaction(async (tx) => {
+            const links = await storeShortLinks(tx, organizationId, messageId, { text: composed.text, links: composed.links });
+            return reserve(tx, links.text, false);
+          });
+  } catch (caught) {
+    // Only the idempotency key can collide here: another call with this key got there first, and the
+    // statement (or transaction) was undone whole.
+    const error = isKeyCollision(caught) ? new RollBack({ kind: 'duplicate' }) : caught;
     if (!(error instanceof RollBack)) throw error;
     const reason = error.result as RollBackReason;
     if (reason.kind === 'refused') return { ok: false, error: reason.error };
-    if (reason.kind === 'duplicate') {
-      const first = await messageByIdempotencyKey(deps, organizationId, key!);
+    if (key) {
+      // Out of credits or a collision: a first send with this key that committed meanwhile is the answer.
+      const first = await messageByIdempotencyKey(deps, organizationId, key);
       if (first) return replay(deps, organizationId, first);
       // The first attempt rolled back after we looked (it ran out of credits): try again from the top.
-      return sendReply(deps, organizationId, input);
+      if (reason.kind === 'duplicate') return sendReply(deps, organizationId, input);
     }
     const balance = (await creditBalance(deps.db, organizationId)) ?? 0;
     return { ok: false, error: insufficientCredits(composed.credits, balance) };
@@ -446,17 +668,8 @@ export async function sendReply(deps: Deps, organizationId: string, input: SendR
 
   // 4. Record the answer.
   if (result.ok) {
-    const answered = result;
-    const message = await deps.db.transaction(async (tx) => {
-      const moves = statusMovesForward('queued', answered.status) ? answered.status : 'queued';
-      const [row] = await tx
-        .update(messages)
-        .set({ providerMessageId: answered.providerMessageId, status: moves, updatedAt: sql`now()` })
-        .where(and(eq(messages.organizationId, organizationId), eq(messages.id, queued.id)))
-        .returning();
-      if (moves !== 'queued') await tx.insert(messageStatusEvents).values({ organizationId, messageId: queued.id, status: moves });
-      return row!;
-    });
+    const moves = statusMovesForward('queued', result.status) ? result.status : 'queued';
+    const message = await answerBatcherOf(deps.db).submit({ organizationId, messageId: queued.id, providerMessageId: result.providerMessageId, status: moves });
     if (message.status !== 'queued') {
       deps.events.publish('messageStatusChanged', organizationId, { messageId: message.id, conversationId: message.conversationId });
     }

@@ -18,13 +18,27 @@ const SPACES = /[\u00a0\u2000-\u200a\u202f\u205f\u3000]/g;
  * equivalent (emoji, most non-Latin scripts) are kept, and the message stays UCS-2.
  */
 export function normalizeSmsText(text: string): string {
+  if (PLAIN_GSM.test(text)) return text;
   return new SegmentedMessage(text.replace(SPACES, ' '), 'auto', true).graphemes.join('');
 }
+
+/**
+ * Printable ASCII that GSM-7 holds in its basic table (not ` and not the extension characters
+ * ^{}\\[]~| that take two positions), and line feeds: nothing to normalize, one position per character.
+ * The calculator's answer for such text is known without building its grapheme and segment tables,
+ * which cost most of a reply's CPU.
+ */
+const PLAIN_GSM = /^[\n !-Z_a-z]*$/;
 
 export type TextMeasure = { encoding: Encoding; segments: number; characters: number };
 
 /** Encoding and segment count of a body exactly as it will be sent. */
 export function measureSmsText(text: string): TextMeasure {
+  if (PLAIN_GSM.test(text)) {
+    // One GSM-7 position per character: 160 in one segment, 153 per part when split.
+    const segments = text.length <= 160 ? 1 : Math.ceil(text.length / 153);
+    return { encoding: 'GSM-7', segments, characters: text.length };
+  }
   const message = new SegmentedMessage(text, 'auto', false);
   return {
     encoding: message.encodingName,

@@ -72,20 +72,24 @@ function mediaUrlsOf(params: WebhookParams): string[] {
 }
 
 async function inbound(deps: Deps, params: WebhookParams, res: ServerResponse) {
+  const to = single(params, 'To', true);
+  const from = single(params, 'From', true);
+  // Never refused (Twilio does not retry a 429): a sender flooding one number is stored in full and flagged.
+  const flood = await deps.rateLimiter.inboundFlood(to, from);
   const outcome = await receiveInbound(deps, {
-    to: single(params, 'To', true),
-    from: single(params, 'From', true),
+    to,
+    from,
     body: single(params, 'Body') ?? '',
     mediaUrls: mediaUrlsOf(params),
     provider: 'twilio',
     providerMessageId: single(params, 'MessageSid', true),
+    flaggedAsFlood: flood.flood,
   });
   if (outcome.outcome === 'stored') {
     deps.logger.info({ organizationId: outcome.organizationId, messageId: outcome.message.id, category: outcome.analysis.category }, 'inbound message stored');
-  }
-  // Never refused (Twilio does not retry a 429): a sender flooding one number is stored in full and flagged.
-  if (outcome.outcome === 'stored' && (await deps.rateLimiter.inboundFlood(outcome.organizationId, outcome.message.conversationId))) {
-    deps.logger.warn({ organizationId: outcome.organizationId, conversationId: outcome.message.conversationId, perMinute: INBOUND_FLOOD_PER_MINUTE }, 'inbound flood from one sender');
+    if (flood.first) {
+      deps.logger.warn({ organizationId: outcome.organizationId, conversationId: outcome.message.conversationId, perMinute: INBOUND_FLOOD_PER_MINUTE }, 'inbound flood from one sender');
+    }
   }
   res.writeHead(200, { 'content-type': 'text/xml; charset=utf-8' }).end(EMPTY_TWIML);
 }

@@ -1,4 +1,6 @@
+import { Kind, type FieldNode, type FragmentDefinitionNode, type SelectionSetNode } from 'graphql';
 import type { MessageRow } from '../../db/tables.js';
+import { messageColumns, type MessageColumns } from '../../services/messages.js';
 import { builder } from '../builder.js';
 import { ConversationRef } from './conversation.js';
 
@@ -59,6 +61,7 @@ builder.node(MessageRef, {
     }),
     requiresResponse: t.exposeBoolean('requiresResponse', { nullable: true }),
     optOutDetected: t.exposeBoolean('optOutDetected', { nullable: true }),
+    isFlood: t.exposeBoolean('flaggedAsFlood', { description: 'Inbound: arrived while its sender was flooding the number (stored all the same).' }),
     segments: t.exposeInt('segments', { nullable: true }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),
     conversation: t.field({
@@ -73,3 +76,79 @@ export const MessageConnectionRef = builder.connectionObject(
   { type: MessageRef, name: 'MessageConnection', description: 'Messages, newest first.' },
   { name: 'MessageEdge' },
 );
+
+/**
+ * The row fields each Message field reads. A field not listed here (added by another module) reads the
+ * whole row. `cursor` needs only (conversationId, createdAt, id), which every page reads.
+ */
+const FIELD_COLUMNS: Record<string, readonly (keyof MessageRow)[]> = {
+  __typename: [],
+  id: ['id'],
+  uuid: ['id'],
+  direction: ['direction'],
+  body: ['body'],
+  mediaUrls: ['mediaUrls'],
+  status: ['direction', 'status'],
+  errorCode: ['errorCode'],
+  sentiment: ['sentiment'],
+  sentimentScore: ['sentimentScore'],
+  category: ['category'],
+  requiresResponse: ['requiresResponse'],
+  optOutDetected: ['optOutDetected'],
+  segments: ['segments'],
+  createdAt: ['createdAt'],
+  conversation: ['conversationId'],
+  cursor: [],
+};
+
+type Fragments = Record<string, FragmentDefinitionNode>;
+
+/** Every field of a selection set, through fragments. Directives are ignored: a superset is safe. */
+export function eachField(set: SelectionSetNode | undefined, fragments: Fragments, each: (field: FieldNode) => void, depth = 0): void {
+  if (!set || depth > 32) return;
+  for (const selection of set.selections) {
+    if (selection.kind === Kind.FIELD) each(selection);
+    else if (selection.kind === Kind.INLINE_FRAGMENT) eachField(selection.selectionSet, fragments, each, depth + 1);
+    else eachField(fragments[selection.name.value]?.selectionSet, fragments, each, depth + 1);
+  }
+}
+
+const columnsByField = new WeakMap<FieldNode, MessageColumns>();
+
+/**
+ * The columns a message connection's selection (`edges { cursor node { ... } }`, `pageInfo`) needs, so
+ * its page reads only those. Cached per field of a document (documents are cached, so per query shape).
+ */
+export function messageColumnsOf(fieldNodes: readonly FieldNode[], fragments: Fragments): MessageColumns {
+  // One node: its own selection decides (a field merged from several nodes is worked out every time).
+  const cached = fieldNodes.length === 1 ? columnsByField.get(fieldNodes[0]!) : undefined;
+  if (cached) return cached;
+  const fields = new Set<string>();
+  let all = false;
+  for (const connection of fieldNodes) {
+    eachField(connection.selectionSet, fragments, (connectionField) => {
+      const name = connectionField.name.value;
+      if (name === 'pageInfo' || name === '__typename') return;
+      if (name !== 'edges') {
+        all = true;
+        return;
+      }
+      eachField(connectionField.selectionSet, fragments, (edgeField) => {
+        const edgeName = edgeField.name.value;
+        if (edgeName === 'cursor' || edgeName === '__typename') return;
+        if (edgeName !== 'node') {
+          all = true;
+          return;
+        }
+        eachField(edgeField.selectionSet, fragments, (field) => {
+          const columns = FIELD_COLUMNS[field.name.value];
+          if (columns) for (const column of columns) fields.add(column);
+          else all = true;
+        });
+      });
+    });
+  }
+  const columns = messageColumns(all ? null : fields);
+  if (fieldNodes.length === 1) columnsByField.set(fieldNodes[0]!, columns);
+  return columns;
+}

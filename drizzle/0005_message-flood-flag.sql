@@ -1,0 +1,1 @@
+ALTER TABLE "messages" ADD COLUMN "flagged_as_flood" boolean DEFAULT false NOT NULL;

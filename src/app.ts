@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { Deps } from './context.js';
 import { createGraphqlHandler, type GraphqlOptions } from './http/graphql.js';
 import { attachGraphqlWs } from './http/graphql-ws.js';
+import { closeOnRevocation, closeStreamOnRevocation } from './http/revocations.js';
 import { applyCors } from './http/cors.js';
 import { createDrain } from './http/graceful.js';
 import { handleHealth } from './http/health.js';
@@ -30,6 +31,8 @@ export function buildApp(deps: Deps, options: GraphqlOptions = {}): App {
   const rest = createRestHandler(deps);
   // Open SSE / streamed GraphQL responses: they never finish by themselves, so stop() ends them.
   const streams = new Set<ServerResponse>();
+  // WebSockets and event streams close when the token they opened with is revoked.
+  const revocations = closeOnRevocation(deps.authenticator);
 
   // Every response gets x-request-id; /graphql and /api spend the caller's per-token budget first.
   const server = createServer((req, res) => serveWithRequestId(deps.logger, req, res, () => {
@@ -39,9 +42,10 @@ export function buildApp(deps: Deps, options: GraphqlOptions = {}): App {
       if (/text\/event-stream|multipart\/mixed/.test(req.headers.accept ?? '')) {
         streams.add(res);
         res.once('close', () => streams.delete(res));
+        closeStreamOnRevocation(revocations, deps.authenticator, req, res);
       }
       void admitRequest(deps.rateLimiter, req, res, 'graphql').then((admitted) => {
-        if (admitted) void graphql(req, res);
+        if (admitted) void graphql.serveHttp(req, res);
       });
       return;
     }
@@ -72,7 +76,7 @@ export function buildApp(deps: Deps, options: GraphqlOptions = {}): App {
   }));
   server.keepAliveTimeout = 65_000;
   const drain = createDrain(server);
-  const websockets = attachGraphqlWs(server, graphql, deps);
+  const websockets = attachGraphqlWs(server, graphql, deps, revocations);
   addRequestIdToUpgrades(websockets.wss);
   let stopWatchingRevocations: (() => Promise<void>) | null = null;
 
@@ -109,6 +113,7 @@ export function buildApp(deps: Deps, options: GraphqlOptions = {}): App {
       clearTimeout(timer);
       await stopWatchingRevocations?.().catch(() => {});
       stopWatchingRevocations = null;
+      revocations.stop();
     },
   };
 }

@@ -350,6 +350,28 @@ describe('rate limiting per token', () => {
     }
   });
 
+  it('subscriptions over one WebSocket are counted too, shared or not', async () => {
+    const org = await limited.createOrg('Subscriber', { phoneNumber: '+19195550778' });
+    const ws = connectWs(limited.url, org);
+    try {
+      // The same operation 22 times: served by one shared execution, but each one is an operation of the token.
+      const subs = Array.from({ length: 22 }, () => subscribeWs(ws, 'subscription { messageReceived { body } }'));
+      const deadline = Date.now() + 5_000;
+      while (subs.filter((s) => s.errors.length > 0).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const refused = subs.filter((s) => s.errors.length > 0);
+      expect(refused).toHaveLength(2);
+      expect(refused.every((s) => (s.errors[0] as { extensions?: { code?: string } }).extensions?.code === 'RATE_LIMITED')).toBe(true);
+      // The admitted ones are live.
+      const form = inboundForm('+19195550778', '+12125550178', 'for the admitted');
+      expect((await postTwilio(limited.url, '/webhooks/twilio/messages', form)).status).toBe(200);
+      for (const sub of subs.filter((s) => s.errors.length === 0)) await sub.waitFor(1);
+      expect(refused.every((s) => s.data.length === 0)).toBe(true);
+    } finally {
+      await ws.client.dispose();
+    }
+  });
+
   it('Twilio webhooks are never rate limited: a flood from one sender is stored whole', async () => {
     const org = await limited.createOrg('Inbound', { phoneNumber: '+19195550777' });
     const forms = Array.from({ length: 40 }, (_, i) => inboundForm('+19195550777', '+12125550199', `flood ${i}`));

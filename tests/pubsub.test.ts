@@ -69,6 +69,26 @@ describe('PostgresEventTarget', () => {
     await sub.return();
   });
 
+  it('sends the events of one turn in one statement, each arriving once and in order', async () => {
+    const a = instance();
+    const b = instance();
+    await Promise.all([a.target.ready, b.target.ready]);
+    const onB: Array<{ conversationId: string }> = [];
+    const sub = b.pubsub.subscribe('conversationUpdated', 'org-1');
+    void collect(sub, onB);
+    const stop = database.statementLog.record();
+    const ids = Array.from({ length: 600 }, (_, i) => `c${i}`); // more than one statement holds
+    for (const conversationId of ids) a.pubsub.publish('conversationUpdated', 'org-1', { conversationId });
+    await until(() => onB.length >= ids.length, 5_000, 'every event on the other instance');
+    const statements = stop().filter((query) => /pg_notify/.test(query));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(onB.map((event) => event.conversationId)).toEqual(ids);
+    expect(statements).toHaveLength(2);
+    await sub.return();
+    await a.target.close();
+    await b.target.close();
+  });
+
   it('is what the event bus uses on PostgreSQL, and in-process delivery on PGlite', async () => {
     const bus = createEventBus({ database, logger });
     await bus.ready;

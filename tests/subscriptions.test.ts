@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { createDatabase } from '../src/db/client.js';
 import { assembleDeps } from '../src/deps.js';
+import { issueApiToken, revokeApiToken } from '../src/services/auth.js';
 import { createTestApp, type TestApp, type TestOrg } from './helpers/app.js';
 import { postgresUrl } from './helpers/database.js';
 import {
@@ -427,6 +428,67 @@ describe('instances', () => {
     },
     30_000,
   );
+});
+
+describe('shared fan-out', () => {
+  it('reads and executes each event once for all subscribers of the same operation, and each gets it', async () => {
+    const org = await t.createOrg('Crowd', { phoneNumber: '+19195550800' });
+    const from = '+12125550808';
+    const event = async (body: string, subs: Array<ReturnType<typeof subscribeWs<any>>>) => {
+      const stop = t.database.statementLog.record();
+      await inbound(from, body, '+19195550800');
+      await Promise.all(subs.map((sub) => until(() => sub.data.some((d) => d.messageReceived.body === body), 10_000, body)));
+      return stop();
+    };
+    const first = await live(ws(org), 'messageReceived', org, MESSAGE_RECEIVED);
+    await event('warm-up', [first]); // creates the conversation: later events take the same statements
+    const alone = await event('one subscriber', [first]);
+
+    const sockets = [ws(org), ws(org), ws(org)];
+    const crowd = [first];
+    for (let i = 0; i < 30; i += 1) crowd.push(await live(sockets[i % 3]!, 'messageReceived', org, MESSAGE_RECEIVED));
+    const together = await event('thirty-one subscribers', crowd);
+
+    const feedReads = (statements: string[]) => statements.filter((q) => /direction" = 'incoming'/.test(q) && /order by/i.test(q));
+    expect(feedReads(together)).toHaveLength(1);
+    expect(together).toHaveLength(alone.length);
+    for (const sub of crowd) {
+      expect(sub.data.at(-1).messageReceived).toMatchObject({ body: 'thirty-one subscribers', conversation: { phoneNumber: from, unreadCount: 3 } });
+      expect(sub.data.filter((d) => d.messageReceived.body === 'thirty-one subscribers')).toHaveLength(1);
+    }
+    for (const sub of crowd) await end(sub, 'messageReceived', org);
+  });
+});
+
+describe('token revocation', () => {
+  it('closes WebSockets with 4401 (which graphql-ws clients do not retry) and ends event streams of a revoked token', async () => {
+    const org = await t.createOrg('Revoked', { phoneNumber: '+19195550700' });
+    const second = await issueApiToken(t.db, org.organizationId, 'second');
+    // Willing to retry: a 4401 must stop it all the same.
+    const doomed = connectWs(t.url, org, { retryAttempts: 5, retryWaitMs: 50 });
+    connections.push(doomed);
+    const sub = await live(doomed, 'messageReceived', org, MESSAGE_RECEIVED);
+    const kept = await live(ws({ ...org, apiToken: second.apiToken }), 'messageReceived', org, MESSAGE_RECEIVED);
+    const before = t.deps.events.subscriberCount('messageReceived', org.organizationId);
+    const sse = await subscribeSse(t.url, org, MESSAGE_RECEIVED);
+    await until(() => t.deps.events.subscriberCount('messageReceived', org.organizationId) > before, 10_000, 'SSE subscriber');
+
+    expect(await revokeApiToken(t.db, org.apiToken)).toMatchObject({ tokenId: expect.any(String) });
+    await until(() => doomed.closes.length > 0, 5_000, 'the socket to close');
+    expect(doomed.closes[0]).toEqual({ code: 4401, reason: 'Unauthorized: the API token was revoked' });
+    await until(() => sse.completed, 5_000, 'the event stream to end');
+    await sse.close();
+    expect(await sub.waitForError()).toMatchObject({ code: 4401 });
+
+    // The organization's other token keeps its subscription; the revoked one got nothing more, and never reconnected.
+    await inbound('+12125550707', 'after the revocation', '+19195550700');
+    expect((await kept.waitFor(1))[0].messageReceived.body).toBe('after the revocation');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(sub.data).toEqual([]);
+    expect(sse.data).toEqual([]);
+    expect(doomed.closes).toHaveLength(1);
+    expect(doomed.messages.filter((type) => type === 'connection_ack')).toHaveLength(1);
+  });
 });
 
 describe('shutdown', () => {

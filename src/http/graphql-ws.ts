@@ -1,23 +1,172 @@
 import type { Server } from 'node:http';
-import { GraphQLError, type ExecutionArgs } from 'graphql';
+import type { Socket } from 'node:net';
+import { getOperationAST, GraphQLError, Kind, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import { CloseCode } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
-import { WebSocketServer } from 'ws';
-import type { Deps } from '../context.js';
+import { WebSocketServer, type WebSocket } from 'ws';
+import type { Deps, RequestContext } from '../context.js';
 import { AppError } from '../errors.js';
+import { createLoaders } from '../loaders/index.js';
+import type { FeedKey } from '../pubsub/keyset-feed.js';
+import { ResultGroup } from '../pubsub/shared-results.js';
+import { STREAM_HINTS, type StreamHints } from '../services/realtime.js';
 import type { GraphqlHandler } from './graphql.js';
+import type { Revocations } from './revocations.js';
 
 // graphql-ws (the graphql-transport-ws protocol) on the same server and path as HTTP GraphQL. Operations
 // run through Yoga's envelop (getEnveloped), so they get the same context, auth, masking and plugins.
+//
+// Subscribers of messageReceived with the same document, variables and organization (and no `after`)
+// share one execution: one subscription runs for the group, and every member gets the same result
+// objects (src/pubsub/shared-results.ts). Each member's own operation still runs through envelop once
+// to be admitted (rate limit, cost, argument checks), opening no stream of its own.
 
-type EnvelopedArgs = ExecutionArgs & {
-  rootValue: { execute: (args: ExecutionArgs) => unknown; subscribe: (args: ExecutionArgs) => unknown };
+type Envelope = {
+  execute: (args: ExecutionArgs) => unknown;
+  subscribe: (args: ExecutionArgs) => Promise<unknown> | unknown;
+  /** The operation as the client sent it. */
+  query: string;
+  id: string;
+  socket: WebSocket;
+  /** The TCP connection under the WebSocket (the upgraded request's socket). */
+  connection: Socket;
 };
+type EnvelopedArgs = ExecutionArgs & { rootValue: Envelope };
+type Hinted = { [STREAM_HINTS]?: StreamHints };
+
+/** A connection with this much unsent (bytes) is too slow for a shared group: it continues on its own stream. */
+const MAX_BUFFERED_BYTES = 512 * 1024;
+
+const isAsyncIterator = (value: unknown): value is AsyncIterableIterator<ExecutionResult> =>
+  typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
+
+/**
+ * The group an operation can share, or null: a messageReceived subscription alone at the root, without
+ * directives there and without `after` (a resuming subscriber replays on its own stream).
+ */
+function groupName(args: EnvelopedArgs): string | null {
+  const operation = getOperationAST(args.document, args.operationName);
+  if (operation?.operation !== 'subscription' || args.document.definitions.length !== 1) return null;
+  const [field, ...others] = operation.selectionSet.selections;
+  if (others.length > 0 || field?.kind !== Kind.FIELD || field.name.value !== 'messageReceived' || field.directives?.length) return null;
+  const variables = (args.variableValues ?? {}) as Record<string, unknown>;
+  const after = field.arguments?.find((argument) => argument.name.value === 'after')?.value;
+  if (after && after.kind !== Kind.NULL && !(after.kind === Kind.VARIABLE && variables[after.name.value] == null)) return null;
+  const { caller } = args.contextValue as RequestContext;
+  return JSON.stringify([caller.organizationId, args.operationName ?? null, args.rootValue.query, variables]);
+}
+
+/** The `payload` of a graphql-ws `next` message, as graphql-ws itself would write it. */
+function nextPayload(result: ExecutionResult): string {
+  const { errors, ...rest } = result;
+  return JSON.stringify(errors ? { ...rest, errors: errors.map((error) => error.toJSON()) } : rest);
+}
+
+/**
+ * Holds writes to a connection until the current burst of work is done, so several results for one
+ * subscriber leave in one system call (a write costs far more than preparing it).
+ */
+function tickCorker() {
+  const corked = new Set<Socket>();
+  const uncorkAll = () => {
+    for (const socket of corked) socket.uncork();
+    corked.clear();
+  };
+  return (socket: Socket) => {
+    if (corked.has(socket)) return;
+    if (corked.size === 0) process.nextTick(uncorkAll);
+    corked.add(socket);
+    socket.cork();
+  };
+}
+
+/** Runs the shared groups of one server. */
+function sharedSubscriptions(deps: Deps) {
+  const groups = new Map<string, Promise<ResultGroup<ExecutionResult> | ExecutionResult>>();
+  const cork = tickCorker();
+
+  /** A context for an operation run on behalf of subscribers already admitted (no socket: not rate limited again). */
+  const internalContext = (member: Pick<RequestContext, 'deps' | 'caller'>, hints: StreamHints): RequestContext & Hinted => ({
+    deps: member.deps,
+    caller: member.caller,
+    loaders: createLoaders(member.deps.db, member.caller.organizationId),
+    [STREAM_HINTS]: hints,
+  });
+
+  /** Runs the operation again with an internal context; keeps nothing of the member's connection. */
+  const rerun = (args: EnvelopedArgs) => {
+    const { schema, document, operationName, variableValues, rootValue } = args;
+    const { subscribe } = rootValue;
+    const { deps: memberDeps, caller } = args.contextValue as RequestContext;
+    return async (hints: StreamHints) =>
+      (await subscribe({ schema, document, operationName, variableValues, contextValue: internalContext({ deps: memberDeps, caller }, hints) })) as
+        | AsyncIterator<ExecutionResult>
+        | ExecutionResult;
+  };
+
+  async function open(args: EnvelopedArgs, forget: () => void): Promise<ResultGroup<ExecutionResult> | ExecutionResult> {
+    const { caller } = args.contextValue as RequestContext;
+    let start: FeedKey | null = null;
+    let lastKey: FeedKey | null = null;
+    const hints: StreamHints = { uncounted: true, onStart: (key) => (start = key), onRow: (key) => (lastKey = key) };
+    const results = await rerun(args)(hints);
+    if (!isAsyncIterator(results)) return results as ExecutionResult;
+    return new ResultGroup<ExecutionResult>(results, start, () => lastKey, {
+      serialize: nextPayload,
+      onIdle: forget,
+      onMembers: (delta) => deps.events.countShared('messageReceived', caller.organizationId, delta),
+    });
+  }
+
+  return async function subscribe(args: EnvelopedArgs): Promise<unknown> {
+    const name = groupName(args);
+    if (!name) return args.rootValue.subscribe(args);
+    // Admission: the member's own operation through every plugin (rate limit, cost, argument checks),
+    // opening no stream.
+    (args.contextValue as Hinted)[STREAM_HINTS] = { admissionOnly: true };
+    const admitted = await args.rootValue.subscribe(args);
+    if (!isAsyncIterator(admitted)) return admitted;
+    await admitted.return?.();
+
+    const { id, socket, connection } = args.rootValue;
+    const prefix = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
+    // Written directly: the same bytes graphql-ws would send, without serializing per subscriber.
+    const sink = (payload: string) => {
+      if (socket.readyState !== socket.OPEN) return true; // closing: graphql-ws ends the subscription
+      if (socket.bufferedAmount > MAX_BUFFERED_BYTES) return false;
+      cork(connection);
+      socket.send(prefix + payload + '}');
+      return true;
+    };
+    // Behind: its own operation (already admitted, so with an internal context) from the last row it got.
+    const again = rerun(args);
+    const resume = (after: FeedKey | null) => again({ resumeAfter: after });
+    for (;;) {
+      let opening = groups.get(name);
+      if (!opening) {
+        const forget = () => {
+          if (groups.get(name) === opening) groups.delete(name);
+        };
+        opening = open(args, forget);
+        groups.set(name, opening);
+        opening.then((group) => !(group instanceof ResultGroup) && forget(), forget);
+      }
+      const group = await opening;
+      if (!(group instanceof ResultGroup)) return group;
+      if (!group.closed) return group.join(sink, resume);
+      if (groups.get(name) === opening) groups.delete(name);
+    }
+  };
+}
 
 /** Close reasons are limited to 123 bytes by the WebSocket protocol. */
 const reason = (text: string) => (Buffer.byteLength(text) <= 123 ? text : `${text.slice(0, 110)}...`);
 
-export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps) {
+/** graphql-ws clients give up on 4401 (they retry 4403), which is what a revoked token calls for. */
+export const REVOKED_CLOSE_REASON = 'Unauthorized: the API token was revoked';
+
+export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps, revocations: Revocations) {
+  const subscribeShared = sharedSubscriptions(deps);
   // ws accepts 100 MiB frames by default; a GraphQL operation is a few kilobytes.
   const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint, maxPayload: 1024 * 1024 });
   const handle = useServer(
@@ -27,7 +176,11 @@ export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps
         const params = ctx.connectionParams ?? {};
         const pick = (...keys: string[]) => keys.map((key) => params[key]).find((value): value is string => typeof value === 'string') ?? null;
         try {
-          await deps.authenticator.authenticate(pick('authorization', 'Authorization'), pick('organizationId', 'x-organization-id'));
+          const caller = await deps.authenticator.authenticate(pick('authorization', 'Authorization'), pick('organizationId', 'x-organization-id'));
+          const socket = ctx.extra.socket;
+          const untrack = revocations.track(caller.tokenId, () => socket.close(CloseCode.Unauthorized, REVOKED_CLOSE_REASON));
+          if (socket.readyState >= socket.CLOSING) untrack();
+          else socket.once('close', untrack);
           return true;
         } catch (error) {
           if (!(error instanceof AppError) || (error.code !== 'UNAUTHENTICATED' && error.code !== 'FORBIDDEN')) throw error;
@@ -36,7 +189,7 @@ export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps
           return false;
         }
       },
-      onSubscribe: async (ctx, _id, payload) => {
+      onSubscribe: async (ctx, id, payload) => {
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
@@ -57,12 +210,12 @@ export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps
           document,
           variableValues: payload.variables,
           contextValue: await contextFactory(),
-          rootValue: { execute, subscribe },
+          rootValue: { execute, subscribe, query: payload.query, id, socket: ctx.extra.socket, connection: ctx.extra.request.socket },
         };
         return args;
       },
       execute: (args) => (args as EnvelopedArgs).rootValue.execute(args) as never,
-      subscribe: (args) => (args as EnvelopedArgs).rootValue.subscribe(args) as never,
+      subscribe: (args) => subscribeShared(args as EnvelopedArgs) as never,
     },
     wss,
   );

@@ -20,6 +20,13 @@ export type EventBus = PubSub<GatewayEvents> & {
   close(): Promise<void>;
   /** Live subscriptions of this instance to one organization's topic (for metrics and tests). */
   subscriberCount(topic: keyof GatewayEvents, organizationId: string): number;
+  /**
+   * Calls `handler` for every event of the topic, for a shared reader that serves many subscriptions:
+   * it counts as none of them (see countShared). Returns the function that stops listening.
+   */
+  listen<K extends keyof GatewayEvents>(topic: K, organizationId: string, handler: (payload: GatewayEvents[K][1]) => void): () => void;
+  /** Adds (or with a negative delta removes) subscriptions served by a shared reader to subscriberCount. */
+  countShared(topic: keyof GatewayEvents, organizationId: string, delta: number): void;
 };
 
 /**
@@ -31,14 +38,36 @@ export function createEventBus(options: { database?: Database; logger?: Logger }
   if (options.database?.kind === 'postgres' && options.logger) {
     const target = new PostgresEventTarget(options.database, options.logger);
     const pubsub = createPubSub<GatewayEvents>({ eventTarget: target as unknown as PubSubEventTarget<GatewayEvents> });
-    return Object.assign(pubsub, { ready: target.ready, close: () => target.close(), subscriberCount: counter(target) });
+    return Object.assign(pubsub, { ready: target.ready, close: () => target.close(), ...sharedListening(target) });
   }
   const target = new EventTarget();
   setMaxListeners(0, target); // many subscribers per organization topic are normal, not a leak
   const pubsub = createPubSub<GatewayEvents>({ eventTarget: target as unknown as PubSubEventTarget<GatewayEvents> });
-  return Object.assign(pubsub, { ready: Promise.resolve(), close: async () => {}, subscriberCount: counter(target) });
+  return Object.assign(pubsub, { ready: Promise.resolve(), close: async () => {}, ...sharedListening(target) });
 }
 
-/** yoga's pubsub names a keyed topic `<topic>:<key>`. */
-const counter = (target: EventTarget) => (topic: keyof GatewayEvents, organizationId: string) =>
-  getEventListeners(target, `${topic}:${organizationId}`).length;
+/** listen, countShared and subscriberCount over the target; yoga's pubsub names a keyed topic `<topic>:<key>`. */
+function sharedListening(target: EventTarget): Pick<EventBus, 'listen' | 'countShared' | 'subscriberCount'> {
+  const uncounted = new WeakSet<object>();
+  const shared = new Map<string, number>();
+  return {
+    listen(topic, organizationId, handler) {
+      const type = `${topic}:${organizationId}`;
+      const listener = (event: Event) => handler((event as CustomEvent).detail);
+      uncounted.add(listener);
+      target.addEventListener(type, listener);
+      return () => target.removeEventListener(type, listener);
+    },
+    countShared(topic, organizationId, delta) {
+      const type = `${topic}:${organizationId}`;
+      const count = (shared.get(type) ?? 0) + delta;
+      if (count > 0) shared.set(type, count);
+      else shared.delete(type);
+    },
+    subscriberCount(topic, organizationId) {
+      const type = `${topic}:${organizationId}`;
+      const own = getEventListeners(target, type).filter((listener) => !uncounted.has(listener)).length;
+      return own + (shared.get(type) ?? 0);
+    },
+  };
+}

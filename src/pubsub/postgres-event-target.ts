@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
+import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Database } from '../db/client.js';
 
@@ -8,6 +9,8 @@ export const EVENTS_CHANNEL = 'gateway_events';
 
 /** NOTIFY refuses payloads of 8000 bytes or more; ours carry a topic and ids, a few hundred bytes. */
 const MAX_PAYLOAD_BYTES = 7900;
+/** Events sent by one statement (its parameter stays well under a megabyte). */
+const MAX_NOTIFY_PER_STATEMENT = 500;
 
 type Wire = { o: string; t: string; p: unknown };
 
@@ -26,7 +29,7 @@ export class PostgresEventTarget extends EventTarget {
   private unlisten: (() => Promise<void>) | null = null;
 
   constructor(
-    private readonly database: Pick<Database, 'listen' | 'notify'>,
+    private readonly database: Pick<Database, 'listen' | 'notify' | 'db'>,
     private readonly logger: Logger,
   ) {
     super();
@@ -46,16 +49,40 @@ export class PostgresEventTarget extends EventTarget {
       this.logger.error({ topic: event.type, bytes: Buffer.byteLength(payload) }, 'event too large for NOTIFY; other instances will not see it');
       return delivered;
     }
-    const sending = this.database
-      .notify(EVENTS_CHANNEL, payload)
-      .catch((error: unknown) => this.logger.error({ err: error, topic: event.type }, 'NOTIFY failed; other instances resync later'))
-      .finally(() => this.inFlight.delete(sending));
-    this.inFlight.add(sending);
+    // Events published in the same turn (a batch of inbound messages, a send's several events) leave
+    // in one statement: one NOTIFY each, as before, but one round trip and one transaction for all.
+    this.queued.push(payload);
+    if (this.queued.length === 1) process.nextTick(() => this.sendQueued());
     return delivered;
   }
 
-  /** Waits for NOTIFYs still in flight, then stops listening. */
+  private queued: string[] = [];
+
+  private sendQueued() {
+    const payloads = this.queued;
+    if (payloads.length === 0) return;
+    this.queued = [];
+    const send = async (batch: string[]) => {
+      if (batch.length === 1) return this.database.notify(EVENTS_CHANNEL, batch[0]!);
+      await this.database.db.execute(
+        sql`select pg_notify(${EVENTS_CHANNEL}, payload) from json_array_elements_text(${JSON.stringify(batch)}::json) with ordinality as e(payload, n) order by n`,
+      );
+    };
+    // Statements of one turn one after the other, so its events arrive in the order they were published.
+    const sending = (async () => {
+      for (let start = 0; start < payloads.length; start += MAX_NOTIFY_PER_STATEMENT) {
+        const batch = payloads.slice(start, start + MAX_NOTIFY_PER_STATEMENT);
+        await send(batch).catch((error: unknown) =>
+          this.logger.error({ err: error, events: batch.length }, 'NOTIFY failed; other instances resync later'),
+        );
+      }
+    })().finally(() => this.inFlight.delete(sending));
+    this.inFlight.add(sending);
+  }
+
+  /** Sends what is queued, waits for NOTIFYs still in flight, then stops listening. */
   async close(): Promise<void> {
+    this.sendQueued();
     await Promise.allSettled([...this.inFlight]);
     await this.ready.catch(() => {});
     await this.unlisten?.().catch(() => {});

@@ -99,7 +99,18 @@ export class Authenticator {
    * made without revokeApiToken. Returns the function that stops listening.
    */
   async watchRevocations(database: Pick<Database, 'listen'>): Promise<() => Promise<void>> {
-    return database.listen(TOKEN_REVOKED_CHANNEL, (tokenId) => this.forget(tokenId));
+    return database.listen(TOKEN_REVOKED_CHANNEL, (tokenId) => {
+      this.forget(tokenId);
+      for (const listener of this.revocationListeners) listener(tokenId);
+    });
+  }
+
+  private readonly revocationListeners = new Set<(tokenId: string) => void>();
+
+  /** Calls `listener` with the id of every token revoked while watchRevocations runs (to close its open connections). */
+  onRevoked(listener: (tokenId: string) => void): () => void {
+    this.revocationListeners.add(listener);
+    return () => this.revocationListeners.delete(listener);
   }
 
   /** Lookups under way: when a cached token expires under load, the requests waiting on it share one query. */

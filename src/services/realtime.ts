@@ -3,6 +3,8 @@ import type { Deps } from '../context.js';
 import type { DbOrTx } from '../db/client.js';
 import { conversations, messages, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { AppError } from '../errors.js';
+import type { EventBus } from '../pubsub/index.js';
+import { KeysetFeed, type FeedReader } from '../pubsub/keyset-feed.js';
 import { wakeableStream } from '../pubsub/wakeable-stream.js';
 import { conversationsByIds, conversationsByPhones } from './conversations.js';
 import { decodeCursorWithScope, type Keyset } from './cursors.js';
@@ -13,7 +15,7 @@ import { messagesByIds } from './messages.js';
 
 type StreamDeps = Pick<Deps, 'db' | 'events'>;
 
-/** Rows read per statement while replaying or catching up. */
+/** Rows read per statement by a feed, or by a subscriber replaying or catching up. */
 const REPLAY_PAGE = 200;
 /** A messageReceived stream re-reads at least this often, healing a notification lost between instances. */
 const RESYNC_MS = 30_000;
@@ -133,46 +135,122 @@ async function resumePosition(db: DbOrTx, organizationId: string, cursor: string
   return key;
 }
 
+/** The shared inbound feeds of one event bus (so of one gateway instance), by organization and narrowing. */
+const inboundFeeds = new WeakMap<EventBus, Map<string, Promise<KeysetFeed<MessageRow>>>>();
+
+/**
+ * A reader of the feed of an organization's inbound messages (or one conversation's), which all their
+ * subscribers share: one listener on the topic and one keyset read per wake-up, whatever their number.
+ */
+async function readInboundFeed(
+  deps: StreamDeps,
+  organizationId: string,
+  phoneNumber: string | null,
+  after: Keyset | null | undefined,
+  counted: boolean,
+): Promise<FeedReader<MessageRow>> {
+  let feeds = inboundFeeds.get(deps.events);
+  if (!feeds) inboundFeeds.set(deps.events, (feeds = new Map()));
+  const name = `${organizationId}|${phoneNumber ?? ''}`;
+  for (;;) {
+    let opening = feeds.get(name);
+    if (!opening) {
+      const forget = () => {
+        if (feeds.get(name) === opening) feeds.delete(name);
+      };
+      opening = openInboundFeed(deps, organizationId, phoneNumber, forget);
+      feeds.set(name, opening);
+      opening.catch(forget);
+    }
+    const feed = await opening;
+    if (!feed.closed) return feed.open(after, counted);
+    if (feeds.get(name) === opening) feeds.delete(name); // its last reader left while this one waited
+  }
+}
+
+async function openInboundFeed(deps: StreamDeps, organizationId: string, phoneNumber: string | null, forget: () => void) {
+  const scope = new ConversationScope(deps.db, organizationId, phoneNumber);
+  let feed: KeysetFeed<MessageRow> | null = null;
+  // Listening before the start position is read: whatever commits after that read is heard.
+  const unlisten = deps.events.listen('messageReceived', organizationId, (event) => {
+    if (scope.mayMatch(event.conversationId)) feed?.wake();
+  });
+  let start: Keyset | null;
+  try {
+    await deps.events.ready;
+    await scope.resolve();
+    start = await newestInboundKey(deps.db, organizationId, phoneNumber);
+  } catch (error) {
+    unlisten();
+    throw error;
+  }
+  const source = {
+    read: async (after: Keyset | null, limit: number) => {
+      const rows = await inboundMessagesAfter(deps.db, organizationId, { phoneNumber, after, limit });
+      if (rows[0]) scope.remember(rows[0].conversationId);
+      return rows;
+    },
+    keyOf: (row: MessageRow): Keyset => ({ at: row.createdAt, id: row.id }),
+  };
+  // A re-read now and then heals a notification lost between instances.
+  const resync = setInterval(() => feed?.wake(), RESYNC_MS);
+  resync.unref();
+  feed = new KeysetFeed(source, start, {
+    page: REPLAY_PAGE,
+    // Each reader is a subscription to the topic, though the feed listens once for all of them.
+    onReaders: (delta) => deps.events.countShared('messageReceived', organizationId, delta),
+    onIdle: () => {
+      unlisten();
+      clearInterval(resync);
+      forget();
+    },
+  });
+  feed.wake(); // anything that committed while the feed was being set up
+  return feed;
+}
+
 /**
  * Inbound messages of the organization (or of one conversation), live, without gaps or duplicates.
  * With `after`, first replays every inbound message newer than that cursor, oldest first.
  *
- * Every live event only wakes a reader that fetches "inbound newer than the last one delivered" by
- * keyset; a message committing during the replay is therefore read exactly once, by whichever read
- * comes after its commit. Inbound messages of an organization commit in (time, id) order (see
- * receiveInbound), so reading by keyset never skips one that commits late.
+ * Subscribers share one feed per organization and narrowing (see KeysetFeed): the feed reads the new
+ * rows once per wake-up and hands them to every caught-up subscriber; one resuming with `after` (or too
+ * slow to keep up) reads by its own keyset until it reaches the feed, then joins it. Inbound messages
+ * of an organization commit in (time, id) order (see receiveInbound), so reading by keyset never skips
+ * one that commits late.
  */
 export async function messageReceivedStream(
   deps: StreamDeps,
   organizationId: string,
-  options: { phoneNumber: string | null; after: string | null },
-): Promise<AsyncIterable<MessageRow>> {
-  const scope = await ConversationScope.open(deps.db, organizationId, options.phoneNumber);
+  options: { phoneNumber: string | null; after: string | null; hints?: StreamHints },
+): Promise<AsyncIterableIterator<MessageRow>> {
+  const hints = options.hints ?? {};
   // Validated before the stream starts, so a bad cursor is an error result, not a broken stream.
-  let position = options.after
-    ? await resumePosition(deps.db, organizationId, options.after, scope)
-    : await newestInboundKey(deps.db, organizationId, options.phoneNumber);
-
-  return wakeableStream<MessageRow, { conversationId: string }>({
-    live: deps.events.subscribe('messageReceived', organizationId),
-    ready: deps.events.ready,
-    drainAtStart: true,
-    resyncMs: RESYNC_MS,
-    onEvent: (event) => scope.mayMatch(event.conversationId),
-    async drain(push, stopped) {
-      for (;;) {
-        const rows = await inboundMessagesAfter(deps.db, organizationId, { phoneNumber: options.phoneNumber, after: position, limit: REPLAY_PAGE });
-        if (rows[0]) scope.remember(rows[0].conversationId);
-        for (const row of rows) {
-          if (stopped()) return;
-          position = { at: row.createdAt, id: row.id };
-          await push(row);
-        }
-        if (rows.length < REPLAY_PAGE) return;
-      }
-    },
-  });
+  const after = options.after
+    ? await resumePosition(deps.db, organizationId, options.after, new ConversationScope(deps.db, organizationId, options.phoneNumber))
+    : hints.resumeAfter;
+  const reader = await readInboundFeed(deps, organizationId, options.phoneNumber, after, !hints.uncounted);
+  hints.onStart?.(reader.position);
+  return reader;
 }
+
+/**
+ * What a transport that executes once for many subscribers (src/http/graphql-ws.ts) tells a
+ * messageReceived stream, through the operation's context (STREAM_HINTS).
+ */
+export type StreamHints = {
+  /** Check the arguments and run the operation's plugins (rate limit, cost, ...), but open no stream. */
+  admissionOnly?: boolean;
+  /** Start right after this row (null: at the first): a member of a shared group continuing on its own (already admitted). */
+  resumeAfter?: Keyset | null;
+  /** Told where the stream starts (after this row; null: at the first). */
+  onStart?: (after: Keyset | null) => void;
+  /** Not a subscriber itself: a group's stream, whose members are counted instead. */
+  uncounted?: boolean;
+  /** Told the key of each row as it is delivered, so results can be matched to rows. */
+  onRow?: (key: Keyset) => void;
+};
+export const STREAM_HINTS = Symbol('streamHints');
 
 /**
  * A stream of rows named by live events: ids coalesce while the subscriber is busy (it gets the

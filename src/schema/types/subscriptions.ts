@@ -2,7 +2,13 @@ import type { RequestContext } from '../../context.js';
 import { createLoaders } from '../../loaders/index.js';
 import { messageCursor } from '../../services/messages.js';
 import { normalizePhone } from '../../services/phone.js';
-import { conversationUpdatedStream, messageReceivedStream, messageStatusStream } from '../../services/realtime.js';
+import {
+  conversationUpdatedStream,
+  messageReceivedStream,
+  messageStatusStream,
+  STREAM_HINTS,
+  type StreamHints,
+} from '../../services/realtime.js';
 import { builder } from '../builder.js';
 import { ConversationRef } from './conversation.js';
 import { MessageRef } from './message.js';
@@ -18,6 +24,18 @@ function deliver<T extends { id: string }>(row: T, ctx: RequestContext): T {
   ctx.loaders = createLoaders(ctx.deps.db, ctx.caller.organizationId);
   return row;
 }
+
+/** Set by a transport that shares one execution between subscribers (src/http/graphql-ws.ts). */
+const hintsOf = (ctx: RequestContext): StreamHints | undefined => (ctx as RequestContext & { [STREAM_HINTS]?: StreamHints })[STREAM_HINTS];
+
+/** A stream with nothing in it: the operation was only being admitted. */
+const nothing = (): AsyncIterableIterator<never> => ({
+  next: async () => ({ value: undefined, done: true }),
+  return: async () => ({ value: undefined, done: true }),
+  [Symbol.asyncIterator]() {
+    return this;
+  },
+});
 
 builder.objectField(MessageRef, 'cursor', (t) =>
   t.string({
@@ -41,9 +59,16 @@ builder.subscriptionFields((t) => ({
       phoneNumber: t.arg.string({ description: 'Only this conversation (any standard US format).' }),
       after: t.arg.string({ description: 'Resume after this message cursor.' }),
     },
-    subscribe: (_root, args, ctx) =>
-      messageReceivedStream(ctx.deps, ctx.caller.organizationId, { phoneNumber: phoneArg(args.phoneNumber), after: args.after ?? null }),
-    resolve: (row, _args, ctx) => deliver(row, ctx),
+    subscribe: (_root, args, ctx) => {
+      const phoneNumber = phoneArg(args.phoneNumber);
+      const hints = hintsOf(ctx);
+      if (hints?.admissionOnly) return nothing();
+      return messageReceivedStream(ctx.deps, ctx.caller.organizationId, { phoneNumber, after: args.after ?? null, hints });
+    },
+    resolve: (row, _args, ctx) => {
+      hintsOf(ctx)?.onRow?.({ at: row.createdAt, id: row.id });
+      return deliver(row, ctx);
+    },
   }),
   conversationUpdated: t.field({
     type: ConversationRef,

@@ -402,10 +402,16 @@ describe('failed authentications per client address', () => {
       const member = await app.createOrg('Shared office');
       expect((await post(app, { query: '{ organization { name } }' }, auth(member))).status).toBe(200); // verified, cached
 
-      for (let i = 0; i < 5; i += 1) {
+      for (let i = 0; i < 4; i += 1) {
         const guess = await post(app, { query: '{ organization { name } }' }, madeUp(i));
         expect(guess.status).toBe(401);
       }
+      // A failed WebSocket authentication counts as well (the fifth failure).
+      const socket = connectWs(app.url, { authorization: 'Bearer not-a-real-token-4' });
+      subscribeWs(socket, '{ organization { name } }');
+      for (const deadline = Date.now() + 5_000; socket.closes.length === 0 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 10));
+      expect(socket.closes[0]).toMatchObject({ code: 4401 });
+      await socket.client.dispose();
       // Every further guess is refused before any token lookup, on GraphQL and REST alike.
       const refused = await post(app, { query: '{ organization { name } }' }, madeUp(99));
       expect(refused.status).toBe(429);
@@ -417,6 +423,16 @@ describe('failed authentications per client address', () => {
       expect(await rest.json()).toMatchObject({ success: false, code: 'RATE_LIMITED' });
       const missing = await fetch(`${app.url}/api/conversations`);
       expect(missing.status).toBe(429);
+
+      // Guessing over a WebSocket is refused the same way, before the token is looked up.
+      const guesser = connectWs(app.url, { authorization: 'Bearer not-a-real-token-ws' });
+      const attempt = subscribeWs(guesser, '{ organization { name } }');
+      const deadline = Date.now() + 5_000;
+      while (guesser.closes.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(guesser.closes[0]).toMatchObject({ code: 4429 });
+      expect(guesser.closes[0]!.reason).toMatch(/failed authentications/);
+      expect(attempt.data).toHaveLength(0);
+      await guesser.client.dispose();
 
       // The person already at work behind that address is not locked out by the guesser...
       const mine = await post(app, { query: '{ organization { name } }' }, auth(member));

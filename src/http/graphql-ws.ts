@@ -175,6 +175,16 @@ export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps
       onConnect: async (ctx) => {
         const params = ctx.connectionParams ?? {};
         const pick = (...keys: string[]) => keys.map((key) => params[key]).find((value): value is string => typeof value === 'string') ?? null;
+        const address = ctx.extra.request.socket.remoteAddress;
+        // An address guessing tokens over WebSockets is refused like one guessing over HTTP (AUTH_FAILURES_PER_MINUTE).
+        const admitted = await deps.rateLimiter.admitAddress(address, pick('authorization', 'Authorization') ?? undefined);
+        if (!admitted.allowed) {
+          ctx.extra.socket.close(
+            CloseCode.TooManyInitialisationRequests,
+            reason(`Too many failed authentications from this address; retry in ${admitted.retryAfterSeconds} s.`),
+          );
+          return false;
+        }
         try {
           const caller = await deps.authenticator.authenticate(pick('authorization', 'Authorization'), pick('organizationId', 'x-organization-id'));
           const socket = ctx.extra.socket;
@@ -184,6 +194,7 @@ export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps
           return true;
         } catch (error) {
           if (!(error instanceof AppError) || (error.code !== 'UNAUTHENTICATED' && error.code !== 'FORBIDDEN')) throw error;
+          if (error.code === 'UNAUTHENTICATED') await deps.rateLimiter.recordAuthFailure(address);
           const code = error.code === 'UNAUTHENTICATED' ? CloseCode.Unauthorized : CloseCode.Forbidden;
           ctx.extra.socket.close(code, reason(`${error.code === 'UNAUTHENTICATED' ? 'Unauthorized' : 'Forbidden'}: ${error.message}`));
           return false;

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { apiTokens } from '../src/db/tables.js';
-import { hashApiToken } from '../src/services/auth.js';
+import { eq } from 'drizzle-orm';
+import { Authenticator, hashApiToken } from '../src/services/auth.js';
 import { createTestApp, type TestApp, type TestOrg } from './helpers/app.js';
 
 let t: TestApp;
@@ -76,5 +77,27 @@ describe('auth', () => {
     const res = await fetch(`${t.url}/nope`);
     expect(res.status).toBe(404);
     expect(await res.json()).toMatchObject({ success: false, code: 'NOT_FOUND' });
+  });
+});
+
+describe('a revocation heard while the token is being looked up', () => {
+  it('is not undone by the lookup: the token is refused and not cached', async () => {
+    const org = await t.createOrg('Racing');
+    const authenticator = new Authenticator(t.db, 60_000);
+    // The notification source is PostgreSQL's LISTEN in the app; here we deliver the notice ourselves,
+    // at the one moment that matters: after the lookup's SELECT left, before its answer came back.
+    let notify: (tokenId: string) => void = () => {};
+    await authenticator.watchRevocations({ listen: async (_channel, onMessage) => ((notify = onMessage), async () => {}) });
+    const [token] = await t.db.select({ id: apiTokens.id }).from(apiTokens).where(eq(apiTokens.tokenHash, hashApiToken(org.apiToken)));
+
+    const lookup = authenticator.authenticate(`Bearer ${org.apiToken}`, org.organizationId);
+    notify(token!.id);
+    await expect(lookup).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
+    expect(authenticator.isVerified(`Bearer ${org.apiToken}`)).toBe(false);
+
+    // A notice about another token does not refuse this one (the row is still active in the database).
+    const second = authenticator.authenticate(`Bearer ${org.apiToken}`, org.organizationId);
+    notify(randomUUID());
+    await expect(second).resolves.toMatchObject({ organizationId: org.organizationId });
   });
 });

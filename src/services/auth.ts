@@ -101,6 +101,9 @@ export class Authenticator {
   async watchRevocations(database: Pick<Database, 'listen'>): Promise<() => Promise<void>> {
     return database.listen(TOKEN_REVOKED_CHANNEL, (tokenId) => {
       this.forget(tokenId);
+      // A lookup already under way may have read the token before the revocation committed: it must not
+      // cache it, nor let a connection be opened with it after its open connections were closed.
+      if (this.pending.size > 0) this.revokedDuringLookups.set(tokenId, ++this.revocationCount);
       for (const listener of this.revocationListeners) listener(tokenId);
     });
   }
@@ -115,13 +118,19 @@ export class Authenticator {
 
   /** Lookups under way: when a cached token expires under load, the requests waiting on it share one query. */
   private readonly pending = new Map<string, Promise<CachedToken | null>>();
+  /** Revocations heard while lookups were under way, numbered; cleared when no lookup is. */
+  private readonly revokedDuringLookups = new Map<string, number>();
+  private revocationCount = 0;
 
   private lookup(tokenHash: string): Promise<CachedToken | null> {
     const cached = this.cache.get(tokenHash);
     if (cached && cached.expiresAt > Date.now()) return Promise.resolve(cached);
     let pending = this.pending.get(tokenHash);
     if (!pending) {
-      pending = this.query(tokenHash).finally(() => this.pending.delete(tokenHash));
+      pending = this.query(tokenHash).finally(() => {
+        this.pending.delete(tokenHash);
+        if (this.pending.size === 0) this.revokedDuringLookups.clear();
+      });
       this.pending.set(tokenHash, pending);
     }
     return pending;
@@ -129,12 +138,13 @@ export class Authenticator {
 
   private async query(tokenHash: string): Promise<CachedToken | null> {
     const now = Date.now();
+    const revocationsBefore = this.revocationCount;
     const [row] = await this.db
       .select({ organizationId: apiTokens.organizationId, tokenId: apiTokens.id })
       .from(apiTokens)
       .where(and(eq(apiTokens.tokenHash, tokenHash), isNull(apiTokens.revokedAt)))
       .limit(1);
-    if (!row) {
+    if (!row || (this.revokedDuringLookups.get(row.tokenId) ?? 0) > revocationsBefore) {
       this.cache.delete(tokenHash);
       return null;
     }

@@ -48,7 +48,7 @@ const configSchema = z.object({
   MMS_CREDIT_PRICE: z.coerce.number().int().min(0).default(3),
   /** How long a provider call may take before the send is failed and refunded. */
   SMS_PROVIDER_TIMEOUT_MS: z.coerce.number().int().min(100).default(15_000),
-  /** Simulated provider: delay before a message becomes SENT, and again before DELIVERED. */
+  /** Simulated provider: delay before a message is reported SENT, then at once DELIVERED. */
   SIMULATED_STATUS_DELAY_MS: z.coerce.number().int().min(0).default(1_000),
   /** First retry delay of a failed textability lookup; each further retry waits twice as long. */
   LOOKUP_RETRY_MS: z.coerce.number().int().min(1).default(5_000),

@@ -132,9 +132,10 @@ export const conversations = pgTable(
 export const messages = pgTable(
   'messages',
   {
-    organizationId: uuid('organization_id')
-      .notNull()
-      .references(() => organizations.id, { onDelete: 'cascade' }),
+    // No foreign key of its own to organizations: messages_conversation_fk (organization_id, conversation_id)
+    // names a conversation of this organization, whose own key to organizations cascades down to here. A
+    // second check on every insert bought nothing.
+    organizationId: uuid('organization_id').notNull(),
     id: uuid('id').notNull().defaultRandom(),
     conversationId: uuid('conversation_id').notNull(),
     direction: text('direction', { enum: ['incoming', 'outgoing'] }).notNull(),
@@ -162,10 +163,19 @@ export const messages = pgTable(
   },
   (t) => [
     primaryKey({ columns: [t.organizationId, t.id] }),
-    uniqueIndex('messages_org_provider_message_id_key').on(t.organizationId, t.providerMessageId),
-    uniqueIndex('messages_org_idempotency_key').on(t.organizationId, t.idempotencyKey),
+    // The provider id and idempotency key indexes hold only rows that have one: a send is stored before the
+    // provider names it, and most sends carry no key, so the insert skips three index entries (the lookups
+    // all ask for a value, which implies not null; unique violations keep these names).
+    uniqueIndex('messages_org_provider_message_id_key')
+      .on(t.organizationId, t.providerMessageId)
+      .where(sql`${t.providerMessageId} is not null`),
+    uniqueIndex('messages_org_idempotency_key')
+      .on(t.organizationId, t.idempotencyKey)
+      .where(sql`${t.idempotencyKey} is not null`),
     // Twilio status callbacks name the message only by its SID.
-    index('messages_provider_message_id_idx').on(t.providerMessageId),
+    index('messages_provider_message_id_idx')
+      .on(t.providerMessageId)
+      .where(sql`${t.providerMessageId} is not null`),
     // Keyset pagination: newest first within a conversation.
     index('messages_org_conversation_recent_idx').on(
       t.organizationId,

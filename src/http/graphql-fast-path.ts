@@ -5,6 +5,8 @@ import { getComplexity } from 'graphql-query-complexity';
 import type { Plugin, YogaServerInstance } from 'graphql-yoga';
 import { createRequestContext, type Deps, type RequestContext } from '../context.js';
 import { pageWeightedCost } from './protections.js';
+// Mutations (writes2): run once here, errors reported by Yoga without running again.
+import { executedAlready, runMutationOnce } from './graphql-fast-mutation.js';
 
 // The lean path for what inbox clients send all day: a POST of a JSON query document Yoga has already
 // accepted once. Yoga's Fetch-API adapter, its plugin chain and graphql-js's executor cost 3-4x the work
@@ -13,8 +15,9 @@ import { pageWeightedCost } from './protections.js';
 // and then served straight from node:http. The per-request protections run here as well (cost with the
 // request's variables, NUL in variables, auth; the rate limit ran before, in app.ts). Anything else, and
 // any request whose answer would not be a plain success, goes to Yoga, which answers it exactly as it
-// always has: a first-seen document, GET, batches, subscriptions, streams, mutations, every error
-// (queries have no side effects, so running one again through Yoga to report its error is safe).
+// always has: a first-seen document, GET, batches, subscriptions, streams, every error (queries have
+// no side effects, so running one again through Yoga to report its error is safe; a mutation is never run
+// twice: graphql-fast-mutation.ts).
 
 type Params = { query: string; operationName?: string | null; variables?: Record<string, unknown> | null };
 
@@ -23,6 +26,8 @@ type Entry = {
   operationName: string | undefined;
   /** Compiled on the first request after Yoga accepted the document; null when graphql-jit could not. */
   compiled: CompiledQuery | null | undefined;
+  /** A mutation runs once, here: see graphql-fast-mutation.ts. */
+  mutation: boolean;
   /** Variables the cost depends on (page sizes, @include/@skip); the cost is cached by their values. */
   costVariables: string[];
   costs: Map<string, number>;
@@ -60,16 +65,24 @@ export function createGraphqlFastPath(
   const keyOf = (query: string, operationName: string | null | undefined) => `${operationName ?? ''}\n${query}`;
 
   const plugin: Plugin = {
-    onExecute({ args }) {
+    onExecute({ args, setExecuteFn }) {
+      // A mutation this request ran on the fast path already: Yoga reports its outcome, never runs it again.
+      const executed = executedAlready(args.contextValue);
+      if (executed) {
+        setExecuteFn(executed);
+        return;
+      }
       const params = (args.contextValue as { params?: Params } | undefined)?.params;
       if (typeof params?.query !== 'string' || params.query.length > MAX_DOCUMENT_LENGTH || INTROSPECTION.test(params.query)) return;
       const key = keyOf(params.query, args.operationName);
-      if (documents.has(key) || getOperationAST(args.document, args.operationName)?.operation !== 'query') return;
+      const operation = getOperationAST(args.document, args.operationName)?.operation;
+      if (documents.has(key) || (operation !== 'query' && operation !== 'mutation')) return;
       if (documents.size >= MAX_DOCUMENTS) documents.delete(documents.keys().next().value!);
       documents.set(key, {
         document: args.document,
         operationName: args.operationName ?? undefined,
         compiled: undefined,
+        mutation: operation === 'mutation',
         costVariables: costVariablesOf(args.document),
         costs: new Map(),
       });
@@ -143,6 +156,7 @@ export function createGraphqlFastPath(
     } catch {
       return null;
     }
+    if (entry.mutation) return runMutationOnce(req, compiled, context, values);
     const result = await compiled.query(undefined, context, values);
     if (result.errors?.length || result.extensions) return null;
     return compiled.stringify(result);

@@ -74,16 +74,17 @@ export async function applyMessageStatus(deps: Pick<Deps, 'db' | 'events' | 'log
   return { outcome: result.outcome, organizationId: message.organizationId, messageId: message.id, status: result.status };
 }
 
-type Applied = { outcome: 'applied' | 'ignored'; message: Pick<MessageRow, 'organizationId' | 'id' | 'conversationId'>; status: string } | null;
-
-/** Rank of a stored status in SQL (null for one we do not know, which any known status may replace). */
-const STORED_RANK = sql.raw(`case m.status ${Object.entries(RANK).map(([name, rank]) => `when '${name}' then ${rank}`).join(' ')} end`);
-const FINAL_LIST = sql.raw([...FINAL].map((name) => `'${name}'`).join(', '));
+type Applied = {
+  outcome: 'applied' | 'ignored';
+  message: Pick<MessageRow, 'organizationId' | 'id' | 'conversationId'>;
+  status: string;
+} | null;
 
 type PendingStatus = { update: StatusUpdate; status: string; errorCode: number | null };
 
 const statusBatcherOf = batcherPer(
-  (db: Db) => new Batcher<PendingStatus, Applied>((items) => writeOrIsolate(items, (some) => writeStatuses(db, some), isDatabaseUnavailable), 500),
+  (db: Db) =>
+    new Batcher<PendingStatus, Applied>((items) => writeOrIsolate(items, (some) => writeStatuses(db, some), isDatabaseUnavailable), 500),
 );
 
 /** The common case, batched with the callbacks arriving at the same time (see batcher.ts). */
@@ -92,67 +93,116 @@ function applyBatched(deps: Pick<Deps, 'db'>, update: StatusUpdate, status: stri
 }
 
 /**
- * Callbacks of different messages in one statement per round (a message's second callback in a batch goes
- * in the next round, after its first): lock each message (in one order), keep every callback in the
- * message's history, and move the status where it goes forward (the rule of statusMovesForward, in SQL).
+ * The callbacks arriving together, in one statement: each message locked once (in one order), every
+ * callback kept in its history in arrival order, and the status moved once, to where applying the
+ * message's callbacks one after the other (the rule of statusMovesForward) would leave it. That end point
+ * depends on the stored status, known only under the lock: it is worked out here for every status the
+ * message could be in and picked in SQL. A message's sent and delivered arriving together (the simulated
+ * provider reports them so) cost one lock and one update.
  */
 async function writeStatuses(db: Db, items: PendingStatus[]): Promise<Settled<Applied>[]> {
-  const rounds: number[][] = [];
-  const seen = new Map<string, number>();
+  // Callbacks of one message that name the same organization (or none) are one group; groups of one
+  // message that name different ones (never seen in practice) go in successive rounds, one statement each.
+  const groups = new Map<string, number[]>();
   items.forEach((item, index) => {
-    const round = seen.get(item.update.providerMessageId) ?? 0;
-    seen.set(item.update.providerMessageId, round + 1);
-    (rounds[round] ??= []).push(index);
+    const key = `${item.update.providerMessageId}\n${item.update.organizationId ?? ''}`;
+    const group = groups.get(key);
+    if (group) group.push(index);
+    else groups.set(key, [index]);
   });
+  const rounds: number[][][] = [];
+  const seen = new Map<string, number>();
+  for (const indexes of groups.values()) {
+    const sid = items[indexes[0]!]!.update.providerMessageId;
+    const round = seen.get(sid) ?? 0;
+    seen.set(sid, round + 1);
+    (rounds[round] ??= []).push(indexes);
+  }
   const results: Settled<Applied>[] = items.map(() => ({ ok: true, value: null }));
   // One round is one statement, atomic by itself; several go in one transaction, so a failure undoes all.
-  if (rounds.length > 1) await db.transaction((tx) => writeRounds(tx, items, rounds, results));
-  else await writeRounds(db, items, rounds, results);
+  if (rounds.length > 1)
+    await db.transaction(async (tx) => {
+      for (const round of rounds) await writeRound(tx, items, round, results);
+    });
+  else await writeRound(db, items, rounds[0] ?? [], results);
   return results;
 }
 
-async function writeRounds(db: DbOrTx, items: PendingStatus[], rounds: number[][], results: Settled<Applied>[]) {
-  for (const round of rounds) {
-    const input = round
-      .map((index) => {
-        const { update, status, errorCode } = items[index]!;
-        return { i: index, sid: update.providerMessageId, org: update.organizationId ?? null, status, rank: RANK[status]!, err: errorCode };
-      })
-      .sort((a, b) => (a.sid < b.sid ? -1 : a.sid > b.sid ? 1 : 0));
-    const movesForward = sql`(m.status is null or ${STORED_RANK} is null or case when m.status in (${FINAL_LIST}) then m.status = 'delivered' and m.new_status = 'read' else ${STORED_RANK} < m.rank end)`;
-    const rows = await rawRows(
-      db,
-      sql`with x as (
-          select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(i int, sid text, org uuid, status text, rank int, err int)
-        ), m as (
-          select x.i, x.status as new_status, x.rank, x.err, found.*
-          from x cross join lateral (
-            select organization_id, id, conversation_id, status from ${messages}
-            where provider_message_id = x.sid and (x.org is null or organization_id = x.org)
-            limit 1
-            for update
-          ) found
-        ), history as (
-          insert into ${messageStatusEvents} (organization_id, message_id, status, error_code)
-          select organization_id, id, new_status, err from m order by i
-        ), moved as (
-          update ${messages} set status = m.new_status, error_code = coalesce(m.err, ${messages}.error_code), updated_at = now()
-          from m
-          where ${messages}.organization_id = m.organization_id and ${messages}.id = m.id and ${movesForward}
-          returning ${messages}.id
-        )
-        select m.i, m.organization_id, m.id, m.conversation_id, m.status, m.new_status, m.id in (select id from moved) as moved from m`,
-    );
-    for (const row of rows) {
-      const message = { organizationId: row.organization_id as string, id: row.id as string, conversationId: row.conversation_id as string };
-      results[Number(row.i)] = {
-        ok: true,
-        value: row.moved
-          ? { outcome: 'applied', message, status: row.new_status as string }
-          : { outcome: 'ignored', message, status: (row.status as string | null) ?? (row.new_status as string) },
-      };
+async function writeRound(db: DbOrTx, items: PendingStatus[], groups: number[][], results: Settled<Applied>[]) {
+  if (groups.length === 0) return;
+  const input = groups
+    .map((indexes) => ({ sid: items[indexes[0]!]!.update.providerMessageId, indexes }))
+    .sort((a, b) => (a.sid < b.sid ? -1 : a.sid > b.sid ? 1 : 0))
+    .map(({ sid, indexes }, g) => ({
+      g,
+      sid,
+      org: items[indexes[0]!]!.update.organizationId ?? null,
+      events: indexes.map((index) => ({ status: items[index]!.status, err: items[index]!.errorCode })),
+      ends: endPoints(indexes.map((index) => items[index]!)),
+      indexes,
+    }));
+  const rows = await rawRows(
+    db,
+    sql`with x as (
+        select * from jsonb_to_recordset(${JSON.stringify(input.map(({ indexes: _, ...row }) => row))}::jsonb)
+          as x(g int, sid text, org uuid, events jsonb, ends jsonb)
+      ), m as (
+        select x.g, x.events, coalesce(x.ends -> found.status, x.ends -> '') as ends, found.*
+        from x cross join lateral (
+          select organization_id, id, conversation_id, status from ${messages}
+          where provider_message_id = x.sid and (x.org is null or organization_id = x.org)
+          limit 1
+          for update
+        ) found
+      ), history as (
+        insert into ${messageStatusEvents} (organization_id, message_id, status, error_code, created_at)
+        select m.organization_id, m.id, e.status, e.err, clock_timestamp()
+        from m cross join lateral rows from (jsonb_to_recordset(m.events) as (status text, err int)) with ordinality as e(status, err, n)
+        order by m.g, e.n
+      ), moved as (
+        update ${messages} set status = m.ends ->> 'status', error_code = coalesce((m.ends ->> 'err')::int, ${messages}.error_code), updated_at = now()
+        from m
+        where ${messages}.organization_id = m.organization_id and ${messages}.id = m.id and m.ends ->> 'status' is not null
+        returning ${messages}.id
+      )
+      select m.g, m.organization_id, m.id, m.conversation_id, m.status from m`,
+  );
+  for (const row of rows) {
+    const message = { organizationId: row.organization_id as string, id: row.id as string, conversationId: row.conversation_id as string };
+    // The same walk as endPoints, from the status found: which callbacks moved it.
+    let current = row.status as string | null;
+    for (const index of input[Number(row.g)]!.indexes) {
+      const { status } = items[index]!;
+      if (statusMovesForward(current, status)) {
+        results[index] = { ok: true, value: { outcome: 'applied', message, status } };
+        current = status;
+      } else {
+        results[index] = { ok: true, value: { outcome: 'ignored', message, status: current ?? status } };
+      }
     }
   }
+}
+
+/**
+ * Where one message's callbacks, applied in order, leave it from each status it may be found in ('' for
+ * none or one we do not know): the status (null if none moves it) and the error code last given by a
+ * callback that moved it (null keeps the stored one).
+ */
+function endPoints(updates: PendingStatus[]): Record<string, { status: string | null; err: number | null }> {
+  const ends: Record<string, { status: string | null; err: number | null }> = {};
+  for (const from of ['', ...KNOWN_STATUSES]) {
+    let current: string | null = from === '' ? null : from;
+    let moved: string | null = null;
+    let err: number | null = null;
+    for (const { status, errorCode } of updates) {
+      if (!statusMovesForward(current, status)) continue;
+      current = status;
+      moved = status;
+      err = errorCode ?? err;
+    }
+    ends[from] = { status: moved, err };
+  }
+  return ends;
 }
 
 /** A provider refusal that unsubscribes the recipient (21610): the status and the opt-out in one transaction. */
@@ -191,9 +241,13 @@ async function optOutRecipient(tx: Tx, organizationId: string, conversationId: s
   const [contact] = await tx
     .update(contacts)
     .set({ isOptedIn: false, updatedAt: sql`now()` })
-    .where(and(eq(contacts.organizationId, organizationId), eq(contacts.phoneNumber, conversation.phoneNumber), eq(contacts.isOptedIn, true)))
+    .where(
+      and(eq(contacts.organizationId, organizationId), eq(contacts.phoneNumber, conversation.phoneNumber), eq(contacts.isOptedIn, true)),
+    )
     .returning({ id: contacts.id });
   if (contact) {
-    await tx.insert(consentEvents).values({ organizationId, contactId: contact.id, kind: 'opt_out', keyword: null, messageId, source: 'provider_error' });
+    await tx
+      .insert(consentEvents)
+      .values({ organizationId, contactId: contact.id, kind: 'opt_out', keyword: null, messageId, source: 'provider_error' });
   }
 }

@@ -4,7 +4,7 @@ import type { StatusOutcome, StatusUpdate } from '../../services/message-status.
 import type { LineTypeResult, OutgoingMessage, SendResult, SmsProvider } from '../sms-provider.js';
 
 export type SimulatedProviderOptions = {
-  /** Delay before a message becomes sent, and again before it is delivered. */
+  /** Delay before a message is reported sent and delivered. */
   statusDelayMs: number;
   /** The status path real provider callbacks take (applyMessageStatus). */
   applyStatus: (update: StatusUpdate) => Promise<StatusOutcome>;
@@ -14,8 +14,9 @@ export type SimulatedProviderOptions = {
 /**
  * Stands in for Twilio when no credentials are configured (the default for `npm start` and tests).
  * Rules, so demos and tests can predict it:
- * - every send is accepted with a Twilio-style `SM...` id, then moves to `sent` and `delivered`
- *   (one status delay apart) through the same status-update path as real callbacks;
+ * - every send is accepted with a Twilio-style `SM...` id; one status delay later it reports `sent`
+ *   and then `delivered`, two callbacks through the same status-update path as real callbacks, made
+ *   together (as Twilio's often arrive) so they are stored by one write (message-status.ts);
  * - lookup: a number whose last digit is 0 is a landline (not textable), any other is mobile.
  */
 export class SimulatedProvider implements SmsProvider {
@@ -30,8 +31,10 @@ export class SimulatedProvider implements SmsProvider {
     if (this.closed) return { ok: false, errorCode: null, message: 'The simulated provider is shut down.' };
     const providerMessageId = `SM${randomBytes(16).toString('hex')}`;
     const update = { providerMessageId, organizationId: message.organizationId };
-    this.later(this.options.statusDelayMs, () => this.report({ ...update, status: 'sent' }, 0));
-    this.later(this.options.statusDelayMs * 2, () => this.report({ ...update, status: 'delivered' }, 0));
+    this.later(this.options.statusDelayMs, async () => {
+      // Both before either is awaited: they join one batch of status updates, in this order.
+      await Promise.all([this.report({ ...update, status: 'sent' }, 0), this.report({ ...update, status: 'delivered' }, 0)]);
+    });
     return { ok: true, providerMessageId, status: 'queued' };
   }
 

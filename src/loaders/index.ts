@@ -114,10 +114,15 @@ export function createLoaders(db: DbOrTx, organizationId: string) {
       if (!result?.timezone) return null;
       return { conversation: primePage(phoneNumber, result), timezone: result.timezone };
     },
-    /** Seeds the loaders with rows a list query already joined in, so resolvers don't fetch them again. */
-    primeConversationItems(items: ConversationListItem[]) {
+    /**
+     * Seeds the loaders with rows a list query already joined in, so resolvers don't fetch them again.
+     * `partial` rows (read with only the columns a selection shows) answer only `listedWith`: a loader
+     * hands its rows to any field.
+     */
+    primeConversationItems(items: ConversationListItem[], options: { partial?: boolean } = {}) {
       for (const item of items) {
         listed.set(item.conversation, item);
+        if (options.partial) continue;
         conversation.prime(item.conversation.id, item.conversation);
         conversationByPhone.prime(item.conversation.phoneNumber, item.conversation);
         if (item.contact) contact.prime(item.contact.id, item.contact);

@@ -61,8 +61,9 @@ export function conversationCursor(organizationId: string, conversation: Pick<Co
 export async function listConversations(
   db: DbOrTx,
   organizationId: string,
-  options: { filter?: ConversationFilter | null; first?: number; after?: string | null },
+  options: { filter?: ConversationFilter | null; first?: number; after?: string | null; columns?: ListColumns },
 ): Promise<{ items: ConversationListItem[]; hasNextPage: boolean }> {
+  const columns = options.columns ?? ALL_LIST_COLUMNS;
   const filter = options.filter ?? {};
   const term = filter.search?.trim() || undefined;
   const digits = term?.replace(/\D/g, '') ?? '';
@@ -71,7 +72,7 @@ export async function listConversations(
   const shape = [filter.includeArchived, filter.unread, filter.unresponded, filter.starred, term, digits, key, options.first !== undefined]
     .map((value) => (value ? 1 : 0))
     .join('');
-  let query = listStatements.get(shape);
+  let query = listStatements.get(`${shape}:${columns.key}`);
   if (!query) {
     const conditions = filterConditions(filter, term, digits);
     // A row comparison bounds the index scan (see messages.ts).
@@ -80,14 +81,14 @@ export async function listConversations(
         sql`(${conversations.lastMessageAt}, ${conversations.id}) < (${sql.placeholder('afterAt')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`,
       );
     }
-    query = new HotQuery(sql`select ${LIST_COLUMNS}
+    query = new HotQuery(sql`select ${columns.list}
       from ${conversations}
       left join ${contacts} on ${contacts.organizationId} = ${conversations.organizationId} and ${contacts.id} = ${conversations.contactId}
       left join ${messages} on ${messages.organizationId} = ${conversations.organizationId} and ${messages.id} = ${conversations.lastMessageId}
       where ${and(...conditions)}
       order by ${conversations.lastMessageAt} desc, ${conversations.id} desc
       ${options.first === undefined ? sql`` : sql`limit ${sql.placeholder('limit')}`}`); // the order of conversations_org_recent_idx
-    listStatements.set(shape, query);
+    if (listStatements.size < 1024) listStatements.set(`${shape}:${columns.key}`, query);
   }
   // Read through the lean row path (src/db/rows.ts): this is the inbox, the most frequent read.
   const raw = await query.arrays(db, {
@@ -98,27 +99,82 @@ export async function listConversations(
     afterId: key?.id,
     limit: options.first === undefined ? undefined : options.first + 1,
   });
-  const rows = raw.map((row) => ({
-    conversation: readConversation(row),
-    contact: row[CONTACT_ID] === null ? null : readContact(row),
-    lastMessage: row[MESSAGE_ID] === null ? null : readMessage(row),
-  }));
+  const rows = raw.map(columns.read);
   const hasNextPage = options.first !== undefined && rows.length > options.first;
   return { items: hasNextPage ? rows.slice(0, options.first) : rows, hasNextPage };
 }
 
 const listStatements = new Map<string, HotQuery>();
-const LIST_COLUMNS = sql.join(
-  [columnsOf(conversations, 'conversations', 'c_'), columnsOf(contacts, 'contacts', 'ct_'), columnsOf(messages, 'messages', 'm_')],
-  sql`, `,
-);
-const CONVERSATION_COUNT = Object.keys(getTableColumns(conversations)).length;
-const CONTACT_COUNT = Object.keys(getTableColumns(contacts)).length;
-const readConversation = indexReader(conversations);
-const readContact = indexReader(contacts, undefined, CONVERSATION_COUNT);
-const readMessage = indexReader(messages, undefined, CONVERSATION_COUNT + CONTACT_COUNT);
-const CONTACT_ID = columnIndex(contacts, 'id', undefined, CONVERSATION_COUNT);
-const MESSAGE_ID = columnIndex(messages, 'id', undefined, CONVERSATION_COUNT + CONTACT_COUNT);
+
+/**
+ * The columns an inbox page reads of the conversation, its contact and its last message: all of them, or
+ * the model fields a caller shows (its GraphQL selection). Rows read with fewer columns hold only those
+ * fields (`partial`): they must not be cached where other fields could read them (the row loaders).
+ */
+export type ListColumns = {
+  key: string;
+  partial: boolean;
+  list: SQL;
+  read: (raw: unknown[]) => ConversationListItem;
+};
+
+/** Always read: the cursor's (lastMessageAt, id), the ids the contact and last message hang on. */
+const ALWAYS = {
+  conversation: ['id', 'lastMessageAt', 'contactId', 'lastMessageId'],
+  contact: ['id'],
+  message: ['id'],
+};
+const listColumnSets = new Map<string, ListColumns>();
+
+/** The column set holding these model fields of each table (null: every column of that table). */
+export function listColumns(fields: {
+  conversation: Iterable<string> | null;
+  contact: Iterable<string> | null;
+  message: Iterable<string> | null;
+}): ListColumns {
+  const keysOf = (table: typeof conversations | typeof contacts | typeof messages, wanted: Iterable<string> | null, always: string[]) => {
+    const all = Object.keys(getTableColumns(table));
+    if (wanted === null) return { keys: all, partial: false };
+    const set = new Set([...wanted, ...always]);
+    const keys = all.filter((key) => set.has(key));
+    return { keys, partial: keys.length < all.length };
+  };
+  const conversation = keysOf(conversations, fields.conversation, ALWAYS.conversation);
+  const contact = keysOf(contacts, fields.contact, ALWAYS.contact);
+  const message = keysOf(messages, fields.message, ALWAYS.message);
+  const key = [conversation, contact, message].map((set) => (set.partial ? set.keys.join(',') : '*')).join('|');
+  let columns = listColumnSets.get(key);
+  if (!columns) {
+    const contactAt = conversation.keys.length;
+    const messageAt = contactAt + contact.keys.length;
+    const readConversation = indexReader(conversations, conversation.keys);
+    const readContact = indexReader(contacts, contact.keys, contactAt);
+    const readMessage = indexReader(messages, message.keys, messageAt);
+    const contactId = columnIndex(contacts, 'id', contact.keys, contactAt);
+    const messageId = columnIndex(messages, 'id', message.keys, messageAt);
+    columns = {
+      key,
+      partial: conversation.partial || contact.partial || message.partial,
+      list: sql.join(
+        [
+          columnsOf(conversations, 'conversations', 'c_', conversation.keys),
+          columnsOf(contacts, 'contacts', 'ct_', contact.keys),
+          columnsOf(messages, 'messages', 'm_', message.keys),
+        ],
+        sql`, `,
+      ),
+      read: (row) => ({
+        conversation: readConversation(row),
+        contact: row[contactId] === null ? null : readContact(row),
+        lastMessage: row[messageId] === null ? null : readMessage(row),
+      }),
+    };
+    if (listColumnSets.size < 256) listColumnSets.set(key, columns); // bounded by the selections clients send
+  }
+  return columns;
+}
+
+const ALL_LIST_COLUMNS = listColumns({ conversation: null, contact: null, message: null });
 
 export async function conversationsByIds(db: DbOrTx, organizationId: string, ids: readonly string[]) {
   const valid = ids.filter(isUuid);

@@ -33,6 +33,20 @@ builder.node(ContactRef, {
   }),
 });
 
+/** The row fields each Contact field reads (list reads select only those); a field not listed reads the whole row. */
+export const CONTACT_FIELD_COLUMNS: Record<string, readonly (keyof ContactRow)[]> = {
+  __typename: [],
+  id: ['id'],
+  uuid: ['id'],
+  phoneNumber: ['phoneNumber'],
+  firstName: ['firstName'],
+  lastName: ['lastName'],
+  isTextable: ['isTextable'],
+  isOptedIn: ['isOptedIn'],
+  createdAt: ['createdAt'],
+  conversation: ['phoneNumber'],
+};
+
 const CreateContactInputType = builder.inputType('CreateContactInput', {
   fields: (t) => ({
     phoneNumber: t.string({ required: true, description: 'Any standard US format; stored as E.164.' }),

@@ -43,7 +43,8 @@ builder.node(MessageRef, {
   loadOne: (id, ctx) => ctx.loaders.message.load(id),
   fields: (t) => ({
     uuid: t.exposeString('id', { description: 'Raw UUID, as the REST API returns it.' }),
-    direction: t.field({ type: MessageDirectionEnum, resolve: (m) => m.direction }),
+    // Exposed (no resolver): graphql-jit reads a field without a resolver inline.
+    direction: t.expose('direction', { type: MessageDirectionEnum }),
     body: t.exposeString('body'),
     mediaUrls: t.exposeStringList('mediaUrls'),
     status: t.field({
@@ -53,7 +54,7 @@ builder.node(MessageRef, {
       resolve: (m) => (m.direction === 'outgoing' ? (m.status as typeof MessageStatusEnum.$inferType | null) : null),
     }),
     errorCode: t.exposeInt('errorCode', { nullable: true, description: "The provider's error code for a failed send." }),
-    sentiment: t.field({ type: SentimentEnum, nullable: true, resolve: (m) => m.sentiment }),
+    sentiment: t.expose('sentiment', { type: SentimentEnum, nullable: true }),
     sentimentScore: t.exposeFloat('sentimentScore', { nullable: true, description: 'Confidence of `sentiment`, in [0, 1].' }),
     category: t.exposeString('category', {
       nullable: true,
@@ -81,7 +82,7 @@ export const MessageConnectionRef = builder.connectionObject(
  * The row fields each Message field reads. A field not listed here (added by another module) reads the
  * whole row. `cursor` needs only (conversationId, createdAt, id), which every page reads.
  */
-const FIELD_COLUMNS: Record<string, readonly (keyof MessageRow)[]> = {
+export const MESSAGE_FIELD_COLUMNS: Record<string, readonly (keyof MessageRow)[]> = {
   __typename: [],
   id: ['id'],
   uuid: ['id'],
@@ -113,6 +114,27 @@ export function eachField(set: SelectionSetNode | undefined, fragments: Fragment
   }
 }
 
+/**
+ * The model fields these selection sets (of one type) read, by `columns` (the fields each GraphQL field
+ * reads), or null for all of them: a field not in the map reads the whole row.
+ */
+export function fieldsOfSelection(
+  sets: readonly (SelectionSetNode | undefined)[],
+  fragments: Fragments,
+  columns: Record<string, readonly string[]>,
+): Set<string> | null {
+  const fields = new Set<string>();
+  let all = false;
+  for (const set of sets) {
+    eachField(set, fragments, (field) => {
+      const read = columns[field.name.value];
+      if (read) for (const column of read) fields.add(column);
+      else all = true;
+    });
+  }
+  return all ? null : fields;
+}
+
 const columnsByField = new WeakMap<FieldNode, MessageColumns>();
 
 /**
@@ -141,7 +163,7 @@ export function messageColumnsOf(fieldNodes: readonly FieldNode[], fragments: Fr
           return;
         }
         eachField(edgeField.selectionSet, fragments, (field) => {
-          const columns = FIELD_COLUMNS[field.name.value];
+          const columns = MESSAGE_FIELD_COLUMNS[field.name.value];
           if (columns) for (const column of columns) fields.add(column);
           else all = true;
         });

@@ -14,6 +14,7 @@ import { assertBenchDatabase, benchToken, checkDataset, FULL_DATASET, loadDatase
 import { cpuDelta, cpuMs, cpuOfAll, sampleRss } from './lib/process-stats.js';
 import { POSTGRAPHILE_Q2, requestFor, SCENARIOS, type HttpRequest, type ScenarioContext, type ScenarioId, type ServerId } from './lib/scenarios.js';
 import { summarizeProfile } from './lib/profile-summary.js';
+import { SERVER_NODE_FLAGS } from './lib/node-flags.js';
 import { measureSubscriptions, type SubscriptionResult } from './lib/subscriptions.js';
 import { renderReport, type Measurement, type RunInfo } from './lib/report.js';
 
@@ -76,7 +77,7 @@ function serverSpecs(url: string): ServerSpec[] {
     {
       id: 'gateway',
       label: 'gateway (Yoga + Pothos + Drizzle)',
-      args: ['--import', 'tsx', join(benchDir, 'servers', 'gateway.ts')],
+      args: [...SERVER_NODE_FLAGS, '--import', 'tsx', join(benchDir, 'servers', 'gateway.ts')],
       env: { ...common, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: '4100', LOG_LEVEL: 'warn', SEED_DEMO: 'false',
         // One token makes every request here; a per-token limit would measure the limiter's 429s. It stays
         // on (its per-request cost is part of the gateway) with a ceiling the benchmark never reaches.
@@ -90,14 +91,14 @@ function serverSpecs(url: string): ServerSpec[] {
     {
       id: 'floor',
       label: 'floor (node:http + postgres.js, hand-written SQL)',
-      args: ['--import', 'tsx', join(benchDir, 'servers', 'floor.ts')],
+      args: [...SERVER_NODE_FLAGS, '--import', 'tsx', join(benchDir, 'servers', 'floor.ts')],
       env: { ...common, PORT: '4101' },
       port: 4101,
     },
     {
       id: 'postgraphile',
       label: 'PostGraphile 5 (amber preset)',
-      args: ['--require', join(benchDir, 'servers', 'polyfill.cjs'), join(benchDir, 'servers', 'postgraphile.mjs')],
+      args: [...SERVER_NODE_FLAGS, '--require', join(benchDir, 'servers', 'polyfill.cjs'), join(benchDir, 'servers', 'postgraphile.mjs')],
       env: { ...common, PORT: '4102', GRAPHILE_ENV: 'production', NODE_ENV: 'production' },
       port: 4102,
     },

@@ -11,6 +11,7 @@ import WebSocket from 'ws';
 import { createDatabase } from '../src/db/client.js';
 import { createContact } from '../src/services/contacts.js';
 import { addPhoneNumber, createOrganization } from '../src/services/organizations.js';
+import { SERVER_NODE_FLAGS } from './lib/node-flags.js';
 
 // Soak (not CI): the real server process under mixed load for a few minutes on loopback, with 1,000
 // live graphql-ws subscribers: inbox reads (GraphQL and REST), sends, inbound webhooks. Asserts no
@@ -68,7 +69,7 @@ async function main() {
   await database.close();
 
   const port = await freePort();
-  const server = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+  const server = spawn(process.execPath, [...SERVER_NODE_FLAGS, '--import', 'tsx', 'src/main.ts'], {
     cwd: root,
     env: {
       ...process.env,

@@ -408,7 +408,6 @@ async function reserveMany(db: Db, items: Reservation[]): Promise<Settled<Reserv
     key: message.key,
     at,
   }));
-  const isNewest = sql.raw('(v.last_message_id is null or (v.last_message_at, v.last_message_id) < (excluded.last_message_at, excluded.last_message_id))');
   const rows = await rawRows(
     db,
     sql`with x as (
@@ -437,12 +436,7 @@ async function reserveMany(db: Db, items: Reservation[]): Promise<Settled<Reserv
       ), conv as (
         insert into ${conversations} as v (organization_id, phone_number, contact_id, last_message_id, last_message_body, last_direction, last_message_at)
         select org, phone, contact, id, body, 'outgoing', at from newest order by org, phone
-        on conflict (organization_id, phone_number) do update set
-          last_message_id = case when ${isNewest} then excluded.last_message_id else v.last_message_id end,
-          last_message_body = case when ${isNewest} then excluded.last_message_body else v.last_message_body end,
-          last_direction = case when ${isNewest} then excluded.last_direction else v.last_direction end,
-          last_message_at = case when ${isNewest} then excluded.last_message_at else v.last_message_at end,
-          updated_at = now()
+        ${BECOMES_LAST_MESSAGE}
         returning v.id, v.organization_id, v.phone_number
       ), ins as (
         insert into ${messages} (organization_id, id, conversation_id, direction, body, media_urls, status, provider, from_phone_number_id,
@@ -472,6 +466,18 @@ async function reserveMany(db: Db, items: Reservation[]): Promise<Settled<Reserv
   });
 }
 
+/**
+ * The conflict clause of a send's conversation upsert (alias `v`): the new message becomes the
+ * conversation's last one unless a later one is there already (sends of one conversation can commit out of order).
+ */
+const isNewest = sql.raw('(v.last_message_id is null or (v.last_message_at, v.last_message_id) < (excluded.last_message_at, excluded.last_message_id))');
+const BECOMES_LAST_MESSAGE = sql`on conflict (organization_id, phone_number) do update set
+  last_message_id = case when ${isNewest} then excluded.last_message_id else v.last_message_id end,
+  last_message_body = case when ${isNewest} then excluded.last_message_body else v.last_message_body end,
+  last_direction = case when ${isNewest} then excluded.last_direction else v.last_direction end,
+  last_message_at = case when ${isNewest} then excluded.last_message_at else v.last_message_at end,
+  updated_at = now()`;
+
 /** The unique violation of messages_org_idempotency_key (postgres.js and PGlite name the constraint differently). */
 function isKeyCollision(error: unknown): boolean {
   let current: unknown = error;
@@ -491,7 +497,6 @@ function storeAndReserve(
   message: { messageId: string; body: string; key: string | null },
   at = new Date().toISOString(),
 ) {
-  const isNewest = sql`(v.last_message_id is null or (v.last_message_at, v.last_message_id) < (excluded.last_message_at, excluded.last_message_id))`;
   return sql`with cur as (
       select is_opted_in, is_textable from ${contacts}
       where organization_id = ${organizationId} and id = ${recipient.contact.id}
@@ -505,12 +510,7 @@ function storeAndReserve(
       insert into ${conversations} as v (organization_id, phone_number, contact_id, last_message_id, last_message_body, last_direction, last_message_at)
       select ${organizationId}::uuid, ${recipient.phoneNumber}, ${recipient.contact.id}::uuid, ${message.messageId}::uuid, ${message.body}, 'outgoing', ${at}::timestamptz
       from paid
-      on conflict (organization_id, phone_number) do update set
-        last_message_id = case when ${isNewest} then excluded.last_message_id else v.last_message_id end,
-        last_message_body = case when ${isNewest} then excluded.last_message_body else v.last_message_body end,
-        last_direction = case when ${isNewest} then excluded.last_direction else v.last_direction end,
-        last_message_at = case when ${isNewest} then excluded.last_message_at else v.last_message_at end,
-        updated_at = now()
+      ${BECOMES_LAST_MESSAGE}
       returning v.id
     ), ins as (
       insert into ${messages} (organization_id, id, conversation_id, direction, body, media_urls, status, provider, from_phone_number_id,

@@ -12,7 +12,7 @@ import { messageCursor } from '../src/services/messages.js';
 import { benchDatabaseUrl, openSql, prepareDatabase } from './lib/database.js';
 import { assertBenchDatabase, benchToken, checkDataset, FULL_DATASET, loadDataset, QUICK_DATASET, readDatasetInfo, sameDataset, type DatasetInfo } from './lib/dataset.js';
 import { cpuDelta, cpuMs, cpuOfAll, sampleRss } from './lib/process-stats.js';
-import { POSTGRAPHILE_Q2, requestFor, SCENARIOS, type HttpRequest, type ScenarioContext, type ScenarioId, type ServerId } from './lib/scenarios.js';
+import { INBOUND_WEBHOOK_PATH, inboundWebhooks, POSTGRAPHILE_Q2, requestFor, SCENARIOS, type HttpRequest, type ScenarioContext, type ScenarioId, type ServerId } from './lib/scenarios.js';
 import { summarizeProfile } from './lib/profile-summary.js';
 import { SERVER_NODE_FLAGS } from './lib/node-flags.js';
 import { measureSubscriptions, type SubscriptionResult } from './lib/subscriptions.js';
@@ -399,29 +399,10 @@ async function main() {
         // Quick mode measures subscriptions in its first round only, to stay within its two minutes.
         if (spec.id === 'gateway' && scenarioIds.includes('Q6' as ScenarioId) && ctx.writer && (!quick || round === 0)) {
           const target = ctx.writer.targets[0]!;
-          const writer = ctx.writer;
-          let sequence = 0;
-          const run = Date.now().toString(16);
-          const path = '/webhooks/twilio/messages';
+          const webhook = inboundWebhooks(ctx.writer);
           // One signed inbound text per event; its body is the tag subscribers report back.
           const publish = async (tag: string) => {
-            sequence += 1;
-            const params = {
-              MessageSid: `SM${run}${String(sequence).padStart(32 - run.length, '0')}`,
-              AccountSid: 'AC00000000000000000000000000000000',
-              From: target.contactPhone,
-              To: target.sendingNumber,
-              Body: tag,
-              NumMedia: '0',
-            };
-            const response = await fetch(`http://127.0.0.1:${spec.port}${path}`, {
-              method: 'POST',
-              headers: {
-                'content-type': 'application/x-www-form-urlencoded',
-                'x-twilio-signature': writer.sign(writer.twilioAuthToken, writer.publicBaseUrl + path, params),
-              },
-              body: new URLSearchParams(params).toString(),
-            });
+            const response = await fetch(`http://127.0.0.1:${spec.port}${INBOUND_WEBHOOK_PATH}`, { method: 'POST', ...webhook(target, tag) });
             await response.text();
             if (response.status !== 200) throw new Error(`Q6 publish answered ${response.status}`);
           };

@@ -132,31 +132,44 @@ function replies(writer: NonNullable<ScenarioContext['writer']>): HttpRequest {
   return { method: 'POST', path: '/graphql', ...next(), next };
 }
 
-/** Inbound texts from each (organization, contact) in turn; inbound messages commit one at a time per organization. */
-function inboundWebhook(writer: NonNullable<ScenarioContext['writer']>): HttpRequest {
-  const path = '/webhooks/twilio/messages';
+type Writer = NonNullable<ScenarioContext['writer']>;
+type WriterTarget = Writer['targets'][number];
+
+export const INBOUND_WEBHOOK_PATH = '/webhooks/twilio/messages';
+
+/**
+ * Signed inbound webhooks as Twilio sends them, each with a new MessageSid (unique per run): from the
+ * target's contact to its organization's number.
+ */
+export function inboundWebhooks(writer: Writer) {
   const run = Date.now().toString(16);
   let sequence = 0;
-  const next = () => {
-    const target = writer.targets[sequence % writer.targets.length]!;
+  return (target: WriterTarget, body: string) => {
     sequence += 1;
     const params = {
       MessageSid: `SM${run}${String(sequence).padStart(32 - run.length, '0')}`,
       AccountSid: 'AC00000000000000000000000000000000',
       From: target.contactPhone,
       To: target.sendingNumber,
-      Body: 'Thanks, see you there!',
+      Body: body,
       NumMedia: '0',
     };
     return {
       body: new URLSearchParams(params).toString(),
       headers: {
         'content-type': 'application/x-www-form-urlencoded',
-        'x-twilio-signature': writer.sign(writer.twilioAuthToken, writer.publicBaseUrl + path, params),
+        'x-twilio-signature': writer.sign(writer.twilioAuthToken, writer.publicBaseUrl + INBOUND_WEBHOOK_PATH, params),
       },
     };
   };
-  return { method: 'POST', path, ...next(), next };
+}
+
+/** Inbound texts from each (organization, contact) in turn. */
+function inboundWebhook(writer: Writer): HttpRequest {
+  const webhook = inboundWebhooks(writer);
+  let turn = 0;
+  const next = () => webhook(writer.targets[turn++ % writer.targets.length]!, 'Thanks, see you there!');
+  return { method: 'POST', path: INBOUND_WEBHOOK_PATH, ...next(), next };
 }
 
 export function requestFor(server: ServerId, scenario: ScenarioId, ctx: ScenarioContext): HttpRequest | null {

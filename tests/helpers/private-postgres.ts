@@ -1,26 +1,15 @@
 import { execFile } from 'node:child_process';
 import { chmodSync, chownSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from './server-process.js';
 
 // A throwaway PostgreSQL cluster of our own (initdb + pg_ctl), so a test can stop and start the database
 // under a running gateway. Never the shared server on 5432. PostgreSQL refuses to run as root, so as
 // root the commands run as the `postgres` user.
 
 const run = promisify(execFile);
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 export type PrivatePostgres = {
   url: string;

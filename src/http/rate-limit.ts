@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GraphQLError } from 'graphql';
 import type { Plugin as YogaPlugin } from 'graphql-yoga';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
-import { hashApiToken } from '../services/auth.js';
+import { bearerToken, hashApiToken } from '../services/auth.js';
 import { sendJson } from './respond.js';
 
 // Per-token rate limiting for /graphql (HTTP and WebSocket operations) and /api. Twilio's webhooks,
@@ -91,7 +91,7 @@ export class RateLimiter {
 
 /** The bucket of a request: its bearer token (hashed, never kept in clear), or its address without one. */
 export function rateLimitKey(authorization: string | null | undefined, address: string | undefined): string {
-  const token = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
+  const token = bearerToken(authorization);
   return token ? `token:${hashApiToken(token)}` : `ip:${address ?? 'unknown'}`;
 }
 

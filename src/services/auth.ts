@@ -18,6 +18,11 @@ export function hashApiToken(token: string): string {
   return createHash('sha256').update(token).digest('hex');
 }
 
+/** The token of an `Authorization: Bearer <token>` header, or null. */
+export function bearerToken(authorization: string | null | undefined): string | null {
+  return /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1] ?? null;
+}
+
 export async function issueApiToken(db: DbOrTx, organizationId: string, name?: string) {
   const apiToken = generateApiToken();
   const [row] = await db
@@ -62,11 +67,11 @@ export class Authenticator {
   ) {}
 
   async authenticate(authorization: string | null | undefined, organizationHeader: string | null | undefined): Promise<Caller> {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
-    if (!match) {
+    const bearer = bearerToken(authorization);
+    if (!bearer) {
       throw new AppError('UNAUTHENTICATED', 'Missing bearer token: send "Authorization: Bearer <token>".');
     }
-    const token = await this.lookup(hashApiToken(match[1]!));
+    const token = await this.lookup(hashApiToken(bearer));
     if (!token) throw new AppError('UNAUTHENTICATED', 'Invalid or revoked API token.');
 
     const requested = organizationHeader?.trim();
@@ -79,8 +84,8 @@ export class Authenticator {
 
   /** Whether this Authorization header carries a token verified recently (in the cache): no query needed. */
   isVerified(authorization: string | null | undefined): boolean {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
-    const cached = match ? this.cache.get(hashApiToken(match[1]!)) : undefined;
+    const bearer = bearerToken(authorization);
+    const cached = bearer ? this.cache.get(hashApiToken(bearer)) : undefined;
     return cached !== undefined && cached.expiresAt > Date.now();
   }
 

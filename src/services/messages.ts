@@ -115,11 +115,13 @@ const newerThanKey = sql`(${messages.createdAt}, ${messages.id}) > (${sql.placeh
 const NEWEST_FIRST = [sql`${messages.createdAt} desc`, sql`${messages.id} desc`];
 const OLDEST_FIRST = [sql`${messages.createdAt} asc`, sql`${messages.id} asc`];
 
-const CONVERSATION_COLUMNS_ONCE = sql.raw(
+// conversationWithMessagePage's conversation row, and the NULLs that stand for its columns on message rows.
+const CONVERSATION_COLUMNS = sql.raw(
   Object.values(getTableColumns(conversations))
-    .map((column) => `case when row_number() over () = 1 then "conversations"."${column.name}" end as "c_${column.name}"`)
+    .map((column) => `"conversations"."${column.name}" as "c_${column.name}"`)
     .join(', '),
 );
+const NO_CONVERSATION_COLUMNS = sql.raw(Array(CONVERSATION_COLUMN_COUNT).fill('null').join(', '));
 const readConversation = indexReader(conversations);
 const CONVERSATION_ID = columnIndex(conversations, 'id');
 
@@ -257,26 +259,32 @@ export async function conversationWithMessagePage(
   const withTimezone = options.withTimezone === true;
   const shape = `conversation:${withTimezone ? 'tz:' : ''}${request ? shapeOf(request) : `none:${columns.key}`}`;
   const query = statement(shape, () => {
-    const page = request
-      ? pageQuery(sql`${conversations.organizationId}`, sql`${conversations.id}`, request)
-      : sql`select ${columns.list} from ${messages} where false`;
-    // The conversation's columns come on the first row only (NULL on the others): a page of 50 would
-    // otherwise carry and decode them 50 times.
-    const order = request?.walk === 'newer' ? sql.raw('page.created_at asc, page.id asc') : sql.raw('page.created_at desc, page.id desc');
+    // The conversation's row, then its page of messages, as one UNION ALL: the conversation's columns
+    // come once instead of on each of 50 rows (each branch fills the other's columns with NULLs). The
+    // reader tells the rows apart by which columns are set, not by position; the page keeps the order of
+    // its index walk (one conversation row drives the LATERAL, and a plain Append emits its branches as
+    // they come), so no outer sort is needed.
     const conversation = sql`${conversations.organizationId} = ${sql.placeholder('organizationId')} and ${conversations.phoneNumber} = ${sql.placeholder('phoneNumber')}`;
-    return withTimezone
-      ? sql`select ${CONVERSATION_COLUMNS_ONCE}, page.*, ${organizations.timezone}
-        from ${organizations} left join ${conversations} on ${conversation} left join lateral (${page}) page on true
-        where ${organizations.id} = ${sql.placeholder('organizationId')}
-        order by ${order}`
-      : sql`select ${CONVERSATION_COLUMNS_ONCE}, page.*
-        from ${conversations} left join lateral (${page}) page on true
-        where ${conversation}
-        order by ${order}`;
+    const noMessageColumns = sql.raw(Array(columns.keys.length).fill('null').join(', '));
+    const head = withTimezone
+      ? sql`select ${CONVERSATION_COLUMNS}, ${noMessageColumns}, ${organizations.timezone}
+        from ${organizations} left join ${conversations} on ${conversation}
+        where ${organizations.id} = ${sql.placeholder('organizationId')}`
+      : sql`select ${CONVERSATION_COLUMNS}, ${noMessageColumns} from ${conversations} where ${conversation}`;
+    if (!request) return head;
+    const page = pageQuery(sql`${conversations.organizationId}`, sql`${conversations.id}`, request);
+    return sql`${head}
+      union all
+      select ${NO_CONVERSATION_COLUMNS}, page.*${withTimezone ? sql.raw(', null') : sql``}
+      from ${conversations} cross join lateral (${page}) page
+      where ${conversation}`;
   });
   const raw = await query.arrays(db, { ...(request ? pageValues(request) : {}), organizationId, phoneNumber });
-  const timezone = withTimezone && raw.length > 0 ? (raw[0]![CONVERSATION_COLUMN_COUNT + columns.keys.length] as string) : null;
-  const first = raw.find((row) => row[CONVERSATION_ID] !== null);
+  // The head row: the conversation's (and with `withTimezone` the organization's, conversation or not).
+  const timezoneAt = CONVERSATION_COLUMN_COUNT + columns.keys.length;
+  const head = raw.find((row) => row[CONVERSATION_ID] !== null || (withTimezone && row[timezoneAt] !== null));
+  const timezone = withTimezone && head ? (head[timezoneAt] as string) : null;
+  const first = head && head[CONVERSATION_ID] !== null ? head : undefined;
   if (!first) return withTimezone && timezone !== null ? { conversation: null, request: null, page: null, timezone } : null;
   const conversation = readConversation(first);
   if (!request || (scope !== null && scope !== conversation.id)) return { conversation, request: null, page: null, timezone };

@@ -164,18 +164,18 @@ export const messages = pgTable(
   (t) => [
     primaryKey({ columns: [t.organizationId, t.id] }),
     // The provider id and idempotency key indexes hold only rows that have one: a send is stored before the
-    // provider names it, and most sends carry no key, so the insert skips three index entries (the lookups
+    // provider names it, and most sends carry no key, so the insert skips these index entries (the lookups
     // all ask for a value, which implies not null; unique violations keep these names).
+    // The one key led by another column than organization_id (it still holds it, which is what distributing
+    // by organization needs): Twilio status callbacks name a message by its SID alone, and this one index
+    // serves them and the per-organization lookups, where a second SID-only index cost every stored
+    // provider id (each send) an entry in another large, randomly written index.
     uniqueIndex('messages_org_provider_message_id_key')
-      .on(t.organizationId, t.providerMessageId)
+      .on(t.providerMessageId, t.organizationId)
       .where(sql`${t.providerMessageId} is not null`),
     uniqueIndex('messages_org_idempotency_key')
       .on(t.organizationId, t.idempotencyKey)
       .where(sql`${t.idempotencyKey} is not null`),
-    // Twilio status callbacks name the message only by its SID.
-    index('messages_provider_message_id_idx')
-      .on(t.providerMessageId)
-      .where(sql`${t.providerMessageId} is not null`),
     // Keyset pagination: newest first within a conversation.
     index('messages_org_conversation_recent_idx').on(
       t.organizationId,

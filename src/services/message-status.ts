@@ -2,7 +2,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { Deps } from '../context.js';
 import type { Db, DbOrTx, Tx } from '../db/client.js';
 import { isDatabaseUnavailable } from '../db/failures.js';
-import { rawRows } from '../db/rows.js';
+import { preparedRows } from '../db/rows.js';
 import { consentEvents, contacts, conversations, messages, messageStatusEvents, type MessageRow } from '../db/tables.js';
 import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
 
@@ -141,7 +141,7 @@ async function writeRound(db: DbOrTx, items: PendingStatus[], groups: number[][]
       ends: endPoints(indexes.map((index) => items[index]!)),
       indexes,
     }));
-  const rows = await rawRows(
+  const rows = await preparedRows(
     db,
     sql`with x as (
         select * from jsonb_to_recordset(${JSON.stringify(input.map(({ indexes: _, ...row }) => row))}::jsonb)

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import type { Deps } from '../context.js';
 import type { Db, DbOrTx, Tx } from '../db/client.js';
@@ -14,13 +13,14 @@ import {
   type ContactRow,
   type MessageRow,
 } from '../db/tables.js';
-import { columnsOf, rawRows, rowReader } from '../db/rows.js';
+import { columnsOf, preparedRows, rawRows, rowReader } from '../db/rows.js';
 import { AppError } from '../errors.js';
 import { PROVIDER_ERRORS, type SendResult } from '../providers/sms-provider.js';
 import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
 import { hasInboundFrom } from './contacts.js';
 import { creditBalance, refundCredits } from './credits.js';
 import { isUuid } from './cursors.js';
+import { uuidv7 } from './ids.js';
 import { statusMovesForward } from './message-status.js';
 import { normalizePhone } from './phone.js';
 import { planShortLinks, storeShortLinks, type PlannedLink } from './short-links.js';
@@ -170,7 +170,7 @@ type RecipientKey = { org: string; phone: string; byId: boolean; wanted: string 
  */
 async function readRecipients(db: Db, keys: RecipientKey[]): Promise<Settled<Record<string, unknown> | undefined>[]> {
   const input = keys.map((key, i) => ({ i, ...key }));
-  const rows = await rawRows(
+  const rows = await preparedRows(
     db,
     sql`select x.i, o.credits as o_credits, o.short_link_base_url as o_base, n.id as n_id, n.phone_number as n_phone, ${RECIPIENT_CONTACT_COLUMNS}
       from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(i int, org uuid, phone text, "byId" boolean, wanted uuid)
@@ -389,7 +389,7 @@ const reservationBatcherOf = batcherPer(
 async function reserveMany(db: Db, items: Reservation[]): Promise<Settled<Reserved>[]> {
   if (items.length === 1) {
     const { deps, organizationId, recipient, composed, message } = items[0]!;
-    const [row] = await rawRows(db, storeAndReserve(deps, organizationId, recipient, composed, message, items[0]!.at));
+    const [row] = await preparedRows(db, storeAndReserve(deps, organizationId, recipient, composed, message, items[0]!.at));
     return [{ ok: true, value: row! }];
   }
   const input = items.map(({ deps, organizationId, recipient, composed, message, at }, i) => ({
@@ -408,17 +408,22 @@ async function reserveMany(db: Db, items: Reservation[]): Promise<Settled<Reserv
     key: message.key,
     at,
   }));
-  const rows = await rawRows(
+  const rows = await preparedRows(
     db,
     sql`with x as (
         select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(
           i int, org uuid, contact uuid, phone text, id uuid, body text, media text[], provider text, number uuid,
           segments int, encoding text, credits int, key text, at timestamptz)
       ), cur as (
+        -- One key lookup per send, in (organization, number) order (x.phone is the contact's number), each
+        -- row share-locked as it is found: a join let the prepared statement's generic plan read all contacts.
         select x.i, c.is_opted_in, c.is_textable
-        from x join ${contacts} c on c.organization_id = x.org and c.id = x.contact
-        order by c.organization_id, c.phone_number
-        for share of c
+        from (select i, org, contact from x order by org, phone) x
+        cross join lateral (
+          select is_opted_in, is_textable from ${contacts}
+          where organization_id = x.org and id = x.contact
+          for share
+        ) c
       ), bal as (
         select o.id, o.credits from ${organizations} o where o.id in (select org from x) order by o.id for update
       ), eligible as (
@@ -536,7 +541,7 @@ type Answer = { organizationId: string; messageId: string; providerMessageId: st
  */
 async function writeAnswers(db: Db, answers: Answer[]): Promise<Settled<MessageRow>[]> {
   const input = answers.map((answer, i) => ({ i, org: answer.organizationId, id: answer.messageId, sid: answer.providerMessageId, status: answer.status }));
-  const rows = await rawRows(
+  const rows = await preparedRows(
     db,
     sql`with x as (
         select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(i int, org uuid, id uuid, sid text, status text)
@@ -590,7 +595,7 @@ export async function sendReply(deps: Deps, organizationId: string, input: SendR
   // 2. Store + reserve, atomically.
   let queued: MessageRow;
   try {
-    const messageId = randomUUID();
+    const messageId = uuidv7();
     const reserve = async (db: DbOrTx, body: string, batched: boolean) => {
       const reservation = { deps, organizationId, recipient, composed, message: { messageId, body, key }, at: new Date().toISOString() };
       const single = async () => (await rawRows(db, storeAndReserve(deps, organizationId, recipient, composed, reservation.message, reservation.at)))[0]!;

@@ -71,29 +71,42 @@ builder.node(ConversationRef, {
   }),
 });
 
-/** An edge whose cursor is encoded only when asked for: the inbox's message previews never ask. */
+// Cursors are encoded only when asked for (the inbox's message previews never ask), and once: graphql-jit
+// reads a resolver-less field up to three times (null check, error check, serialization), and each read of a
+// plain getter would encode the cursor again.
+
+/** An edge whose cursor is encoded on first read. */
 class MessageEdge {
+  private encoded: string | undefined = undefined;
   constructor(readonly node: MessageRow) {}
   get cursor(): string {
-    return messageCursor(this.node);
+    return (this.encoded ??= messageCursor(this.node));
   }
 }
 
-/** Page info whose cursors are encoded only when asked for. */
+/** Page info whose cursors are encoded on first read. */
 class MessagePageInfo {
   readonly hasNextPage: boolean;
   readonly hasPreviousPage: boolean;
+  private start: string | null | undefined = undefined;
+  private end: string | null | undefined = undefined;
   constructor(private readonly page: MessagePage) {
     this.hasNextPage = page.hasNextPage;
     this.hasPreviousPage = page.hasPreviousPage;
   }
   get startCursor(): string | null {
-    const first = this.page.messages[0];
-    return first ? messageCursor(first) : null;
+    if (this.start === undefined) {
+      const first = this.page.messages[0];
+      this.start = first ? messageCursor(first) : null;
+    }
+    return this.start;
   }
   get endCursor(): string | null {
-    const last = this.page.messages.at(-1);
-    return last ? messageCursor(last) : null;
+    if (this.end === undefined) {
+      const last = this.page.messages.at(-1);
+      this.end = last ? messageCursor(last) : null;
+    }
+    return this.end;
   }
 }
 

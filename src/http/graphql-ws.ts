@@ -56,34 +56,70 @@ function groupName(args: EnvelopedArgs): string | null {
   return JSON.stringify([caller.organizationId, args.operationName ?? null, args.rootValue.query, variables]);
 }
 
-/** The `payload` of a graphql-ws `next` message, as graphql-ws itself would write it. */
-function nextPayload(result: ExecutionResult): string {
+/** The `payload` of a graphql-ws `next` message, as graphql-ws itself would write it, encoded once for every member. */
+function nextPayload(result: ExecutionResult): Buffer {
   const { errors, ...rest } = result;
-  return JSON.stringify(errors ? { ...rest, errors: errors.map((error) => error.toJSON()) } : rest);
+  return Buffer.from(JSON.stringify(errors ? { ...rest, errors: errors.map((error) => error.toJSON()) } : rest));
+}
+
+/** The start of a member's `next` messages, up to its payload: `{"id":<id>,"type":"next","payload":`. */
+const nextHead = (id: string) => Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":`);
+
+/**
+ * A member's `next` message as a whole WebSocket text frame (RFC 6455 §5.2: FIN, opcode 1, unmasked from
+ * a server, no extension negotiated): the bytes ws would send for the same text, in one buffer, so it
+ * leaves in one write without converting the shared payload again for each member.
+ */
+function nextFrame(head: Buffer, payload: Buffer): Buffer {
+  const length = head.length + payload.length + 1;
+  const headerLength = length < 126 ? 2 : length < 65_536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(headerLength + length);
+  frame[0] = 0x81;
+  if (headerLength === 2) frame[1] = length;
+  else if (headerLength === 4) {
+    frame[1] = 126;
+    frame.writeUInt16BE(length, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeUInt16BE(0, 2);
+    frame.writeUIntBE(length, 4, 6);
+  }
+  head.copy(frame, headerLength);
+  payload.copy(frame, headerLength + head.length);
+  frame[headerLength + length - 1] = 0x7d; // }
+  return frame;
 }
 
 /**
- * Holds writes to a connection until the current burst of work is done, so several results for one
- * subscriber leave in one system call (a write costs far more than preparing it).
+ * Writes frames to connections: the first write to a connection in a tick leaves at once (a lone event
+ * reaches the first subscribers while the rest are still being written), later ones in the same tick (a
+ * burst) are held until the tick ends and leave together in one system call (a write costs far more than
+ * preparing it).
  */
-function tickCorker() {
-  const corked = new Set<Socket>();
-  const uncorkAll = () => {
+function tickWriter() {
+  const written = new Set<Socket>();
+  const corked: Socket[] = [];
+  const endTick = () => {
     for (const socket of corked) socket.uncork();
-    corked.clear();
+    corked.length = 0;
+    written.clear();
   };
-  return (socket: Socket) => {
-    if (corked.has(socket)) return;
-    if (corked.size === 0) process.nextTick(uncorkAll);
-    corked.add(socket);
-    socket.cork();
+  return (connection: Socket, frame: Buffer) => {
+    if (written.size === 0) process.nextTick(endTick);
+    const before = written.size;
+    written.add(connection);
+    if (written.size === before && connection.writableCorked === 0) {
+      connection.cork();
+      corked.push(connection);
+    }
+    connection.write(frame);
   };
 }
 
 /** Runs the shared groups of one server. */
 function sharedSubscriptions(deps: Deps) {
-  const groups = new Map<string, Promise<ResultGroup<ExecutionResult> | ExecutionResult>>();
-  const cork = tickCorker();
+  const groups = new Map<string, Promise<ResultGroup<ExecutionResult, Buffer> | ExecutionResult>>();
+  const write = tickWriter();
 
   /** A context for an operation run on behalf of subscribers already admitted (no socket: not rate limited again). */
   const internalContext = (member: Pick<RequestContext, 'deps' | 'caller'>, hints: StreamHints): RequestContext & Hinted => ({
@@ -104,14 +140,14 @@ function sharedSubscriptions(deps: Deps) {
         | ExecutionResult;
   };
 
-  async function open(args: EnvelopedArgs, forget: () => void): Promise<ResultGroup<ExecutionResult> | ExecutionResult> {
+  async function open(args: EnvelopedArgs, forget: () => void): Promise<ResultGroup<ExecutionResult, Buffer> | ExecutionResult> {
     const { caller } = args.contextValue as RequestContext;
     let start: FeedKey | null = null;
     let lastKey: FeedKey | null = null;
     const hints: StreamHints = { uncounted: true, onStart: (key) => (start = key), onRow: (key) => (lastKey = key) };
     const results = await rerun(args)(hints);
     if (!isAsyncIterator(results)) return results as ExecutionResult;
-    return new ResultGroup<ExecutionResult>(results, start, () => lastKey, {
+    return new ResultGroup<ExecutionResult, Buffer>(results, start, () => lastKey, {
       serialize: nextPayload,
       onIdle: forget,
       onMembers: (delta) => deps.events.countShared('messageReceived', caller.organizationId, delta),
@@ -129,13 +165,14 @@ function sharedSubscriptions(deps: Deps) {
     await admitted.return?.();
 
     const { id, socket, connection } = args.rootValue;
-    const prefix = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
-    // Written directly: the same bytes graphql-ws would send, without serializing per subscriber.
-    const sink = (payload: string) => {
+    const head = nextHead(id);
+    // Written directly: the same bytes graphql-ws (through ws) would send, without serializing per subscriber.
+    // Ordered with ws's own writes (pings, graphql-ws's complete, the close frame): all are synchronous writes
+    // to this connection.
+    const sink = (payload: Buffer) => {
       if (socket.readyState !== socket.OPEN) return true; // closing: graphql-ws ends the subscription
-      if (socket.bufferedAmount > MAX_BUFFERED_BYTES) return false;
-      cork(connection);
-      socket.send(prefix + payload + '}');
+      if (connection.writableLength > MAX_BUFFERED_BYTES) return false;
+      write(connection, nextFrame(head, payload));
       return true;
     };
     // Behind: its own operation (already admitted, so with an internal context) from the last row it got.
@@ -168,7 +205,8 @@ export const REVOKED_CLOSE_REASON = 'Unauthorized: the API token was revoked';
 export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps, revocations: Revocations) {
   const subscribeShared = sharedSubscriptions(deps);
   // ws accepts 100 MiB frames by default; a GraphQL operation is a few kilobytes.
-  const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint, maxPayload: 1024 * 1024 });
+  // No permessage-deflate: shared results are written as plain frames (nextFrame).
+  const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint, maxPayload: 1024 * 1024, perMessageDeflate: false });
   const handle = useServer(
     {
       // Authenticate at connection_init, before any operation: 4401 bad/missing token, 4403 wrong organization.

@@ -7,9 +7,9 @@ import { compareKeys, type FeedKey } from './keyset-feed.js';
 // leaves the group and continues on its own stream after the last key it got, so it misses nothing and
 // the others never wait for it.
 
-export type ResultGroupOptions<R> = {
-  /** The text written for a result (once per result, for every member). */
-  serialize: (result: R) => string;
+export type ResultGroupOptions<R, S> = {
+  /** What is written for a result (made once per result, for every member). */
+  serialize: (result: R) => S;
   /** Called once, when the last member leaves or the shared stream ends. */
   onIdle: () => void;
   /** Called with +1 / -1 as members come and go. */
@@ -17,13 +17,13 @@ export type ResultGroupOptions<R> = {
 };
 
 /** Writes a serialized result to one subscriber; false when its connection is too far behind to take it. */
-export type MemberSink = (serialized: string) => boolean;
+export type MemberSink<S> = (serialized: S) => boolean;
 
 /** A member's own stream of the rows after `after` (null: from the first), or a single result (an error). */
 export type ResumeOwn<R> = (after: FeedKey | null) => Promise<AsyncIterator<R> | R>;
 
-export class ResultGroup<R> {
-  private readonly members = new Set<GroupMember<R>>();
+export class ResultGroup<R, S = string> {
+  private readonly members = new Set<GroupMember<R, S>>();
   closed = false;
 
   constructor(
@@ -32,20 +32,20 @@ export class ResultGroup<R> {
     private position: FeedKey | null,
     /** Key of the row the result just produced was made from. */
     private readonly lastKey: () => FeedKey | null,
-    private readonly options: ResultGroupOptions<R>,
+    private readonly options: ResultGroupOptions<R, S>,
   ) {
     void this.pump();
   }
 
-  join(sink: MemberSink, resume: ResumeOwn<R>): GroupMember<R> {
-    const member = new GroupMember(this, this.position, sink, resume);
+  join(sink: MemberSink<S>, resume: ResumeOwn<R>): GroupMember<R, S> {
+    const member = new GroupMember<R, S>(this, this.position, sink, resume);
     this.members.add(member);
     this.options.onMembers?.(1);
     return member;
   }
 
   /** @internal */
-  leave(member: GroupMember<R>): void {
+  leave(member: GroupMember<R, S>): void {
     if (!this.members.delete(member)) return;
     this.options.onMembers?.(-1);
     if (this.members.size === 0) this.close();
@@ -82,7 +82,7 @@ export class ResultGroup<R> {
  * nothing (results go straight to its sink); it ends when the group's stream ends, and once behind it
  * yields its own stream's results.
  */
-export class GroupMember<R> implements AsyncIterableIterator<R> {
+export class GroupMember<R, S = string> implements AsyncIterableIterator<R> {
   private waiting: (() => void) | null = null;
   private ended: { failure: { error: unknown } | null } | null = null;
   private behind = false;
@@ -90,10 +90,10 @@ export class GroupMember<R> implements AsyncIterableIterator<R> {
   private own: Promise<AsyncIterator<R> | R> | null = null;
 
   constructor(
-    private readonly group: ResultGroup<R>,
+    private readonly group: ResultGroup<R, S>,
     /** Key of the last row whose result was written for this member. */
     private position: FeedKey | null,
-    private readonly sink: MemberSink,
+    private readonly sink: MemberSink<S>,
     private readonly resume: ResumeOwn<R>,
   ) {}
 
@@ -102,7 +102,7 @@ export class GroupMember<R> implements AsyncIterableIterator<R> {
   }
 
   /** @internal */
-  offer(serialized: string, key: FeedKey | null): void {
+  offer(serialized: S, key: FeedKey | null): void {
     if (key && this.position && compareKeys(key, this.position) <= 0) return;
     if (!this.sink(serialized)) {
       this.behind = true;

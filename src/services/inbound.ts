@@ -3,7 +3,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { Deps } from '../context.js';
 import type { Db, DbOrTx, Tx } from '../db/client.js';
 import { isDatabaseUnavailable } from '../db/failures.js';
-import { columnsOf, rawRows, rowReader } from '../db/rows.js';
+import { columnsOf, preparedRows, rawRows, rowReader } from '../db/rows.js';
 import { contacts, conversations, messages, phoneNumbers, type ContactRow, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { AppError } from '../errors.js';
 import { analyzeInbound, type MessageAnalysis } from './analysis.js';
@@ -290,7 +290,8 @@ async function writeRows(db: DbOrTx, rows: Row[]): Promise<Stored[]> {
   const isNewest = sql.raw(
     '(c.last_message_id is null or (c.last_message_at, c.last_message_id) < (excluded.last_message_at, excluded.last_message_id))',
   );
-  const written = await rawRows(
+  // Prepared (src/db/rows.ts): one round trip, where an unprepared statement with parameters takes two.
+  const written = await preparedRows(
     db,
     sql`with x as (
         select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(

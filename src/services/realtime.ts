@@ -1,6 +1,7 @@
-import { and, asc, eq, sql, type SQL } from 'drizzle-orm';
+import { and, eq, sql, type SQL } from 'drizzle-orm';
 import type { Deps } from '../context.js';
 import type { DbOrTx } from '../db/client.js';
+import { columnsOf, HotQuery, indexReader } from '../db/rows.js';
 import { conversations, messages, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { AppError } from '../errors.js';
 import type { EventBus } from '../pubsub/index.js';
@@ -68,10 +69,38 @@ class ConversationScope {
  */
 export const isInbound = sql`${messages.direction} = 'incoming'`;
 
-// A row comparison, so the index range starts right at the cursor (an OR of two conditions would be a
-// filter over every inbound message of the organization). Raw parameters get no column mapping: ISO text.
-const newerThan = (key: Keyset): SQL =>
-  sql`(${messages.createdAt}, ${messages.id}) > (${key.at.toISOString()}::timestamptz, ${key.id}::uuid)`;
+const INBOUND_COLUMNS = columnsOf(messages, 'messages');
+const readInboundRow = indexReader(messages);
+
+/**
+ * The feeds' read in each shape (after a key or from the first; one conversation or all), built once and
+ * run as a prepared statement (src/db/rows.ts): a feed reads on every event, and composing the select with
+ * Drizzle, then a round trip to describe its parameters, took longer than the read itself.
+ */
+const inboundReads = new Map<string, HotQuery>();
+function inboundRead(after: boolean, byPhone: boolean): HotQuery {
+  const shape = `${after}:${byPhone}`;
+  let query = inboundReads.get(shape);
+  if (!query) {
+    const conditions: SQL[] = [sql`${messages.organizationId} = ${sql.placeholder('organizationId')}`, isInbound];
+    // A row comparison, so the index range starts right at the cursor (an OR of two conditions would be a
+    // filter over every inbound message of the organization). The time goes as ISO text.
+    if (after) {
+      conditions.push(sql`(${messages.createdAt}, ${messages.id}) > (${sql.placeholder('afterAt')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`);
+    }
+    if (byPhone) {
+      conditions.push(
+        sql`${messages.conversationId} = (select ${conversations.id} from ${conversations} where ${conversations.organizationId} = ${sql.placeholder('organizationId')} and ${conversations.phoneNumber} = ${sql.placeholder('phoneNumber')})`,
+      );
+    }
+    query = new HotQuery(
+      sql`select ${INBOUND_COLUMNS} from ${messages} where ${sql.join(conditions, sql` and `)}
+        order by ${messages.createdAt}, ${messages.id} limit ${sql.placeholder('limit')}`,
+    );
+    inboundReads.set(shape, query);
+  }
+  return query;
+}
 
 /** Inbound messages strictly after `after` in (time, id) order, oldest first; optionally one conversation. */
 export async function inboundMessagesAfter(
@@ -79,22 +108,15 @@ export async function inboundMessagesAfter(
   organizationId: string,
   options: { phoneNumber: string | null; after: Keyset | null; limit: number },
 ): Promise<MessageRow[]> {
-  const conditions: SQL[] = [eq(messages.organizationId, organizationId), isInbound];
-  if (options.after) conditions.push(newerThan(options.after));
-  if (options.phoneNumber) {
-    conditions.push(
-      eq(
-        messages.conversationId,
-        sql`(select ${conversations.id} from ${conversations} where ${conversations.organizationId} = ${organizationId} and ${conversations.phoneNumber} = ${options.phoneNumber})`,
-      ),
-    );
-  }
-  return db
-    .select()
-    .from(messages)
-    .where(and(...conditions))
-    .orderBy(asc(messages.createdAt), asc(messages.id))
-    .limit(options.limit);
+  const { phoneNumber, after, limit } = options;
+  const raw = await inboundRead(after !== null, phoneNumber !== null).arrays(db, {
+    organizationId,
+    afterAt: after?.at.toISOString(),
+    afterId: after?.id,
+    phoneNumber,
+    limit,
+  });
+  return raw.map(readInboundRow);
 }
 
 /** Position of the newest inbound message (the stream's "now"), or null when there is none. */

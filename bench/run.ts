@@ -12,7 +12,7 @@ import { messageCursor } from '../src/services/messages.js';
 import { benchDatabaseUrl, openSql, prepareDatabase } from './lib/database.js';
 import { assertBenchDatabase, benchToken, checkDataset, FULL_DATASET, loadDataset, QUICK_DATASET, readDatasetInfo, sameDataset, type DatasetInfo } from './lib/dataset.js';
 import { cpuDelta, cpuMs, cpuOfAll, sampleRss } from './lib/process-stats.js';
-import { INBOUND_WEBHOOK_PATH, inboundWebhooks, POSTGRAPHILE_Q2, requestFor, SCENARIOS, type HttpRequest, type ScenarioContext, type ScenarioId, type ServerId } from './lib/scenarios.js';
+import { INBOUND_WEBHOOK_PATH, inboundWebhooks, POSTGRAPHILE_Q2, requestFor, SCENARIOS, WRITE_SCENARIOS, type HttpRequest, type ScenarioContext, type ScenarioId, type ServerId } from './lib/scenarios.js';
 import { summarizeProfile } from './lib/profile-summary.js';
 import { SERVER_NODE_FLAGS } from './lib/node-flags.js';
 import { measureSubscriptions, type SubscriptionResult } from './lib/subscriptions.js';
@@ -51,6 +51,8 @@ const serverIds = values.servers!.split(',') as ServerId[];
 const scenarioIds = values.scenarios!.split(',') as ScenarioId[];
 const subscriberCounts = (values.subscribers ?? (quick ? '100,500' : '1000,5000')).split(',').map(Number);
 const log = (line: string) => console.log(line);
+/** The tables the write scenarios (Q4, Q5) write, vacuumed before each round and each write scenario. */
+const WRITTEN_TABLES = 'organizations, contacts, conversations, messages, message_status_events';
 
 // Benchmark-only packages live in bench/node_modules; install them on first use.
 function ensureBenchPackages() {
@@ -268,7 +270,7 @@ async function main() {
     const order = round % 2 === 0 ? specs : [...specs].reverse();
     // Q4/Q5 rewrite conversations and messages; where autovacuum is off (as on this machine kind) the dead
     // row versions of earlier runs and rounds would slow every later measurement, so each round starts clean.
-    await sql.unsafe('vacuum (analyze) organizations, contacts, conversations, messages, message_status_events');
+    await sql.unsafe(`vacuum (analyze) ${WRITTEN_TABLES}`);
     for (const spec of order) {
       log(`Round ${round + 1}/${rounds}: ${spec.id}`);
       const running = await startServer(spec);
@@ -287,6 +289,9 @@ async function main() {
           if (!request) continue;
           const key = `${spec.id}/${scenario}`;
           if (skipped.has(key)) continue;
+          // And each write scenario starts clean too: Q4's ~20,000 dead conversation and message versions
+          // cost the Q5 measured right after it ~25% more PostgreSQL CPU per webhook.
+          if (WRITE_SCENARIOS.includes(scenario)) await sql.unsafe(`vacuum (analyze) ${WRITTEN_TABLES}`);
           // Correctness first: a fast wrong answer is no result.
           const answer = await send(spec.port, request);
           if (answer.status !== 200 || answer.body?.errors) {

@@ -5,6 +5,7 @@ import { isDatabaseUnavailable } from '../db/failures.js';
 import { preparedRows } from '../db/rows.js';
 import { consentEvents, contacts, conversations, messages, messageStatusEvents, type MessageRow } from '../db/tables.js';
 import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
+import { uuidv7 } from './ids.js';
 
 // The one path for delivery status updates: Twilio's status callbacks and the simulated provider both
 // come through here. Callbacks can arrive late or out of order, so a status only moves forward and a
@@ -137,7 +138,8 @@ async function writeRound(db: DbOrTx, items: PendingStatus[], groups: number[][]
       g,
       sid,
       org: items[indexes[0]!]!.update.organizationId ?? null,
-      events: indexes.map((index) => ({ status: items[index]!.status, err: items[index]!.errorCode })),
+      // Time-ordered event ids (ids.ts); the history's order is still created_at's (clock_timestamp() below).
+      events: indexes.map((index) => ({ id: uuidv7(), status: items[index]!.status, err: items[index]!.errorCode })),
       ends: endPoints(indexes.map((index) => items[index]!)),
       indexes,
     }));
@@ -155,9 +157,9 @@ async function writeRound(db: DbOrTx, items: PendingStatus[], groups: number[][]
           for update
         ) found
       ), history as (
-        insert into ${messageStatusEvents} (organization_id, message_id, status, error_code, created_at)
-        select m.organization_id, m.id, e.status, e.err, clock_timestamp()
-        from m cross join lateral rows from (jsonb_to_recordset(m.events) as (status text, err int)) with ordinality as e(status, err, n)
+        insert into ${messageStatusEvents} (organization_id, id, message_id, status, error_code, created_at)
+        select m.organization_id, e.id, m.id, e.status, e.err, clock_timestamp()
+        from m cross join lateral rows from (jsonb_to_recordset(m.events) as (id uuid, status text, err int)) with ordinality as e(id, status, err, n)
         order by m.g, e.n
       ), moved as (
         update ${messages} set status = m.ends ->> 'status', error_code = coalesce((m.ends ->> 'err')::int, ${messages}.error_code), updated_at = now()
@@ -219,7 +221,7 @@ async function applyWithOptOut(deps: Pick<Deps, 'db'>, update: StatusUpdate, sta
       .for('update');
     if (!message) return null;
 
-    await tx.insert(messageStatusEvents).values({ organizationId: message.organizationId, messageId: message.id, status, errorCode });
+    await tx.insert(messageStatusEvents).values({ organizationId: message.organizationId, id: uuidv7(), messageId: message.id, status, errorCode });
     if (!statusMovesForward(message.status, status)) {
       return { outcome: 'ignored' as const, message, status: message.status ?? status };
     }

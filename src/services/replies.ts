@@ -407,13 +407,15 @@ async function reserveMany(db: Db, items: Reservation[]): Promise<Settled<Reserv
     credits: composed.credits,
     key: message.key,
     at,
+    // The queued event's id, time-ordered (see ids.ts) as the message's own.
+    eid: uuidv7(),
   }));
   const rows = await preparedRows(
     db,
     sql`with x as (
         select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(
           i int, org uuid, contact uuid, phone text, id uuid, body text, media text[], provider text, number uuid,
-          segments int, encoding text, credits int, key text, at timestamptz)
+          segments int, encoding text, credits int, key text, at timestamptz, eid uuid)
       ), cur as (
         -- One key lookup per send, in (organization, number) order (x.phone is the contact's number), each
         -- row share-locked as it is found: a join let the prepared statement's generic plan read all contacts.
@@ -452,8 +454,8 @@ async function reserveMany(db: Db, items: Reservation[]): Promise<Settled<Reserv
         order by a.i
         returning *
       ), queued as (
-        insert into ${messageStatusEvents} (organization_id, message_id, status)
-        select organization_id, id, 'queued' from ins
+        insert into ${messageStatusEvents} (organization_id, id, message_id, status)
+        select ins.organization_id, x.eid, ins.id, 'queued' from ins join x on x.id = ins.id
       )
       select x.i, cur.is_opted_in as current_opted_in, cur.is_textable as current_textable,
         (a.i is not null) as accepted, (e.i is not null) as eligible, ${INSERTED_COLUMNS}
@@ -526,8 +528,8 @@ function storeAndReserve(
       from conv
       returning *
     ), queued as (
-      insert into ${messageStatusEvents} (organization_id, message_id, status)
-      select organization_id, id, 'queued' from ins
+      insert into ${messageStatusEvents} (organization_id, id, message_id, status)
+      select organization_id, ${uuidv7()}::uuid, id, 'queued' from ins
     )
     select cur.is_opted_in as current_opted_in, cur.is_textable as current_textable, (select credits from paid) as balance, ${INSERTED_COLUMNS}
     from (select 1) one left join cur on true left join ins on true`;
@@ -540,18 +542,25 @@ type Answer = { organizationId: string; messageId: string; providerMessageId: st
  * message's provider id and status, and a status event where it moved past queued.
  */
 async function writeAnswers(db: Db, answers: Answer[]): Promise<Settled<MessageRow>[]> {
-  const input = answers.map((answer, i) => ({ i, org: answer.organizationId, id: answer.messageId, sid: answer.providerMessageId, status: answer.status }));
+  const input = answers.map((answer, i) => ({
+    i,
+    org: answer.organizationId,
+    id: answer.messageId,
+    sid: answer.providerMessageId,
+    status: answer.status,
+    eid: uuidv7(),
+  }));
   const rows = await preparedRows(
     db,
     sql`with x as (
-        select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(i int, org uuid, id uuid, sid text, status text)
+        select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(i int, org uuid, id uuid, sid text, status text, eid uuid)
       ), answered as (
         update ${messages} set provider_message_id = x.sid, status = x.status, updated_at = now()
         from x where ${messages}.organization_id = x.org and ${messages}.id = x.id
         returning ${messages}.*
       ), moved as (
-        insert into ${messageStatusEvents} (organization_id, message_id, status)
-        select organization_id, id, status from answered where status <> 'queued'
+        insert into ${messageStatusEvents} (organization_id, id, message_id, status)
+        select a.organization_id, x.eid, a.id, a.status from answered a join x on x.id = a.id where a.status <> 'queued'
       )
       select * from answered`,
   );
@@ -689,7 +698,7 @@ export async function sendReply(deps: Deps, organizationId: string, input: SendR
       .where(and(eq(messages.organizationId, organizationId), eq(messages.id, queued.id)))
       .returning();
     await refundCredits(tx, organizationId, queued.creditsCharged);
-    await tx.insert(messageStatusEvents).values({ organizationId, messageId: queued.id, status: 'failed', errorCode: result.errorCode });
+    await tx.insert(messageStatusEvents).values({ organizationId, id: uuidv7(), messageId: queued.id, status: 'failed', errorCode: result.errorCode });
     await applyRecipientError(tx, organizationId, recipient.contact, queued.id, result.errorCode);
     return row!;
   });

@@ -1,7 +1,5 @@
-import { fillPlaceholders, getTableColumns, is, sql, type Column, type InferSelectModel, type SQL, type Table } from 'drizzle-orm';
+import { getTableColumns, is, sql, type Column, type InferSelectModel, type SQL, type Table } from 'drizzle-orm';
 import { PgDialect, PgTransaction } from 'drizzle-orm/pg-core';
-import { PostgresJsSession } from 'drizzle-orm/postgres-js';
-import type { Sql } from 'postgres';
 import type { DbOrTx } from './client.js';
 
 // A lean result path for the hot reads (inbox and message pages). Drizzle's generic row mapping walks
@@ -94,16 +92,6 @@ export class HotQuery {
    * otherwise, the largest cost of reading a page. Read them with `indexReader`.
    */
   async arrays(db: DbOrTx, values: Record<string, unknown> = {}): Promise<unknown[][]> {
-    const session = db._.session;
-    if (is(session, PostgresJsSession) && !is(db, PgTransaction)) {
-      // Straight to postgres.js on the pool (the same client, with the type parsers Drizzle installed on
-      // it): Drizzle's execute wraps each query in three tracing spans and a cache lookup, async functions
-      // that cost more per request than the statement's own round trip.
-      const { client, logger } = session as unknown as { client: Sql; logger: { logQuery(query: string, params: unknown[]): void } };
-      const params = fillPlaceholders(this.query.params, values);
-      logger.logQuery(this.query.sql, params);
-      return client.unsafe(this.query.sql, params as never[], { prepare: true }).values() as Promise<unknown[][]>;
-    }
     return (await this.prepare(db, true).execute(values)) as unknown[][];
   }
 }

@@ -15,7 +15,7 @@ import { normalizePhone } from '../../services/phone.js';
 import { builder } from '../builder.js';
 import type { RequestContext } from '../../context.js';
 import { CONTACT_FIELD_COLUMNS, ContactRef } from './contact.js';
-import { eachField, fieldsOfSelection, MESSAGE_FIELD_COLUMNS, messageColumnsOf, MessageConnectionRef, MessageRef } from './message.js';
+import { connectionNodeSelections, eachField, fieldsOfSelection, MESSAGE_FIELD_COLUMNS, messageColumnsOf, MessageConnectionRef, MessageRef } from './message.js';
 
 export const ConversationRef = builder.objectRef<ConversationRow>('Conversation');
 
@@ -204,32 +204,16 @@ const listColumnsByField = new WeakMap<FieldNode, ListColumns>();
 function listColumnsOf(info: GraphQLResolveInfo): ListColumns {
   const cached = info.fieldNodes.length === 1 ? listColumnsByField.get(info.fieldNodes[0]!) : undefined;
   if (cached) return cached;
-  let all = false;
-  const nodes: SelectionSetNode[] = [];
-  for (const connection of info.fieldNodes) {
-    eachField(connection.selectionSet, info.fragments, (connectionField) => {
-      const name = connectionField.name.value;
-      if (name === 'pageInfo' || name === '__typename') return;
-      if (name !== 'edges') {
-        all = true;
-        return;
-      }
-      eachField(connectionField.selectionSet, info.fragments, (edgeField) => {
-        const edgeName = edgeField.name.value;
-        if (edgeName === 'node' && edgeField.selectionSet) nodes.push(edgeField.selectionSet);
-        else if (edgeName !== 'cursor' && edgeName !== '__typename') all = true;
-      });
-    });
-  }
+  const nodes = connectionNodeSelections(info.fieldNodes, info.fragments);
   const contactSets: (SelectionSetNode | undefined)[] = [];
   const messageSets: (SelectionSetNode | undefined)[] = [];
-  for (const set of nodes) {
+  for (const set of nodes ?? []) {
     eachField(set, info.fragments, (field) => {
       if (field.name.value === 'contact') contactSets.push(field.selectionSet);
       else if (field.name.value === 'lastMessage') messageSets.push(field.selectionSet);
     });
   }
-  const columns = all
+  const columns = !nodes
     ? listColumns({ conversation: null, contact: null, message: null })
     : listColumns({
         conversation: fieldsOfSelection(nodes, info.fragments, CONVERSATION_FIELD_COLUMNS),

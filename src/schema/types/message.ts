@@ -135,18 +135,13 @@ export function fieldsOfSelection(
   return all ? null : fields;
 }
 
-const columnsByField = new WeakMap<FieldNode, MessageColumns>();
-
 /**
- * The columns a message connection's selection (`edges { cursor node { ... } }`, `pageInfo`) needs, so
- * its page reads only those. Cached per field of a document (documents are cached, so per query shape).
+ * The `node` selection sets of a connection's selection (`edges { cursor node { ... } }`, `pageInfo`), or
+ * null when it selects anything else (a field that needs whole rows).
  */
-export function messageColumnsOf(fieldNodes: readonly FieldNode[], fragments: Fragments): MessageColumns {
-  // One node: its own selection decides (a field merged from several nodes is worked out every time).
-  const cached = fieldNodes.length === 1 ? columnsByField.get(fieldNodes[0]!) : undefined;
-  if (cached) return cached;
-  const fields = new Set<string>();
+export function connectionNodeSelections(fieldNodes: readonly FieldNode[], fragments: Fragments): SelectionSetNode[] | null {
   let all = false;
+  const nodes: SelectionSetNode[] = [];
   for (const connection of fieldNodes) {
     eachField(connection.selectionSet, fragments, (connectionField) => {
       const name = connectionField.name.value;
@@ -157,20 +152,26 @@ export function messageColumnsOf(fieldNodes: readonly FieldNode[], fragments: Fr
       }
       eachField(connectionField.selectionSet, fragments, (edgeField) => {
         const edgeName = edgeField.name.value;
-        if (edgeName === 'cursor' || edgeName === '__typename') return;
-        if (edgeName !== 'node') {
-          all = true;
-          return;
-        }
-        eachField(edgeField.selectionSet, fragments, (field) => {
-          const columns = MESSAGE_FIELD_COLUMNS[field.name.value];
-          if (columns) for (const column of columns) fields.add(column);
-          else all = true;
-        });
+        if (edgeName === 'node' && edgeField.selectionSet) nodes.push(edgeField.selectionSet);
+        else if (edgeName !== 'cursor' && edgeName !== '__typename') all = true;
       });
     });
   }
-  const columns = messageColumns(all ? null : fields);
+  return all ? null : nodes;
+}
+
+const columnsByField = new WeakMap<FieldNode, MessageColumns>();
+
+/**
+ * The columns a message connection's selection needs, so its page reads only those. Cached per field of a
+ * document (documents are cached, so per query shape).
+ */
+export function messageColumnsOf(fieldNodes: readonly FieldNode[], fragments: Fragments): MessageColumns {
+  // One node: its own selection decides (a field merged from several nodes is worked out every time).
+  const cached = fieldNodes.length === 1 ? columnsByField.get(fieldNodes[0]!) : undefined;
+  if (cached) return cached;
+  const nodes = connectionNodeSelections(fieldNodes, fragments);
+  const columns = messageColumns(nodes && fieldsOfSelection(nodes, fragments, MESSAGE_FIELD_COLUMNS));
   if (fieldNodes.length === 1) columnsByField.set(fieldNodes[0]!, columns);
   return columns;
 }

@@ -15,6 +15,7 @@ export type SubscriptionResult = {
   connectSeconds: number;
   rssPerSubscriberKiB: number;
   /** Paced publishing: one event at a time, the next after every subscriber got the previous (or a timeout). */
+  pacedEvents: number;
   latencyP50: number;
   latencyP99: number;
   /** A burst of events published together: deliveries per second until the last one arrived. */
@@ -38,6 +39,8 @@ export async function measureSubscriptions(options: {
   subscribers: number;
   target: SubscriptionTarget;
   publish: Publish;
+  /** Paced events published first and not timed, as the HTTP scenarios warm up before they measure. */
+  warmupEvents: number;
   pacedEvents: number;
   burstEvents: number;
   log: (line: string) => void;
@@ -116,6 +119,13 @@ export async function measureSubscriptions(options: {
     }
     const rssAfter = rssBytes(pid) ?? rssBefore;
 
+    // The first events after a thousand connections arrive were consistently the slowest (the server's and
+    // the runner's collectors and compilers still settling): 40-76 ms where later ones took 20-35.
+    for (let event = 0; event < options.warmupEvents; event += 1) {
+      const tag = `warmup-${Date.now()}-${event}`;
+      await publish(tag);
+      await waitFor(tag, connected, 10_000);
+    }
     latencies.length = 0;
     for (let event = 0; event < options.pacedEvents; event += 1) {
       const tag = `paced-${Date.now()}-${event}`;
@@ -157,6 +167,7 @@ export async function measureSubscriptions(options: {
       connected,
       connectSeconds,
       rssPerSubscriberKiB: (rssAfter - rssBefore) / 1024 / Math.max(1, connected),
+      pacedEvents: options.pacedEvents,
       latencyP50: percentile(paced, 50),
       latencyP99: percentile(paced, 99),
       deliveredPerSecond: delivered / burstSeconds,

@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createPubSub, type PubSubEventTarget } from 'graphql-yoga';
 import type { Database } from '../src/db/client.js';
 import { createEventBus, type GatewayEvents } from '../src/pubsub/index.js';
-import { PostgresEventTarget } from '../src/pubsub/postgres-event-target.js';
+import { sql } from 'drizzle-orm';
+import { EVENTS_CHANNEL, PostgresEventTarget } from '../src/pubsub/postgres-event-target.js';
 import { createTestDatabase, postgresUrl } from './helpers/database.js';
 import { until } from './helpers/realtime.js';
 
@@ -69,23 +70,48 @@ describe('PostgresEventTarget', () => {
     await sub.return();
   });
 
-  it('sends the events of one turn in one statement, each arriving once and in order', async () => {
+  it('packs the events published together into few notifications of one statement, each arriving once and in order', async () => {
     const a = instance();
     const b = instance();
     await Promise.all([a.target.ready, b.target.ready]);
     const onB: Array<{ conversationId: string }> = [];
     const sub = b.pubsub.subscribe('conversationUpdated', 'org-1');
     void collect(sub, onB);
+    const notifications: string[] = [];
+    const stopListening = await database.listen(EVENTS_CHANNEL, (raw) => notifications.push(raw));
     const stop = database.statementLog.record();
-    const ids = Array.from({ length: 600 }, (_, i) => `c${i}`); // more than one statement holds
+    const ids = Array.from({ length: 600 }, (_, i) => `c${i}`); // far more than one notification holds
     for (const conversationId of ids) a.pubsub.publish('conversationUpdated', 'org-1', { conversationId });
     await until(() => onB.length >= ids.length, 5_000, 'every event on the other instance');
+    // A later turn's events: the next statement.
+    const more = ['d1', 'd2', 'd3'];
+    for (const conversationId of more) a.pubsub.publish('conversationUpdated', 'org-1', { conversationId });
+    await until(() => onB.length >= ids.length + more.length, 5_000, 'the later events on the other instance');
     const statements = stop().filter((query) => /pg_notify/.test(query));
     await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(onB.map((event) => event.conversationId)).toEqual(ids);
+    expect(onB.map((event) => event.conversationId)).toEqual([...ids, ...more]);
     expect(statements).toHaveLength(2);
+    // About 60 bytes an event: a hundred or so to a notification, each under NOTIFY's 8000-byte limit.
+    expect(notifications.length).toBeGreaterThan(2);
+    expect(notifications.length).toBeLessThan(20);
+    for (const raw of notifications) expect(Buffer.byteLength(raw)).toBeLessThan(8000);
+    await stopListening();
     await sub.return();
     await a.target.close();
+    await b.target.close();
+  });
+
+  it('understands the one-event notifications of an instance running the previous version', async () => {
+    const b = instance();
+    await b.target.ready;
+    const onB: unknown[] = [];
+    const sub = b.pubsub.subscribe('conversationUpdated', 'org-1');
+    void collect(sub, onB);
+    const older = JSON.stringify({ o: 'an-older-instance', t: 'conversationUpdated:org-1', p: { conversationId: 'c-old' } });
+    await database.db.execute(sql`select pg_notify(${EVENTS_CHANNEL}, ${older})`);
+    await until(() => onB.length >= 1, 5_000, 'the event of the older instance');
+    expect(onB).toEqual([{ conversationId: 'c-old' }]);
+    await sub.return();
     await b.target.close();
   });
 

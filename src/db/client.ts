@@ -30,7 +30,6 @@ export interface Database {
   /** Cheap round trip for health checks. */
   ping(): Promise<void>;
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
-  notify(channel: string, payload: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -81,9 +80,6 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
         const subscription = await client.listen(channel, onPayload);
         return () => subscription.unlisten();
       },
-      notify: async (channel, payload) => {
-        await client.notify(channel, payload);
-      },
       close: () => client.end({ timeout: 5 }),
     };
   }
@@ -101,9 +97,6 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       await client.query('select 1');
     },
     listen: async (channel, onPayload) => client.listen(channel, onPayload),
-    notify: async (channel, payload) => {
-      await client.query('select pg_notify($1, $2)', [channel, payload]);
-    },
     close: () => client.close(),
   };
 }

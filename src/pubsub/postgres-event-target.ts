@@ -3,16 +3,24 @@ import { setMaxListeners } from 'node:events';
 import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import type { Database } from '../db/client.js';
+import { HotQuery } from '../db/rows.js';
 
 /** One channel for every topic: each instance LISTENs once and routes to its own subscribers. */
 export const EVENTS_CHANNEL = 'gateway_events';
 
-/** NOTIFY refuses payloads of 8000 bytes or more; ours carry a topic and ids, a few hundred bytes. */
+/** NOTIFY refuses payloads of 8000 bytes or more; an event carries a topic and ids, about a hundred bytes. */
 const MAX_PAYLOAD_BYTES = 7900;
-/** Events sent by one statement (its parameter stays well under a megabyte). */
+/** Notifications sent by one statement (its parameter stays under four megabytes). */
 const MAX_NOTIFY_PER_STATEMENT = 500;
 
-type Wire = { o: string; t: string; p: unknown };
+type WireEvent = { t: string; p: unknown };
+/** A notification: the events of one instance, in publishing order (`t`/`p` alone: one event, as older instances send). */
+type Wire = { o: string; e?: WireEvent[] } & Partial<WireEvent>;
+
+/** Every notification of a flush, in one prepared statement, NOTIFYed in order. */
+const NOTIFY_ALL = new HotQuery(
+  sql`select pg_notify(${EVENTS_CHANNEL}, payload) from json_array_elements_text(${sql.placeholder('payloads')}::json) with ordinality as e(payload, n) order by n`,
+);
 
 /**
  * An EventTarget shared by every gateway instance on one database (yoga's pubsub takes any EventTarget).
@@ -25,11 +33,16 @@ export class PostgresEventTarget extends EventTarget {
   /** Resolves once this instance is LISTENing, so no event published after it is missed. */
   readonly ready: Promise<void>;
   private readonly origin = randomUUID();
-  private readonly inFlight = new Set<Promise<void>>();
+  /** How our own notifications start, so the ones coming back are skipped without parsing them. */
+  private readonly ownPrefix = `{"o":${JSON.stringify(this.origin)},`;
+  /** Events (serialized `WireEvent`s) waiting for the NOTIFY in flight to finish. */
+  private queued: string[] = [];
+  private sending: Promise<void> | null = null;
+  private flushScheduled = false;
   private unlisten: (() => Promise<void>) | null = null;
 
   constructor(
-    private readonly database: Pick<Database, 'listen' | 'notify' | 'db'>,
+    private readonly database: Pick<Database, 'listen' | 'db'>,
     private readonly logger: Logger,
   ) {
     super();
@@ -44,52 +57,69 @@ export class PostgresEventTarget extends EventTarget {
 
   override dispatchEvent(event: Event): boolean {
     const delivered = super.dispatchEvent(event);
-    const payload = JSON.stringify({ o: this.origin, t: event.type, p: (event as CustomEvent).detail } satisfies Wire);
-    if (Buffer.byteLength(payload) > MAX_PAYLOAD_BYTES) {
-      this.logger.error({ topic: event.type, bytes: Buffer.byteLength(payload) }, 'event too large for NOTIFY; other instances will not see it');
+    const serialized = JSON.stringify({ t: event.type, p: (event as CustomEvent).detail } satisfies WireEvent);
+    if (this.ownPrefix.length + Buffer.byteLength(serialized) + 7 > MAX_PAYLOAD_BYTES) {
+      this.logger.error({ topic: event.type, bytes: Buffer.byteLength(serialized) }, 'event too large for NOTIFY; other instances will not see it');
       return delivered;
     }
-    // Events published in the same turn (a batch of inbound messages, a send's several events) leave
-    // in one statement: one NOTIFY each, as before, but one round trip and one transaction for all.
-    this.queued.push(payload);
-    if (this.queued.length === 1) process.nextTick(() => this.sendQueued());
+    // Group commit, as the write batchers do: events published while a NOTIFY is in flight leave together
+    // in the next one, packed several to a notification. Each NOTIFY is a transaction PostgreSQL commits
+    // (and flushes), and every listening instance wakes per notification: a send publishes two events.
+    this.queued.push(serialized);
+    if (!this.sending && !this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(() => {
+        this.flushScheduled = false;
+        this.flush();
+      });
+    }
     return delivered;
   }
 
-  private queued: string[] = [];
-
-  private sendQueued() {
-    const payloads = this.queued;
-    if (payloads.length === 0) return;
+  /** Packs what is queued into notifications and sends them in one statement; then the next flush. */
+  private flush() {
+    if (this.sending || this.queued.length === 0) return;
+    const events = this.queued;
     this.queued = [];
-    const send = async (batch: string[]) => {
-      if (batch.length === 1) return this.database.notify(EVENTS_CHANNEL, batch[0]!);
-      await this.database.db.execute(
-        sql`select pg_notify(${EVENTS_CHANNEL}, payload) from json_array_elements_text(${JSON.stringify(batch)}::json) with ordinality as e(payload, n) order by n`,
-      );
-    };
-    // Statements of one turn one after the other, so its events arrive in the order they were published.
-    const sending = (async () => {
+    const payloads: string[] = [];
+    let packed: string[] = [];
+    let bytes = this.ownPrefix.length + 7; // {"o":"...","e":[ ... ]}
+    for (const event of events) {
+      const size = Buffer.byteLength(event) + 1;
+      if (packed.length > 0 && bytes + size > MAX_PAYLOAD_BYTES) {
+        payloads.push(`${this.ownPrefix}"e":[${packed.join(',')}]}`);
+        packed = [];
+        bytes = this.ownPrefix.length + 7;
+      }
+      packed.push(event);
+      bytes += size;
+    }
+    payloads.push(`${this.ownPrefix}"e":[${packed.join(',')}]}`);
+    // One statement after the other, so events arrive in the order they were published.
+    this.sending = (async () => {
       for (let start = 0; start < payloads.length; start += MAX_NOTIFY_PER_STATEMENT) {
         const batch = payloads.slice(start, start + MAX_NOTIFY_PER_STATEMENT);
-        await send(batch).catch((error: unknown) =>
-          this.logger.error({ err: error, events: batch.length }, 'NOTIFY failed; other instances resync later'),
+        await NOTIFY_ALL.rows(this.database.db, { payloads: JSON.stringify(batch) }).catch((error: unknown) =>
+          this.logger.error({ err: error, notifications: batch.length }, 'NOTIFY failed; other instances resync later'),
         );
       }
-    })().finally(() => this.inFlight.delete(sending));
-    this.inFlight.add(sending);
+    })().finally(() => {
+      this.sending = null;
+      this.flush();
+    });
   }
 
   /** Sends what is queued, waits for NOTIFYs still in flight, then stops listening. */
   async close(): Promise<void> {
-    this.sendQueued();
-    await Promise.allSettled([...this.inFlight]);
+    this.flush();
+    while (this.sending) await this.sending;
     await this.ready.catch(() => {});
     await this.unlisten?.().catch(() => {});
     this.unlisten = null;
   }
 
   private receive(raw: string) {
+    if (raw.startsWith(this.ownPrefix)) return;
     let wire: Wire;
     try {
       wire = JSON.parse(raw) as Wire;
@@ -97,7 +127,10 @@ export class PostgresEventTarget extends EventTarget {
       this.logger.warn({ channel: EVENTS_CHANNEL }, 'ignoring a malformed event notification');
       return;
     }
-    if (wire.o === this.origin || typeof wire.t !== 'string') return;
-    super.dispatchEvent(new CustomEvent(wire.t, { detail: wire.p }));
+    if (!wire || wire.o === this.origin) return;
+    const events = Array.isArray(wire.e) ? wire.e : [wire as WireEvent];
+    for (const event of events) {
+      if (event && typeof event.t === 'string') super.dispatchEvent(new CustomEvent(event.t, { detail: event.p }));
+    }
   }
 }

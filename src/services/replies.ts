@@ -1,6 +1,6 @@
 import { and, eq, sql } from 'drizzle-orm';
 import type { Deps } from '../context.js';
-import type { Db, DbOrTx, Tx } from '../db/client.js';
+import type { Db, Tx } from '../db/client.js';
 import { isDatabaseUnavailable } from '../db/failures.js';
 import {
   consentEvents,
@@ -27,11 +27,12 @@ import { planShortLinks, storeShortLinks, type PlannedLink } from './short-links
 import { bodyLength, MAX_BODY_CHARACTERS, measureSmsText, normalizeSmsText, type Encoding } from './sms-text.js';
 
 // Sending a reply: the one place money is spent and a phone buzzes. The order of work makes it exact:
-//  1. validate everything we can without writing (input, contact, sending number: one read);
-//  2. one statement (a transaction when short links are stored with it) stores the message (status queued,
-//     with its idempotency key) and reserves the credits with a single conditional UPDATE. A concurrent
-//     duplicate key waits on the unique index, fails, then finds the first message and replays its result;
-//     too few credits write nothing;
+//  1. validate the input without touching the database;
+//  2. one statement checks the contact and sending number under lock, stores the message (status queued,
+//     with its idempotency key) and reserves the credits with a conditional UPDATE (reserveDirect). With
+//     short links, a transaction stores them and the reservation after one read of contact and number.
+//     A concurrent duplicate key waits on the unique index, fails, then finds the first message and
+//     replays its result; a refused contact or too few credits write nothing;
 //  3. the provider is called outside any transaction;
 //  4. one statement stores the provider's answer, or a transaction marks the message failed and refunds.
 // Replies bypass quiet hours: they go out immediately at any hour.
@@ -195,6 +196,41 @@ const recipientBatcherOf = batcherPer(
     ),
 );
 
+const contactNotFound = (phoneNumber: string) =>
+  new AppError('CONTACT_NOT_FOUND', `No contact with ${phoneNumber} exists in your organization. Create the contact first.`, { phoneNumber });
+const contactOptedOut = (phoneNumber: string) =>
+  new AppError('CONTACT_OPTED_OUT', `${phoneNumber} has opted out and cannot receive messages.`, { phoneNumber });
+const contactNonTextable = (phoneNumber: string) =>
+  new AppError('CONTACT_NON_TEXTABLE', `${phoneNumber} cannot receive text messages (landline, VoIP or invalid).`, { phoneNumber });
+
+/**
+ * The first rule the stored contact breaks, in the order sends check them; `pending` while its textability
+ * is unknown (resolveRecipient settles that case). Null: the contact can be texted.
+ */
+function contactRefusal(contact: ContactRow | null, phoneNumber: string): AppError | 'pending' | null {
+  if (!contact) return contactNotFound(phoneNumber);
+  if (!contact.isOptedIn) return contactOptedOut(phoneNumber);
+  if (contact.isTextable === null) return 'pending';
+  if (contact.isTextable === false) return contactNonTextable(phoneNumber);
+  return null;
+}
+
+/** No sending number: the one asked for is not the organization's, or it has no default. */
+function fromNumberRefusal(wanted: string | undefined): AppError {
+  if (wanted) {
+    return new AppError('FROM_NUMBER_FORBIDDEN', 'The specified fromPhoneNumberId does not belong to your organization.', {
+      fromPhoneNumberId: wanted.slice(0, 100),
+    });
+  }
+  return new AppError('NO_FROM_NUMBER', 'Your organization has no default phone number configured.');
+}
+
+/** How a send names its sending number to the SQL: the number asked for when it is an id at all (no match otherwise), else the default one. */
+function numberWanted(input: SendReplyInput): { wanted: string | undefined; byId: boolean; wantedId: string | null } {
+  const wanted = input.fromPhoneNumberId?.trim();
+  return { wanted, byId: Boolean(wanted), wantedId: wanted && isUuid(wanted) ? wanted : null };
+}
+
 /** Contact, sending number and organization settings; the first rule broken comes back as an AppError. */
 async function resolveRecipient(
   deps: Deps,
@@ -202,61 +238,35 @@ async function resolveRecipient(
   phoneNumber: string,
   input: SendReplyInput,
 ): Promise<Recipient | AppError> {
-  const wanted = input.fromPhoneNumberId?.trim();
-  const row = await recipientBatcherOf(deps.db).submit({
-    org: organizationId,
-    phone: phoneNumber,
-    // The number asked for when it is an id at all (no match otherwise), else the default one.
-    byId: Boolean(wanted),
-    wanted: wanted && isUuid(wanted) ? wanted : null,
-  });
+  const { wanted, byId, wantedId } = numberWanted(input);
+  const row = await recipientBatcherOf(deps.db).submit({ org: organizationId, phone: phoneNumber, byId, wanted: wantedId });
   if (!row) return new AppError('NOT_FOUND', 'Organization not found.');
 
-  if (row.c_id === null || row.c_id === undefined) {
-    return new AppError('CONTACT_NOT_FOUND', `No contact with ${phoneNumber} exists in your organization. Create the contact first.`, {
-      phoneNumber,
-    });
-  }
-  let contact = readRecipientContact(row);
-  if (!contact.isOptedIn)
-    return new AppError('CONTACT_OPTED_OUT', `${phoneNumber} has opted out and cannot receive messages.`, { phoneNumber });
-  if (contact.isTextable === null && (await hasInboundFrom(deps.db, organizationId, phoneNumber))) {
+  let contact = row.c_id === null || row.c_id === undefined ? null : readRecipientContact(row);
+  let refusal = contactRefusal(contact, phoneNumber);
+  if (refusal === 'pending' && (await hasInboundFrom(deps.db, organizationId, phoneNumber))) {
     // A number that texted us can receive texts, whatever a pending lookup will say.
     const [updated] = await deps.db
       .update(contacts)
       .set({ isTextable: true, updatedAt: sql`now()` })
-      .where(and(eq(contacts.organizationId, organizationId), eq(contacts.id, contact.id)))
+      .where(and(eq(contacts.organizationId, organizationId), eq(contacts.id, contact!.id)))
       .returning();
     contact = updated ?? contact;
+    refusal = contactRefusal(contact, phoneNumber);
   }
-  if (contact.isTextable === false) {
-    return new AppError('CONTACT_NON_TEXTABLE', `${phoneNumber} cannot receive text messages (landline, VoIP or invalid).`, {
+  if (refusal === 'pending') {
+    // Make sure a lookup is under way (it may have been lost to a restart); the send is refused meanwhile.
+    void deps.textability.check(contact!);
+    return new AppError('CONTACT_TEXTABILITY_PENDING', `The textability lookup for ${phoneNumber} has not completed yet; try again shortly.`, {
       phoneNumber,
     });
   }
-  if (contact.isTextable === null) {
-    // Make sure a lookup is under way (it may have been lost to a restart); the send is refused meanwhile.
-    void deps.textability.check(contact);
-    return new AppError(
-      'CONTACT_TEXTABILITY_PENDING',
-      `The textability lookup for ${phoneNumber} has not completed yet; try again shortly.`,
-      {
-        phoneNumber,
-      },
-    );
-  }
+  if (refusal) return refusal;
 
   const from = row.n_id ? { id: row.n_id as string, phoneNumber: row.n_phone as string } : undefined;
-  if (!from) {
-    if (wanted) {
-      return new AppError('FROM_NUMBER_FORBIDDEN', 'The specified fromPhoneNumberId does not belong to your organization.', {
-        fromPhoneNumberId: wanted.slice(0, 100),
-      });
-    }
-    return new AppError('NO_FROM_NUMBER', 'Your organization has no default phone number configured.');
-  }
+  if (!from) return fromNumberRefusal(wanted);
   const shortLinkBase = (row.o_base as string | null) ?? deps.config.publicBaseUrl;
-  return { phoneNumber, contact, from, shortLinkBase, balance: Number(row.o_credits) };
+  return { phoneNumber, contact: contact!, from, shortLinkBase, balance: Number(row.o_credits) };
 }
 
 function insufficientCredits(required: number, balance: number) {
@@ -354,58 +364,57 @@ const readMessage = rowReader(messages);
 const INSERTED_COLUMNS = columnsOf(messages, 'ins');
 
 /**
- * One statement for the whole reservation: the contact's consent under a share lock, the credits (a
- * conditional UPDATE, so concurrent senders serialize on the organization's row and the balance never
- * goes negative), the conversation moved forward, the message (status queued) and its first status event.
- * Each step runs only if the one before it did; the row says how far it got. A taken idempotency key
- * fails the insert (unique violation), which undoes the whole statement: see isKeyCollision.
+ * The reservation of a send without links, in one statement with the sends starting at the same time
+ * (atomic by itself): each contact found by its number and share-locked (in the order every writer takes
+ * them: contacts by organization and number, as inbound batches do, then organizations, then
+ * conversations), its sending number, the organizations' rows locked; then every send whose contact can be
+ * texted and whose running total fits the balance is charged, its conversation moved forward and its
+ * message stored (status queued) with its first status event. The contact and number come back with
+ * each row, so a send that was refused says why (contactRefusal, fromNumberRefusal) from the same
+ * locked read: looking them up first cost a statement and a round trip more per send. A send past the
+ * balance is tried again alone, so credits go to sends in arrival order exactly as one by one. A taken
+ * idempotency key fails the statement, and the batch is then written one send at a time.
  */
-type Reservation = {
+type DirectSend = {
   deps: Deps;
   organizationId: string;
-  recipient: Recipient;
+  phoneNumber: string;
+  byId: boolean;
+  wantedId: string | null;
   composed: Composition;
-  message: { messageId: string; body: string; key: string | null };
+  messageId: string;
+  key: string | null;
   /** When the send was made: its message's time. */
   at: string;
 };
-/** A reservation's row (as storeAndReserve answers it), or `retry`: the batch's credits ran out before it. */
-type Reserved = Record<string, unknown> | 'retry';
 
-const reservationBatcherOf = batcherPer(
+const directBatcherOf = batcherPer(
   (db: Db) =>
-    new Batcher<Reservation, Reserved>((items) => writeOrIsolate(items, (some) => reserveMany(db, some), isDatabaseUnavailable), 200, 2),
+    new Batcher<DirectSend, Record<string, unknown>>(
+      (items) => writeOrIsolate(items, (some) => reserveDirect(db, some), isDatabaseUnavailable),
+      200,
+      2,
+    ),
 );
 
-/**
- * The reservations of the sends starting together, in one statement (atomic by itself; see storeAndReserve
- * for one): the contacts' consent under share locks, the organizations' rows locked (in the order every
- * writer takes them: contacts by organization and number, as inbound batches do, then organizations, then
- * conversations), then every eligible send whose running
- * total fits the balance is charged and stored. A send past the balance is tried again alone, so credits
- * go to sends in arrival order exactly as one by one. A taken idempotency key fails the statement, and
- * the batch is then written one send at a time.
- */
-async function reserveMany(db: Db, items: Reservation[]): Promise<Settled<Reserved>[]> {
-  if (items.length === 1) {
-    const { deps, organizationId, recipient, composed, message } = items[0]!;
-    const [row] = await preparedRows(db, storeAndReserve(deps, organizationId, recipient, composed, message, items[0]!.at));
-    return [{ ok: true, value: row! }];
-  }
-  const input = items.map(({ deps, organizationId, recipient, composed, message, at }, i) => ({
+const readDirectContact = rowReader(contacts, 'c_');
+const DIRECT_CONTACT_COLUMNS = columnsOf(contacts, 'cur', 'c_');
+
+async function reserveDirect(db: Db, items: DirectSend[]): Promise<Settled<Record<string, unknown>>[]> {
+  const input = items.map(({ deps, organizationId, phoneNumber, byId, wantedId, composed, messageId, key, at }, i) => ({
     i,
     org: organizationId,
-    contact: recipient.contact.id,
-    phone: recipient.phoneNumber,
-    id: message.messageId,
-    body: message.body,
+    phone: phoneNumber,
+    byId,
+    wanted: wantedId,
+    id: messageId,
+    body: composed.text,
     media: composed.mediaUrls,
     provider: deps.sms.name,
-    number: recipient.from.id,
     segments: composed.segments,
     encoding: composed.encoding,
     credits: composed.credits,
-    key: message.key,
+    key,
     at,
     // The queued event's id, time-ordered (see ids.ts) as the message's own.
     eid: uuidv7(),
@@ -414,24 +423,29 @@ async function reserveMany(db: Db, items: Reservation[]): Promise<Settled<Reserv
     db,
     sql`with x as (
         select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(
-          i int, org uuid, contact uuid, phone text, id uuid, body text, media text[], provider text, number uuid,
+          i int, org uuid, phone text, "byId" boolean, wanted uuid, id uuid, body text, media text[], provider text,
           segments int, encoding text, credits int, key text, at timestamptz, eid uuid)
       ), cur as (
-        -- One key lookup per send, in (organization, number) order (x.phone is the contact's number), each
-        -- row share-locked as it is found: a join let the prepared statement's generic plan read all contacts.
-        select x.i, c.is_opted_in, c.is_textable
-        from (select i, org, contact from x order by org, phone) x
+        -- One key lookup per send, in (organization, number) order, each row share-locked as it is found
+        -- (consent is decided under the lock: a STOP committed first wins, one arriving now waits for us).
+        select x.i, c.*
+        from (select i, org, phone from x order by org, phone) x
         cross join lateral (
-          select is_opted_in, is_textable from ${contacts}
-          where organization_id = x.org and id = x.contact
-          for share
+          select * from ${contacts} where organization_id = x.org and phone_number = x.phone for share
         ) c
+      ), num as (
+        select x.i, n.id as number_id, n.phone_number as number_phone
+        from x cross join lateral (
+          select id, phone_number from ${phoneNumbers} p
+          where p.organization_id = x.org and case when x."byId" then p.id = x.wanted else p.is_default end
+          limit 1
+        ) n
       ), bal as (
         select o.id, o.credits from ${organizations} o where o.id in (select org from x) order by o.id for update
       ), eligible as (
-        select x.*, sum(x.credits) over (partition by x.org order by x.i) as running
-        from x join cur on cur.i = x.i
-        where cur.is_opted_in and cur.is_textable is not false
+        select x.*, cur.id as contact, num.number_id, sum(x.credits) over (partition by x.org order by x.i) as running
+        from x join cur on cur.i = x.i join num on num.i = x.i
+        where cur.is_opted_in and cur.is_textable
       ), accepted as (
         select e.* from eligible e join bal on bal.id = e.org where e.running <= bal.credits
       ), paid as (
@@ -448,7 +462,7 @@ async function reserveMany(db: Db, items: Reservation[]): Promise<Settled<Reserv
       ), ins as (
         insert into ${messages} (organization_id, id, conversation_id, direction, body, media_urls, status, provider, from_phone_number_id,
           segments, encoding, credits_charged, idempotency_key, created_at, updated_at)
-        select a.org, a.id, conv.id, 'outgoing', a.body, a.media, 'queued', a.provider, a.number, a.segments, a.encoding, a.credits, a.key,
+        select a.org, a.id, conv.id, 'outgoing', a.body, a.media, 'queued', a.provider, a.number_id, a.segments, a.encoding, a.credits, a.key,
           a.at, a.at
         from accepted a join conv on conv.organization_id = a.org and conv.phone_number = a.phone
         order by a.i
@@ -457,20 +471,54 @@ async function reserveMany(db: Db, items: Reservation[]): Promise<Settled<Reserv
         insert into ${messageStatusEvents} (organization_id, id, message_id, status)
         select ins.organization_id, x.eid, ins.id, 'queued' from ins join x on x.id = ins.id
       )
-      select x.i, cur.is_opted_in as current_opted_in, cur.is_textable as current_textable,
-        (a.i is not null) as accepted, (e.i is not null) as eligible, ${INSERTED_COLUMNS}
+      select x.i, (bal.id is not null) as org_found, num.number_id as n_id, num.number_phone as n_phone,
+        (a.i is not null) as accepted, (e.i is not null) as eligible, ${DIRECT_CONTACT_COLUMNS}, ${INSERTED_COLUMNS}
       from x
+      left join bal on bal.id = x.org
       left join cur on cur.i = x.i
+      left join num on num.i = x.i
       left join eligible e on e.i = x.i
       left join accepted a on a.i = x.i
       left join ins on ins.id = x.id`,
   );
   const byIndex = new Map(rows.map((row) => [Number(row.i), row]));
-  return items.map((_, i) => {
-    const row = byIndex.get(i)!;
-    if (row.eligible && !row.accepted) return { ok: true, value: 'retry' };
-    return { ok: true, value: { ...row, current_opted_in: row.current_opted_in ?? null, balance: row.accepted ? 0 : null } };
-  });
+  return items.map((_, i) => ({ ok: true, value: byIndex.get(i)! }));
+}
+
+type Sender = { contact: ContactRow; from: { id: string; phoneNumber: string } };
+
+type DirectOutcome =
+  | ({ kind: 'reserved'; message: MessageRow } & Sender)
+  | { kind: 'refused'; error: AppError }
+  | { kind: 'credits' }
+  /** The contact's textability is not known yet: resolveRecipient settles it (or refuses). */
+  | { kind: 'pending' };
+
+/** A send without links: reserved in one statement (reserveDirect), or why not. Throws on a taken idempotency key. */
+async function reserveWithoutLinks(
+  deps: Deps,
+  organizationId: string,
+  phoneNumber: string,
+  input: SendReplyInput,
+  composed: Composition,
+  key: string | null,
+): Promise<DirectOutcome> {
+  const { wanted, byId, wantedId } = numberWanted(input);
+  const send: DirectSend = { deps, organizationId, phoneNumber, byId, wantedId, composed, messageId: uuidv7(), key, at: new Date().toISOString() };
+  let row = await directBatcherOf(deps.db).submit(send);
+  // The batch's credits ran out before this send: alone, it is charged if the balance covers it now.
+  if (row.eligible && !row.accepted) {
+    const [alone] = await reserveDirect(deps.db, [send]);
+    if (alone!.ok) row = alone!.value;
+  }
+  if (!row.org_found) return { kind: 'refused', error: new AppError('NOT_FOUND', 'Organization not found.') };
+  const contact = row.c_id === null || row.c_id === undefined ? null : readDirectContact(row);
+  const refusal = contactRefusal(contact, phoneNumber);
+  if (refusal === 'pending') return { kind: 'pending' };
+  if (refusal) return { kind: 'refused', error: refusal };
+  if (!row.n_id) return { kind: 'refused', error: fromNumberRefusal(wanted) };
+  if (!row.accepted) return { kind: 'credits' };
+  return { kind: 'reserved', message: readMessage(row), contact: contact!, from: { id: row.n_id as string, phoneNumber: row.n_phone as string } };
 }
 
 /**
@@ -496,6 +544,12 @@ function isKeyCollision(error: unknown): boolean {
   return false;
 }
 
+/**
+ * A send with links, inside the transaction that stored them: the contact's consent under a share lock,
+ * the credits (a conditional UPDATE: concurrent senders serialize on the organization's row and the
+ * balance never goes negative), the conversation moved forward, the message (status queued) and its
+ * first status event. Each step runs only if the one before it did; the row says how far it got.
+ */
 function storeAndReserve(
   deps: Deps,
   organizationId: string,
@@ -592,6 +646,70 @@ export async function sendReply(deps: Deps, organizationId: string, input: SendR
     if (first) return replay(deps, organizationId, first);
   }
 
+  // 1-2. Without links the text does not depend on the organization's short-link base, so the send is
+  // checked and reserved in one statement (reserveWithoutLinks); with links they are stored first, in a
+  // transaction with the reservation.
+  const draft = compose(input, deps.config.publicBaseUrl, deps.config.mmsCreditPrice);
+  if (draft.links.length > 0) return sendWithLinks(deps, organizationId, phoneNumber, input, key);
+  if (draft.error) return { ok: false, error: draft.error };
+  let direct: DirectOutcome;
+  try {
+    direct = await reserveWithoutLinks(deps, organizationId, phoneNumber, input, draft, key);
+    if (direct.kind === 'pending') {
+      // Settles the contact's textability (or refuses the send) as a send with links would, then once more.
+      const recipient = await resolveRecipient(deps, organizationId, phoneNumber, input);
+      if (recipient instanceof AppError) return { ok: false, error: recipient };
+      direct = await reserveWithoutLinks(deps, organizationId, phoneNumber, input, draft, key);
+    }
+  } catch (caught) {
+    // Only the idempotency key can collide here: another call with this key got there first, and the
+    // statement was undone whole.
+    if (!isKeyCollision(caught)) throw caught;
+    return afterRefusedReservation(deps, organizationId, input, key, 'duplicate', draft.credits);
+  }
+  if (direct.kind === 'refused') return { ok: false, error: direct.error };
+  if (direct.kind === 'credits') return afterRefusedReservation(deps, organizationId, input, key, 'credits', draft.credits);
+  if (direct.kind === 'pending') {
+    return {
+      ok: false,
+      error: new AppError('CONTACT_TEXTABILITY_PENDING', `The textability lookup for ${phoneNumber} has not completed yet; try again shortly.`, {
+        phoneNumber,
+      }),
+    };
+  }
+  return deliver(deps, organizationId, phoneNumber, direct.message, direct, draft.route);
+}
+
+/**
+ * A reservation that wrote nothing, for want of credits or because another send holds its idempotency key:
+ * a first send with this key that committed meanwhile is the answer; otherwise the credits were short.
+ */
+async function afterRefusedReservation(
+  deps: Deps,
+  organizationId: string,
+  input: SendReplyInput,
+  key: string | null,
+  reason: 'credits' | 'duplicate',
+  credits: number,
+): Promise<SendReplyOutcome> {
+  if (key) {
+    const first = await messageByIdempotencyKey(deps, organizationId, key);
+    if (first) return replay(deps, organizationId, first);
+    // The first attempt rolled back after we looked (it ran out of credits): try again from the top.
+    if (reason === 'duplicate') return sendReply(deps, organizationId, input);
+  }
+  const balance = (await creditBalance(deps.db, organizationId)) ?? 0;
+  return { ok: false, error: insufficientCredits(credits, balance) };
+}
+
+/** A send whose text has links: the links and the reservation are stored in one transaction. */
+async function sendWithLinks(
+  deps: Deps,
+  organizationId: string,
+  phoneNumber: string,
+  input: SendReplyInput,
+  key: string | null,
+): Promise<SendReplyOutcome> {
   const recipient = await resolveRecipient(deps, organizationId, phoneNumber, input);
   const composed = compose(
     input,
@@ -601,64 +719,42 @@ export async function sendReply(deps: Deps, organizationId: string, input: SendR
   if (composed.error) return { ok: false, error: composed.error };
   if (recipient instanceof AppError) return { ok: false, error: recipient };
 
-  // 2. Store + reserve, atomically.
   let queued: MessageRow;
   try {
     const messageId = uuidv7();
-    const reserve = async (db: DbOrTx, body: string, batched: boolean) => {
-      const reservation = { deps, organizationId, recipient, composed, message: { messageId, body, key }, at: new Date().toISOString() };
-      const single = async () => (await rawRows(db, storeAndReserve(deps, organizationId, recipient, composed, reservation.message, reservation.at)))[0]!;
-      let row = batched ? await reservationBatcherOf(deps.db).submit(reservation) : await single();
-      if (row === 'retry') row = await single();
+    queued = await deps.db.transaction(async (tx) => {
+      const links = await storeShortLinks(tx, organizationId, messageId, { text: composed.text, links: composed.links });
+      const [row] = await rawRows(tx, storeAndReserve(deps, organizationId, recipient, composed, { messageId, body: links.text, key }));
       // Consent again, under the share lock (taken first, as inbound messages lock the contact first): a
       // STOP committed since the checks above wins, and one arriving now waits for this send to be recorded.
-      if (row!.current_opted_in === null)
-        throw new RollBack({
-          kind: 'refused',
-          error: new AppError('CONTACT_NOT_FOUND', `No contact with ${phoneNumber} exists in your organization.`, { phoneNumber }),
-        });
-      if (!row!.current_opted_in)
-        throw new RollBack({
-          kind: 'refused',
-          error: new AppError('CONTACT_OPTED_OUT', `${phoneNumber} has opted out and cannot receive messages.`, { phoneNumber }),
-        });
-      if (row!.current_textable === false) {
-        throw new RollBack({
-          kind: 'refused',
-          error: new AppError('CONTACT_NON_TEXTABLE', `${phoneNumber} cannot receive text messages.`, { phoneNumber }),
-        });
-      }
+      if (row!.current_opted_in === null) throw new RollBack({ kind: 'refused', error: contactNotFound(phoneNumber) });
+      if (!row!.current_opted_in) throw new RollBack({ kind: 'refused', error: contactOptedOut(phoneNumber) });
+      if (row!.current_textable === false) throw new RollBack({ kind: 'refused', error: contactNonTextable(phoneNumber) });
       // Nothing was written when the credits did not cover it (every later step needs the reservation).
       if (row!.balance === null) throw new RollBack({ kind: 'credits' });
       return readMessage(row!);
-    };
-    // Without links the reservation is one statement, atomic by itself (shared with the sends starting at the
-    // same time): no transaction held open across a round trip, so the organization's row (credits) stays
-    // locked only while PostgreSQL runs it and commits.
-    queued =
-      composed.links.length === 0
-        ? await reserve(deps.db, composed.text, true)
-        : await deps.db.transaction(async (tx) => {
-            const links = await storeShortLinks(tx, organizationId, messageId, { text: composed.text, links: composed.links });
-            return reserve(tx, links.text, false);
-          });
+    });
   } catch (caught) {
     // Only the idempotency key can collide here: another call with this key got there first, and the
-    // statement (or transaction) was undone whole.
+    // transaction was undone whole.
     const error = isKeyCollision(caught) ? new RollBack({ kind: 'duplicate' }) : caught;
     if (!(error instanceof RollBack)) throw error;
     const reason = error.result as RollBackReason;
     if (reason.kind === 'refused') return { ok: false, error: reason.error };
-    if (key) {
-      // Out of credits or a collision: a first send with this key that committed meanwhile is the answer.
-      const first = await messageByIdempotencyKey(deps, organizationId, key);
-      if (first) return replay(deps, organizationId, first);
-      // The first attempt rolled back after we looked (it ran out of credits): try again from the top.
-      if (reason.kind === 'duplicate') return sendReply(deps, organizationId, input);
-    }
-    const balance = (await creditBalance(deps.db, organizationId)) ?? 0;
-    return { ok: false, error: insufficientCredits(composed.credits, balance) };
+    return afterRefusedReservation(deps, organizationId, input, key, reason.kind, composed.credits);
   }
+  return deliver(deps, organizationId, phoneNumber, queued, recipient, composed.route);
+}
+
+/** Steps 3 and 4 of a reserved send: the provider, then its answer (or the refund). */
+async function deliver(
+  deps: Deps,
+  organizationId: string,
+  phoneNumber: string,
+  queued: MessageRow,
+  recipient: Sender,
+  route: 'SMS' | 'MMS',
+): Promise<SendReplyOutcome> {
   deps.events.publish('conversationUpdated', organizationId, { conversationId: queued.conversationId });
 
   // 3. The provider, outside any transaction.
@@ -671,7 +767,7 @@ export async function sendReply(deps: Deps, organizationId: string, input: SendR
       from: recipient.from.phoneNumber,
       body: queued.body,
       mediaUrls: queued.mediaUrls,
-      sendAsMms: composed.route === 'MMS',
+      sendAsMms: route === 'MMS',
       statusCallbackUrl: `${deps.config.publicBaseUrl}/webhooks/twilio/status`,
     });
   } catch (error) {

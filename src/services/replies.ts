@@ -207,7 +207,7 @@ const contactNonTextable = (phoneNumber: string) =>
  * The first rule the stored contact breaks, in the order sends check them; `pending` while its textability
  * is unknown (resolveRecipient settles that case). Null: the contact can be texted.
  */
-function contactRefusal(contact: ContactRow | null, phoneNumber: string): AppError | 'pending' | null {
+function contactRefusal(contact: SenderContact | null, phoneNumber: string): AppError | 'pending' | null {
   if (!contact) return contactNotFound(phoneNumber);
   if (!contact.isOptedIn) return contactOptedOut(phoneNumber);
   if (contact.isTextable === null) return 'pending';
@@ -297,9 +297,11 @@ export function providerFailure(errorCode: number | null, phoneNumber: string): 
 }
 
 /** Shape checks for callers without a schema (REST bodies): wrong types are INVALID_PARAMETER, not a crash. */
+// Module-level, not per call: under tsx every closure made is also named (esbuild's keepNames), a cost per send.
+const invalid = (field: string, expected: string) => new AppError('INVALID_PARAMETER', `${field} must be ${expected}.`, { field });
+const optional = (value: unknown) => value === null || value === undefined;
+
 function checkShape(input: SendReplyInput): AppError | null {
-  const invalid = (field: string, expected: string) => new AppError('INVALID_PARAMETER', `${field} must be ${expected}.`, { field });
-  const optional = (value: unknown) => value === null || value === undefined;
   if (typeof input.message !== 'string') return invalidMessage('message must be a string.', { field: 'message' });
   if (!optional(input.mediaUrl) && typeof input.mediaUrl !== 'string') return invalid('mediaUrl', 'a string');
   if (!optional(input.mediaUrls) && !(Array.isArray(input.mediaUrls) && input.mediaUrls.every((url) => typeof url === 'string'))) {
@@ -397,8 +399,11 @@ const directBatcherOf = batcherPer(
     ),
 );
 
-const readDirectContact = rowReader(contacts, 'c_');
-const DIRECT_CONTACT_COLUMNS = columnsOf(contacts, 'cur', 'c_');
+/** What a send needs of its contact: the rules (contactRefusal) and, for a provider refusal, its id. */
+const SENDER_KEYS = ['id', 'isOptedIn', 'isTextable'] as const;
+type SenderContact = Pick<ContactRow, (typeof SENDER_KEYS)[number]>;
+const readDirectContact = rowReader(contacts, 'c_', SENDER_KEYS) as (row: Record<string, unknown>) => SenderContact;
+const DIRECT_CONTACT_COLUMNS = columnsOf(contacts, 'cur', 'c_', SENDER_KEYS);
 
 async function reserveDirect(db: Db, items: DirectSend[]): Promise<Settled<Record<string, unknown>>[]> {
   const input = items.map(({ deps, organizationId, phoneNumber, byId, wantedId, composed, messageId, key, at }, i) => ({
@@ -428,10 +433,10 @@ async function reserveDirect(db: Db, items: DirectSend[]): Promise<Settled<Recor
       ), cur as (
         -- One key lookup per send, in (organization, number) order, each row share-locked as it is found
         -- (consent is decided under the lock: a STOP committed first wins, one arriving now waits for us).
-        select x.i, c.*
+        select x.i, c.id, c.is_opted_in, c.is_textable
         from (select i, org, phone from x order by org, phone) x
         cross join lateral (
-          select * from ${contacts} where organization_id = x.org and phone_number = x.phone for share
+          select id, is_opted_in, is_textable from ${contacts} where organization_id = x.org and phone_number = x.phone for share
         ) c
       ), num as (
         select x.i, n.id as number_id, n.phone_number as number_phone
@@ -485,7 +490,7 @@ async function reserveDirect(db: Db, items: DirectSend[]): Promise<Settled<Recor
   return items.map((_, i) => ({ ok: true, value: byIndex.get(i)! }));
 }
 
-type Sender = { contact: ContactRow; from: { id: string; phoneNumber: string } };
+type Sender = { contact: SenderContact; from: { id: string; phoneNumber: string } };
 
 type DirectOutcome =
   | ({ kind: 'reserved'; message: MessageRow } & Sender)
@@ -804,7 +809,7 @@ async function deliver(
 }
 
 /** What a provider refusal tells us about the recipient: 21610 opted out, 21211/21614 not textable. */
-async function applyRecipientError(tx: Tx, organizationId: string, contact: ContactRow, messageId: string, errorCode: number | null) {
+async function applyRecipientError(tx: Tx, organizationId: string, contact: SenderContact, messageId: string, errorCode: number | null) {
   if (errorCode === PROVIDER_ERRORS.UNSUBSCRIBED) {
     const [changed] = await tx
       .update(contacts)

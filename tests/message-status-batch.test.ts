@@ -95,4 +95,32 @@ describe('status callbacks arriving together', () => {
     expect(missing.outcome).toBe('unknown_message');
     expect(found.outcome).toBe('applied');
   });
+
+  it('tells subscribers once per message: sent and delivered applied together are one change', async () => {
+    const heard: string[] = [];
+    const stop = t.deps.events.listen('messageStatusChanged', acme.organizationId, (event) => heard.push(event.messageId));
+    try {
+      const both = await tracked('queued');
+      const alone = await tracked('queued');
+      await Promise.all([
+        together(both, [{ status: 'sent' }, { status: 'delivered' }]),
+        together(alone, [{ status: 'sending' }, { status: 'queued' }]),
+      ]);
+      const [bothRow, aloneRow] = await Promise.all([stateOf(both), stateOf(alone)]);
+      expect([bothRow.status, aloneRow.status]).toEqual(['delivered', 'sending']);
+      const ids = await t.db
+        .select({ id: messages.id, sid: messages.providerMessageId })
+        .from(messages)
+        .where(eq(messages.organizationId, acme.organizationId));
+      const idOf = (sid: string) => ids.find((row) => row.sid === sid)!.id;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(heard.sort()).toEqual([idOf(both), idOf(alone)].sort());
+      // A callback that moves nothing tells nobody.
+      await together(both, [{ status: 'sent' }]);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(heard).toHaveLength(2);
+    } finally {
+      stop();
+    }
+  });
 });

@@ -69,7 +69,7 @@ export async function applyMessageStatus(deps: Pick<Deps, 'db' | 'events' | 'log
     return { outcome: 'unknown_message' };
   }
   const { message } = result;
-  if (result.outcome === 'applied') {
+  if (result.outcome === 'applied' && result.last) {
     deps.events.publish('messageStatusChanged', message.organizationId, { messageId: message.id, conversationId: message.conversationId });
   }
   return { outcome: result.outcome, organizationId: message.organizationId, messageId: message.id, status: result.status };
@@ -79,6 +79,11 @@ type Applied = {
   outcome: 'applied' | 'ignored';
   message: Pick<MessageRow, 'organizationId' | 'id' | 'conversationId'>;
   status: string;
+  /**
+   * The last callback of its message in its batch that moved it: the one that tells subscribers (who load
+   * the message as it is now, so sent and delivered applied together are one change to them).
+   */
+  last?: boolean;
 } | null;
 
 type PendingStatus = { update: StatusUpdate; status: string; errorCode: number | null };
@@ -173,15 +178,18 @@ async function writeRound(db: DbOrTx, items: PendingStatus[], groups: number[][]
     const message = { organizationId: row.organization_id as string, id: row.id as string, conversationId: row.conversation_id as string };
     // The same walk as endPoints, from the status found: which callbacks moved it.
     let current = row.status as string | null;
+    let lastApplied: { outcome: 'applied'; message: typeof message; status: string; last?: boolean } | null = null;
     for (const index of input[Number(row.g)]!.indexes) {
       const { status } = items[index]!;
       if (statusMovesForward(current, status)) {
-        results[index] = { ok: true, value: { outcome: 'applied', message, status } };
+        lastApplied = { outcome: 'applied', message, status };
+        results[index] = { ok: true, value: lastApplied };
         current = status;
       } else {
         results[index] = { ok: true, value: { outcome: 'ignored', message, status: current ?? status } };
       }
     }
+    if (lastApplied) lastApplied.last = true;
   }
 }
 
@@ -230,7 +238,7 @@ async function applyWithOptOut(deps: Pick<Deps, 'db'>, update: StatusUpdate, sta
       .set({ status, errorCode: errorCode ?? message.errorCode, updatedAt: sql`now()` })
       .where(and(eq(messages.organizationId, message.organizationId), eq(messages.id, message.id)));
     await optOutRecipient(tx, message.organizationId, message.conversationId, message.id);
-    return { outcome: 'applied' as const, message, status };
+    return { outcome: 'applied' as const, message, status, last: true };
   });
 }
 

@@ -30,22 +30,9 @@ export type RequestContext = {
   deps: Deps;
   caller: Caller;
   loaders: Loaders;
-  /** False while `loaders` is not built yet (createRequestContext builds them on first use). */
-  readonly hasLoaders?: boolean;
 };
 
 export async function createRequestContext(deps: Deps, credentials: Credentials): Promise<RequestContext> {
   const caller = await deps.authenticator.authenticate(credentials.authorization, credentials.organizationId);
-  let loaders: Loaders | undefined;
-  return {
-    deps,
-    caller,
-    // Built on first use: a mutation like sendReply never reads through them.
-    get loaders() {
-      return (loaders ??= createLoaders(deps.db, caller.organizationId));
-    },
-    get hasLoaders() {
-      return loaders !== undefined;
-    },
-  };
+  return { deps, caller, loaders: createLoaders(deps.db, caller.organizationId) };
 }

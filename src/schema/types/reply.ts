@@ -126,11 +126,8 @@ builder.mutationField('sendReply', (t) =>
     resolve: async (_root, { input }, ctx: RequestContext) => {
       const outcome = await sendReply(ctx.deps, ctx.caller.organizationId, toServiceInput(input));
       if (!outcome.ok) throw typedError(outcome.error);
-      // Rows this request read before the send are stale now; loaders built after it read afresh.
-      if (ctx.hasLoaders !== false) {
-        ctx.loaders.message.clear(outcome.message.id).prime(outcome.message.id, outcome.message);
-        ctx.loaders.conversation.clear(outcome.message.conversationId);
-      }
+      ctx.loaders.message.clear(outcome.message.id).prime(outcome.message.id, outcome.message);
+      ctx.loaders.conversation.clear(outcome.message.conversationId);
       return outcome;
     },
   }),

@@ -296,11 +296,11 @@ export function providerFailure(errorCode: number | null, phoneNumber: string): 
   }
 }
 
-/** Shape checks for callers without a schema (REST bodies): wrong types are INVALID_PARAMETER, not a crash. */
 // Module-level, not per call: under tsx every closure made is also named (esbuild's keepNames), a cost per send.
 const invalid = (field: string, expected: string) => new AppError('INVALID_PARAMETER', `${field} must be ${expected}.`, { field });
 const optional = (value: unknown) => value === null || value === undefined;
 
+/** Shape checks for callers without a schema (REST bodies): wrong types are INVALID_PARAMETER, not a crash. */
 function checkShape(input: SendReplyInput): AppError | null {
   if (typeof input.message !== 'string') return invalidMessage('message must be a string.', { field: 'message' });
   if (!optional(input.mediaUrl) && typeof input.mediaUrl !== 'string') return invalid('mediaUrl', 'a string');

@@ -10,7 +10,7 @@ export const EVENTS_CHANNEL = 'gateway_events';
 
 /** NOTIFY refuses payloads of 8000 bytes or more; an event carries a topic and ids, about a hundred bytes. */
 const MAX_PAYLOAD_BYTES = 7900;
-/** Notifications sent by one statement (its parameter stays under four megabytes). */
+/** Notifications sent by one statement (its parameter stays within a few megabytes). */
 const MAX_NOTIFY_PER_STATEMENT = 500;
 
 type WireEvent = { t: string; p: unknown };

@@ -446,7 +446,11 @@ async function reserveDirect(db: Db, items: DirectSend[]): Promise<Settled<Recor
           limit 1
         ) n
       ), bal as (
-        select o.id, o.credits from ${organizations} o where o.id in (select org from x) order by o.id for update
+        -- Only once every contact is locked (the count reads all of cur first, whatever order the planner
+        -- joins the CTEs in): contacts, then organizations, the order every writer takes them.
+        select o.id, o.credits from ${organizations} o
+        where o.id in (select org from x) and (select count(*) from cur) >= 0
+        order by o.id for update
       ), eligible as (
         select x.*, cur.id as contact, num.number_id, sum(x.credits) over (partition by x.org order by x.i) as running
         from x join cur on cur.i = x.i join num on num.i = x.i

@@ -1,6 +1,6 @@
 import { and, eq, sql } from 'drizzle-orm';
 import type { Deps } from '../context.js';
-import type { Db, Tx } from '../db/client.js';
+import type { Db, DbOrTx, Tx } from '../db/client.js';
 import { isDatabaseUnavailable } from '../db/failures.js';
 import {
   consentEvents,
@@ -13,7 +13,7 @@ import {
   type ContactRow,
   type MessageRow,
 } from '../db/tables.js';
-import { columnsOf, preparedRows, rawRows, rowReader } from '../db/rows.js';
+import { columnsOf, preparedRows, rowReader } from '../db/rows.js';
 import { AppError } from '../errors.js';
 import { PROVIDER_ERRORS, type SendResult } from '../providers/sms-provider.js';
 import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
@@ -200,6 +200,8 @@ const contactNotFound = (phoneNumber: string) =>
   new AppError('CONTACT_NOT_FOUND', `No contact with ${phoneNumber} exists in your organization. Create the contact first.`, { phoneNumber });
 const contactOptedOut = (phoneNumber: string) =>
   new AppError('CONTACT_OPTED_OUT', `${phoneNumber} has opted out and cannot receive messages.`, { phoneNumber });
+const textabilityPending = (phoneNumber: string) =>
+  new AppError('CONTACT_TEXTABILITY_PENDING', `The textability lookup for ${phoneNumber} has not completed yet; try again shortly.`, { phoneNumber });
 const contactNonTextable = (phoneNumber: string) =>
   new AppError('CONTACT_NON_TEXTABLE', `${phoneNumber} cannot receive text messages (landline, VoIP or invalid).`, { phoneNumber });
 
@@ -257,9 +259,7 @@ async function resolveRecipient(
   if (refusal === 'pending') {
     // Make sure a lookup is under way (it may have been lost to a restart); the send is refused meanwhile.
     void deps.textability.check(contact!);
-    return new AppError('CONTACT_TEXTABILITY_PENDING', `The textability lookup for ${phoneNumber} has not completed yet; try again shortly.`, {
-      phoneNumber,
-    });
+    return textabilityPending(phoneNumber);
   }
   if (refusal) return refusal;
 
@@ -353,11 +353,9 @@ async function shortLinkBaseOf(deps: Deps, organizationId: string): Promise<stri
   return org?.base ?? deps.config.publicBaseUrl;
 }
 
-type RollBackReason = { kind: 'duplicate' } | { kind: 'credits' } | { kind: 'refused'; error: AppError };
-
-/** Thrown inside the sending transaction to undo it, carrying why. */
+/** Thrown inside the transaction of a send with links to undo it (the links with the reservation), carrying why. */
 class RollBack extends Error {
-  constructor(readonly result: RollBackReason) {
+  constructor(readonly result: Exclude<DirectOutcome, { kind: 'reserved' }>) {
     super('rolled back');
   }
 }
@@ -366,8 +364,8 @@ const readMessage = rowReader(messages);
 const INSERTED_COLUMNS = columnsOf(messages, 'ins');
 
 /**
- * The reservation of a send without links, in one statement with the sends starting at the same time
- * (atomic by itself): each contact found by its number and share-locked (in the order every writer takes
+ * The reservation of sends, in one statement (atomic by itself): sends without links together with the
+ * sends starting at the same time, a send with links alone in the transaction that stores them: each contact found by its number and share-locked (in the order every writer takes
  * them: contacts by organization and number, as inbound batches do, then organizations, then
  * conversations), its sending number, the organizations' rows locked; then every send whose contact can be
  * texted and whose running total fits the balance is charged, its conversation moved forward and its
@@ -405,7 +403,7 @@ type SenderContact = Pick<ContactRow, (typeof SENDER_KEYS)[number]>;
 const readDirectContact = rowReader(contacts, 'c_', SENDER_KEYS) as (row: Record<string, unknown>) => SenderContact;
 const DIRECT_CONTACT_COLUMNS = columnsOf(contacts, 'cur', 'c_', SENDER_KEYS);
 
-async function reserveDirect(db: Db, items: DirectSend[]): Promise<Settled<Record<string, unknown>>[]> {
+async function reserveDirect(db: DbOrTx, items: DirectSend[]): Promise<Settled<Record<string, unknown>>[]> {
   const input = items.map(({ deps, organizationId, phoneNumber, byId, wantedId, composed, messageId, key, at }, i) => ({
     i,
     org: organizationId,
@@ -516,10 +514,18 @@ async function reserveWithoutLinks(
   const send: DirectSend = { deps, organizationId, phoneNumber, byId, wantedId, composed, messageId: uuidv7(), key, at: new Date().toISOString() };
   let row = await directBatcherOf(deps.db).submit(send);
   // The batch's credits ran out before this send: alone, it is charged if the balance covers it now.
-  if (row.eligible && !row.accepted) {
-    const [alone] = await reserveDirect(deps.db, [send]);
-    if (alone!.ok) row = alone!.value;
-  }
+  if (row.eligible && !row.accepted) row = await reserveAlone(deps.db, send);
+  return directOutcome(row, phoneNumber, wanted);
+}
+
+async function reserveAlone(db: DbOrTx, send: DirectSend): Promise<Record<string, unknown>> {
+  const [result] = await reserveDirect(db, [send]);
+  if (!result!.ok) throw result!.error;
+  return result!.value;
+}
+
+/** What reserveDirect's row for one send says: reserved, or why not (the rules in the order sends check them). */
+function directOutcome(row: Record<string, unknown>, phoneNumber: string, wanted: string | undefined): DirectOutcome {
   if (!row.org_found) return { kind: 'refused', error: new AppError('NOT_FOUND', 'Organization not found.') };
   const contact = row.c_id === null || row.c_id === undefined ? null : readDirectContact(row);
   const refusal = contactRefusal(contact, phoneNumber);
@@ -551,51 +557,6 @@ function isKeyCollision(error: unknown): boolean {
     current = (current as { cause?: unknown }).cause;
   }
   return false;
-}
-
-/**
- * A send with links, inside the transaction that stored them: the contact's consent under a share lock,
- * the credits (a conditional UPDATE: concurrent senders serialize on the organization's row and the
- * balance never goes negative), the conversation moved forward, the message (status queued) and its
- * first status event. Each step runs only if the one before it did; the row says how far it got.
- */
-function storeAndReserve(
-  deps: Deps,
-  organizationId: string,
-  recipient: Recipient,
-  composed: Composition,
-  message: { messageId: string; body: string; key: string | null },
-  at = new Date().toISOString(),
-) {
-  return sql`with cur as (
-      select is_opted_in, is_textable from ${contacts}
-      where organization_id = ${organizationId} and id = ${recipient.contact.id}
-      for share
-    ), paid as (
-      update ${organizations} set credits = credits - ${composed.credits}
-      where id = ${organizationId} and credits >= ${composed.credits}
-        and exists (select 1 from cur where is_opted_in and is_textable is not false)
-      returning credits
-    ), conv as (
-      insert into ${conversations} as v (organization_id, phone_number, contact_id, last_message_id, last_message_body, last_direction, last_message_at)
-      select ${organizationId}::uuid, ${recipient.phoneNumber}, ${recipient.contact.id}::uuid, ${message.messageId}::uuid, ${message.body}, 'outgoing', ${at}::timestamptz
-      from paid
-      ${BECOMES_LAST_MESSAGE}
-      returning v.id
-    ), ins as (
-      insert into ${messages} (organization_id, id, conversation_id, direction, body, media_urls, status, provider, from_phone_number_id,
-        segments, encoding, credits_charged, idempotency_key, created_at, updated_at)
-      select ${organizationId}::uuid, ${message.messageId}::uuid, conv.id, 'outgoing', ${message.body},
-        array(select jsonb_array_elements_text(${JSON.stringify(composed.mediaUrls)}::jsonb)), 'queued', ${deps.sms.name},
-        ${recipient.from.id}::uuid, ${composed.segments}, ${composed.encoding}, ${composed.credits}, ${message.key}, ${at}::timestamptz, ${at}::timestamptz
-      from conv
-      returning *
-    ), queued as (
-      insert into ${messageStatusEvents} (organization_id, id, message_id, status)
-      select organization_id, ${uuidv7()}::uuid, id, 'queued' from ins
-    )
-    select cur.is_opted_in as current_opted_in, cur.is_textable as current_textable, (select credits from paid) as balance, ${INSERTED_COLUMNS}
-    from (select 1) one left join cur on true left join ins on true`;
 }
 
 type Answer = { organizationId: string; messageId: string; providerMessageId: string; status: string };
@@ -678,14 +639,7 @@ export async function sendReply(deps: Deps, organizationId: string, input: SendR
   }
   if (direct.kind === 'refused') return { ok: false, error: direct.error };
   if (direct.kind === 'credits') return afterRefusedReservation(deps, organizationId, input, key, 'credits', draft.credits);
-  if (direct.kind === 'pending') {
-    return {
-      ok: false,
-      error: new AppError('CONTACT_TEXTABILITY_PENDING', `The textability lookup for ${phoneNumber} has not completed yet; try again shortly.`, {
-        phoneNumber,
-      }),
-    };
-  }
+  if (direct.kind === 'pending') return { ok: false, error: textabilityPending(phoneNumber) };
   return deliver(deps, organizationId, phoneNumber, direct.message, direct, draft.route);
 }
 
@@ -728,31 +682,41 @@ async function sendWithLinks(
   if (composed.error) return { ok: false, error: composed.error };
   if (recipient instanceof AppError) return { ok: false, error: recipient };
 
-  let queued: MessageRow;
+  const { wanted, byId, wantedId } = numberWanted(input);
+  let reserved: Extract<DirectOutcome, { kind: 'reserved' }>;
   try {
     const messageId = uuidv7();
-    queued = await deps.db.transaction(async (tx) => {
+    reserved = await deps.db.transaction(async (tx) => {
       const links = await storeShortLinks(tx, organizationId, messageId, { text: composed.text, links: composed.links });
-      const [row] = await rawRows(tx, storeAndReserve(deps, organizationId, recipient, composed, { messageId, body: links.text, key }));
-      // Consent again, under the share lock (taken first, as inbound messages lock the contact first): a
-      // STOP committed since the checks above wins, and one arriving now waits for this send to be recorded.
-      if (row!.current_opted_in === null) throw new RollBack({ kind: 'refused', error: contactNotFound(phoneNumber) });
-      if (!row!.current_opted_in) throw new RollBack({ kind: 'refused', error: contactOptedOut(phoneNumber) });
-      if (row!.current_textable === false) throw new RollBack({ kind: 'refused', error: contactNonTextable(phoneNumber) });
-      // Nothing was written when the credits did not cover it (every later step needs the reservation).
-      if (row!.balance === null) throw new RollBack({ kind: 'credits' });
-      return readMessage(row!);
+      // The same statement as sends without links, alone: consent is checked again under the contact's
+      // share lock, so a STOP committed since the read above wins.
+      const send: DirectSend = {
+        deps,
+        organizationId,
+        phoneNumber,
+        byId,
+        wantedId,
+        composed: { ...composed, text: links.text },
+        messageId,
+        key,
+        at: new Date().toISOString(),
+      };
+      const outcome = directOutcome(await reserveAlone(tx, send), phoneNumber, wanted);
+      // Nothing was written but the links: undo them.
+      if (outcome.kind !== 'reserved') throw new RollBack(outcome);
+      return outcome;
     });
   } catch (caught) {
     // Only the idempotency key can collide here: another call with this key got there first, and the
     // transaction was undone whole.
-    const error = isKeyCollision(caught) ? new RollBack({ kind: 'duplicate' }) : caught;
-    if (!(error instanceof RollBack)) throw error;
-    const reason = error.result as RollBackReason;
+    if (isKeyCollision(caught)) return afterRefusedReservation(deps, organizationId, input, key, 'duplicate', composed.credits);
+    if (!(caught instanceof RollBack)) throw caught;
+    const reason = caught.result;
     if (reason.kind === 'refused') return { ok: false, error: reason.error };
-    return afterRefusedReservation(deps, organizationId, input, key, reason.kind, composed.credits);
+    if (reason.kind === 'pending') return { ok: false, error: textabilityPending(phoneNumber) };
+    return afterRefusedReservation(deps, organizationId, input, key, 'credits', composed.credits);
   }
-  return deliver(deps, organizationId, phoneNumber, queued, recipient, composed.route);
+  return deliver(deps, organizationId, phoneNumber, reserved.message, reserved, composed.route);
 }
 
 /** Steps 3 and 4 of a reserved send: the provider, then its answer (or the refund). */

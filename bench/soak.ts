@@ -12,6 +12,7 @@ import { createDatabase } from '../src/db/client.js';
 import { createContact } from '../src/services/contacts.js';
 import { addPhoneNumber, createOrganization } from '../src/services/organizations.js';
 import { SERVER_NODE_FLAGS } from './lib/node-flags.js';
+import { median } from './lib/report.js';
 
 // Soak (not CI): the real server process under mixed load for a few minutes on loopback, with 1,000
 // live graphql-ws subscribers: inbox reads (GraphQL and REST), sends, inbound webhooks. Asserts no
@@ -220,10 +221,8 @@ async function main() {
   await new Promise((resolve) => setTimeout(resolve, 2_000)); // last events in flight
   const seconds = (Date.now() - started) / 1000;
 
-  const medianOf = (window: typeof samples) => {
-    const sorted = window.map((sample) => sample.rssMb).sort((a, b) => a - b);
-    return sorted[Math.floor(sorted.length / 2)] ?? samples[samples.length - 1]!.rssMb;
-  };
+  const medianOf = (window: typeof samples) =>
+    window.length ? Math.round(median(window.map((sample) => sample.rssMb))) : samples[samples.length - 1]!.rssMb;
   const warmWindow = samples.filter((sample) => sample.s >= seconds / 5 && sample.s < (2 * seconds) / 5);
   const endWindow = samples.filter((sample) => sample.s >= (4 * seconds) / 5);
   const warm = { from: warmWindow[0]?.s ?? 0, to: warmWindow.at(-1)?.s ?? 0, rssMb: medianOf(warmWindow) };

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
@@ -74,7 +74,9 @@ async function main() {
   await database.close();
 
   const port = await freePort();
-  const server = spawn(process.execPath, [...SERVER_NODE_FLAGS, '--import', 'tsx', 'src/main.ts'], {
+  // The server as `npm start` runs it: the build in dist/.
+  execFileSync(process.execPath, [join(root, 'scripts', 'build.mjs')], { stdio: 'inherit' });
+  const server = spawn(process.execPath, [...SERVER_NODE_FLAGS, '--enable-source-maps', 'dist/main.js'], {
     cwd: root,
     env: {
       ...process.env,

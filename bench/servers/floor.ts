@@ -1,7 +1,7 @@
 // The floor: node:http + postgres.js answering Q1 (inbox) and Q2/Q3 (a page of messages) with
 // hand-written SQL and JSON.stringify, producing byte-for-byte the JSON the gateway returns for the
 // same GraphQL queries (same auth check, same ids and cursors). No framework, no GraphQL: the limit
-// for Node on this machine. Run: node --import tsx bench/servers/floor.ts
+// for Node on this machine. `npm run bench` bundles it with esbuild into bench/.build/floor.mjs and runs that.
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import postgres from 'postgres';

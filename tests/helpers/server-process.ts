@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { createDatabase, type Database } from '../../src/db/client.js';
 import { createTestDatabase, postgresUrl } from './database.js';
 
-// The real server process (`node --max-semi-space-size=64 --import tsx src/main.ts`, as `npm start` runs it) for process-level
-// tests: signals, crashes and restarts. Its store is a fresh PostgreSQL database when DATABASE_URL is
+// The real server process (`node --max-semi-space-size=64 --enable-source-maps dist/main.js`, as `npm start` runs it,
+// from the build tests/global-setup.ts makes) for process-level tests: signals, crashes and restarts. Its store is a fresh PostgreSQL database when DATABASE_URL is
 // set, otherwise an embedded PGlite data directory, so the suite's two runs test both.
 
 export async function freePort(): Promise<number> {
@@ -65,7 +65,7 @@ export async function startServerProcess(env: Record<string, string>, port?: num
   const listenPort = port ?? (await freePort());
   const base: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined && key !== 'DATABASE_URL') base[key] = value;
-  const child = spawn(process.execPath, ['--max-semi-space-size=64', '--import', 'tsx', 'src/main.ts'], {
+  const child = spawn(process.execPath, ['--max-semi-space-size=64', '--enable-source-maps', 'dist/main.js'], {
     cwd: join(import.meta.dirname, '..', '..'),
     env: { ...base, NODE_ENV: 'production', LOG_LEVEL: 'warn', HOST: '127.0.0.1', PORT: String(listenPort), SEED_DEMO: 'false', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -17,4 +17,13 @@ describe('uuidv7', () => {
     expect(new Set(ids).size).toBe(ids.length);
     for (let i = 100; i < ids.length; i += 100) expect(ids[i - 1]! < ids[i]!).toBe(true);
   });
+
+  it('orders ids made in the same millisecond in the order they were made, borrowing the next one past 4,096', () => {
+    const at = 1_800_000_000_000;
+    const ids = Array.from({ length: 5000 }, () => uuidv7(at));
+    for (let i = 1; i < ids.length; i += 1) expect(ids[i - 1]! < ids[i]!).toBe(true);
+    expect(parseInt(ids[0]!.replaceAll('-', '').slice(0, 12), 16)).toBe(at);
+    expect(parseInt(ids.at(-1)!.replaceAll('-', '').slice(0, 12), 16)).toBe(at + 1);
+    for (const id of ids) expect(isUuid(id) && id[14] === '7' && ['8', '9', 'a', 'b'].includes(id[19]!)).toBe(true);
+  });
 });

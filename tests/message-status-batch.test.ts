@@ -43,7 +43,7 @@ async function stateOf(sid: string) {
     .select({ status: messageStatusEvents.status, errorCode: messageStatusEvents.errorCode })
     .from(messageStatusEvents)
     .where(and(eq(messageStatusEvents.organizationId, acme.organizationId), eq(messageStatusEvents.messageId, message!.id)))
-    .orderBy(asc(messageStatusEvents.createdAt));
+    .orderBy(asc(messageStatusEvents.createdAt), asc(messageStatusEvents.id));
   return { status: message!.status, errorCode: message!.errorCode, history };
 }
 

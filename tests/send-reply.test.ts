@@ -130,7 +130,7 @@ describe('sendReply with the simulated provider', () => {
       .select({ status: messageStatusEvents.status })
       .from(messageStatusEvents)
       .where(and(eq(messageStatusEvents.organizationId, acme.organizationId), eq(messageStatusEvents.messageId, result.message.uuid)))
-      .orderBy(messageStatusEvents.createdAt);
+      .orderBy(messageStatusEvents.createdAt, messageStatusEvents.id);
     expect(history.map((h) => h.status)).toEqual(['queued', 'sent', 'delivered']);
   });
 

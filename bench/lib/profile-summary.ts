@@ -35,11 +35,12 @@ export function summarizeProfile(file: string, top = 25): string {
       functionName === '(garbage collector)' ? '(gc)'
       : pkg ? pkg
       : url.includes('/src/') ? `src/${url.split('/src/')[1]!.split('/')[0]}`
+      : url.includes('/dist/') ? `src/${url.split('/dist/')[1]!.split('/')[0]}`
       : url.includes('/bench/') ? 'bench'
       : url.startsWith('node:') ? 'node internals'
       : '(native)';
     add(byPackage, group, n);
-    add(byFunction, `${functionName || '(anonymous)'} ${url.replace(/^.*node_modules\//, '').replace(/^.*\/(src|bench)\//, '$1/')}:${lineNumber + 1}`, n);
+    add(byFunction, `${functionName || '(anonymous)'} ${url.replace(/^.*node_modules\//, '').replace(/^.*\/(src|bench|dist)\//, '$1/')}:${lineNumber + 1}`, n);
   }
   // Inclusive time per stage: walk from each sampled node up through its parents.
   const parent = new Map<number, number>();

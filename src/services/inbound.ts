@@ -3,7 +3,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { Deps } from '../context.js';
 import type { Db, DbOrTx, Tx } from '../db/client.js';
 import { isDatabaseUnavailable } from '../db/failures.js';
-import { columnsOf, preparedRows, rawRows, rowReader } from '../db/rows.js';
+import { columnsOf, HotQuery, rawRows, rowReader } from '../db/rows.js';
 import { contacts, conversations, messages, phoneNumbers, type ContactRow, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { AppError } from '../errors.js';
 import { analyzeInbound, type MessageAnalysis } from './analysis.js';
@@ -258,43 +258,16 @@ async function writeOnce(
   }
 }
 
+const isNewest = sql.raw(
+  '(c.last_message_id is null or (c.last_message_at, c.last_message_id) < (excluded.last_message_at, excluded.last_message_id))',
+);
 /**
- * The batch in one statement: the organizations' inbound locks and first free stamps (inbound_batch_stamps,
- * migration 0004), the senders found or created as textable (they texted us, so they can receive texts),
- * the conversations (created on first contact, moved forward, unread + 1 per message, unarchived, linked to
- * the sender) and the messages. Each step reads the one before it, so the locks come first and each
- * contact is locked before its conversation, as every writer does. A MessageSid stored already fails it.
- *
- * Inbound messages of one organization commit one batch at a time (the lock is held until commit), each
- * stamped later than the last. So commit order is (createdAt, id) order, and a subscriber resuming from the
- * cursor of the last message it saw never misses one that committed late with an earlier time.
+ * writeRows' statement, built once and prepared (src/db/rows.ts): one round trip, where an unprepared
+ * statement with parameters takes two. The rows come as one JSON parameter.
  */
-async function writeRows(db: DbOrTx, rows: Row[]): Promise<Stored[]> {
-  const input = rows.map((row) => ({
-    org: row.organizationId,
-    phone: row.item.from,
-    id: row.id,
-    seq: row.seq,
-    body: row.item.body,
-    media: row.item.mediaUrls,
-    provider: row.item.provider,
-    sid: row.item.providerMessageId,
-    number: row.phoneNumberId,
-    sentiment: row.item.analysis.sentiment,
-    score: row.item.analysis.sentimentScore,
-    category: row.item.analysis.category,
-    requires: row.item.analysis.requiresResponse,
-    optout: row.item.analysis.optOutDetected,
-    flood: row.item.flaggedAsFlood,
-  }));
-  const isNewest = sql.raw(
-    '(c.last_message_id is null or (c.last_message_at, c.last_message_id) < (excluded.last_message_at, excluded.last_message_id))',
-  );
-  // Prepared (src/db/rows.ts): one round trip, where an unprepared statement with parameters takes two.
-  const written = await preparedRows(
-    db,
-    sql`with x as (
-        select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(
+const WRITE_ROWS = new HotQuery(
+  sql`with x as (
+        select * from jsonb_to_recordset(${sql.placeholder('input')}::jsonb) as x(
           org uuid, phone text, id uuid, seq int, body text, media text[], provider text, sid text,
           number uuid, sentiment text, score float8, category text, requires boolean, optout boolean, flood boolean)
       ), stamp as (
@@ -340,7 +313,38 @@ async function writeRows(db: DbOrTx, rows: Row[]): Promise<Stored[]> {
       join conv on conv.organization_id = ins.organization_id and conv.id = ins.conversation_id
       join sender on sender.organization_id = conv.organization_id and sender.phone_number = conv.phone_number
       order by ins.organization_id, ins.created_at`,
-  );
+);
+
+/**
+ * The batch in one statement: the organizations' inbound locks and first free stamps (inbound_batch_stamps,
+ * migration 0004), the senders found or created as textable (they texted us, so they can receive texts),
+ * the conversations (created on first contact, moved forward, unread + 1 per message, unarchived, linked to
+ * the sender) and the messages. Each step reads the one before it, so the locks come first and each
+ * contact is locked before its conversation, as every writer does. A MessageSid stored already fails it.
+ *
+ * Inbound messages of one organization commit one batch at a time (the lock is held until commit), each
+ * stamped later than the last. So commit order is (createdAt, id) order, and a subscriber resuming from the
+ * cursor of the last message it saw never misses one that committed late with an earlier time.
+ */
+async function writeRows(db: DbOrTx, rows: Row[]): Promise<Stored[]> {
+  const input = rows.map((row) => ({
+    org: row.organizationId,
+    phone: row.item.from,
+    id: row.id,
+    seq: row.seq,
+    body: row.item.body,
+    media: row.item.mediaUrls,
+    provider: row.item.provider,
+    sid: row.item.providerMessageId,
+    number: row.phoneNumberId,
+    sentiment: row.item.analysis.sentiment,
+    score: row.item.analysis.sentimentScore,
+    category: row.item.analysis.category,
+    requires: row.item.analysis.requiresResponse,
+    optout: row.item.analysis.optOutDetected,
+    flood: row.item.flaggedAsFlood,
+  }));
+  const written = await WRITE_ROWS.rows(db, { input: JSON.stringify(input) });
   const rowById = new Map(rows.map((row) => [row.id, row]));
   return written.map((raw) => {
     const message = readMessage(raw);

@@ -2,7 +2,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { Deps } from '../context.js';
 import type { Db, DbOrTx, Tx } from '../db/client.js';
 import { isDatabaseUnavailable } from '../db/failures.js';
-import { preparedRows } from '../db/rows.js';
+import { HotQuery } from '../db/rows.js';
 import { consentEvents, contacts, conversations, messages, messageStatusEvents, type MessageRow } from '../db/tables.js';
 import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
 import { uuidv7 } from './ids.js';
@@ -134,24 +134,10 @@ async function writeStatuses(db: Db, items: PendingStatus[]): Promise<Settled<Ap
   return results;
 }
 
-async function writeRound(db: DbOrTx, items: PendingStatus[], groups: number[][], results: Settled<Applied>[]) {
-  if (groups.length === 0) return;
-  const input = groups
-    .map((indexes) => ({ sid: items[indexes[0]!]!.update.providerMessageId, indexes }))
-    .sort((a, b) => (a.sid < b.sid ? -1 : a.sid > b.sid ? 1 : 0))
-    .map(({ sid, indexes }, g) => ({
-      g,
-      sid,
-      org: items[indexes[0]!]!.update.organizationId ?? null,
-      // Time-ordered event ids (ids.ts); the history's order is still created_at's (clock_timestamp() below).
-      events: indexes.map((index) => ({ id: uuidv7(), status: items[index]!.status, err: items[index]!.errorCode })),
-      ends: endPoints(indexes.map((index) => items[index]!)),
-      indexes,
-    }));
-  const rows = await preparedRows(
-    db,
-    sql`with x as (
-        select * from jsonb_to_recordset(${JSON.stringify(input.map(({ indexes: _, ...row }) => row))}::jsonb)
+/** writeRound's statement, built once (db/rows.ts): the callbacks come as one JSON parameter. */
+const STATUSES = new HotQuery(
+  sql`with x as (
+        select * from jsonb_to_recordset(${sql.placeholder('input')}::jsonb)
           as x(g int, sid text, org uuid, events jsonb, ends jsonb)
       ), m as (
         select x.g, x.events, coalesce(x.ends -> found.status, x.ends -> '') as ends, found.*
@@ -173,7 +159,23 @@ async function writeRound(db: DbOrTx, items: PendingStatus[], groups: number[][]
         returning ${messages}.id
       )
       select m.g, m.organization_id, m.id, m.conversation_id, m.status from m`,
-  );
+);
+
+async function writeRound(db: DbOrTx, items: PendingStatus[], groups: number[][], results: Settled<Applied>[]) {
+  if (groups.length === 0) return;
+  const input = groups
+    .map((indexes) => ({ sid: items[indexes[0]!]!.update.providerMessageId, indexes }))
+    .sort((a, b) => (a.sid < b.sid ? -1 : a.sid > b.sid ? 1 : 0))
+    .map(({ sid, indexes }, g) => ({
+      g,
+      sid,
+      org: items[indexes[0]!]!.update.organizationId ?? null,
+      // Time-ordered event ids (ids.ts); the history's order is still created_at's (clock_timestamp() below).
+      events: indexes.map((index) => ({ id: uuidv7(), status: items[index]!.status, err: items[index]!.errorCode })),
+      ends: endPoints(indexes.map((index) => items[index]!)),
+      indexes,
+    }));
+  const rows = await STATUSES.rows(db, { input: JSON.stringify(input.map(({ indexes: _, ...row }) => row)) });
   for (const row of rows) {
     const message = { organizationId: row.organization_id as string, id: row.id as string, conversationId: row.conversation_id as string };
     // The same walk as endPoints, from the status found: which callbacks moved it.

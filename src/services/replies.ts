@@ -13,7 +13,7 @@ import {
   type ContactRow,
   type MessageRow,
 } from '../db/tables.js';
-import { columnsOf, preparedRows, rowReader } from '../db/rows.js';
+import { columnsOf, HotQuery, preparedRows, rowReader } from '../db/rows.js';
 import { AppError } from '../errors.js';
 import { PROVIDER_ERRORS, type SendResult } from '../providers/sms-provider.js';
 import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
@@ -403,29 +403,22 @@ type SenderContact = Pick<ContactRow, (typeof SENDER_KEYS)[number]>;
 const readDirectContact = rowReader(contacts, 'c_', SENDER_KEYS) as (row: Record<string, unknown>) => SenderContact;
 const DIRECT_CONTACT_COLUMNS = columnsOf(contacts, 'cur', 'c_', SENDER_KEYS);
 
-async function reserveDirect(db: DbOrTx, items: DirectSend[]): Promise<Settled<Record<string, unknown>>[]> {
-  const input = items.map(({ deps, organizationId, phoneNumber, byId, wantedId, composed, messageId, key, at }, i) => ({
-    i,
-    org: organizationId,
-    phone: phoneNumber,
-    byId,
-    wanted: wantedId,
-    id: messageId,
-    body: composed.text,
-    media: composed.mediaUrls,
-    provider: deps.sms.name,
-    segments: composed.segments,
-    encoding: composed.encoding,
-    credits: composed.credits,
-    key,
-    at,
-    // The queued event's id, time-ordered (see ids.ts) as the message's own.
-    eid: uuidv7(),
-  }));
-  const rows = await preparedRows(
-    db,
-    sql`with x as (
-        select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(
+/**
+ * The conflict clause of a send's conversation upsert (alias `v`): the new message becomes the
+ * conversation's last one unless a later one is there already (sends of one conversation can commit out of order).
+ */
+const isNewest = sql.raw('(v.last_message_id is null or (v.last_message_at, v.last_message_id) < (excluded.last_message_at, excluded.last_message_id))');
+const BECOMES_LAST_MESSAGE = sql`on conflict (organization_id, phone_number) do update set
+  last_message_id = case when ${isNewest} then excluded.last_message_id else v.last_message_id end,
+  last_message_body = case when ${isNewest} then excluded.last_message_body else v.last_message_body end,
+  last_direction = case when ${isNewest} then excluded.last_direction else v.last_direction end,
+  last_message_at = case when ${isNewest} then excluded.last_message_at else v.last_message_at end,
+  updated_at = now()`;
+
+/** reserveDirect's statement, built once (db/rows.ts): the sends come as one JSON parameter. */
+const RESERVE = new HotQuery(
+  sql`with x as (
+        select * from jsonb_to_recordset(${sql.placeholder('input')}::jsonb) as x(
           i int, org uuid, phone text, "byId" boolean, wanted uuid, id uuid, body text, media text[], provider text,
           segments int, encoding text, credits int, key text, at timestamptz, eid uuid)
       ), cur as (
@@ -487,7 +480,28 @@ async function reserveDirect(db: DbOrTx, items: DirectSend[]): Promise<Settled<R
       left join eligible e on e.i = x.i
       left join accepted a on a.i = x.i
       left join ins on ins.id = x.id`,
-  );
+);
+
+async function reserveDirect(db: DbOrTx, items: DirectSend[]): Promise<Settled<Record<string, unknown>>[]> {
+  const input = items.map(({ deps, organizationId, phoneNumber, byId, wantedId, composed, messageId, key, at }, i) => ({
+    i,
+    org: organizationId,
+    phone: phoneNumber,
+    byId,
+    wanted: wantedId,
+    id: messageId,
+    body: composed.text,
+    media: composed.mediaUrls,
+    provider: deps.sms.name,
+    segments: composed.segments,
+    encoding: composed.encoding,
+    credits: composed.credits,
+    key,
+    at,
+    // The queued event's id, time-ordered (see ids.ts) as the message's own.
+    eid: uuidv7(),
+  }));
+  const rows = await RESERVE.rows(db, { input: JSON.stringify(input) });
   const byIndex = new Map(rows.map((row) => [Number(row.i), row]));
   return items.map((_, i) => ({ ok: true, value: byIndex.get(i)! }));
 }
@@ -536,17 +550,6 @@ function directOutcome(row: Record<string, unknown>, phoneNumber: string, wanted
   return { kind: 'reserved', message: readMessage(row), contact: contact!, from: { id: row.n_id as string, phoneNumber: row.n_phone as string } };
 }
 
-/**
- * The conflict clause of a send's conversation upsert (alias `v`): the new message becomes the
- * conversation's last one unless a later one is there already (sends of one conversation can commit out of order).
- */
-const isNewest = sql.raw('(v.last_message_id is null or (v.last_message_at, v.last_message_id) < (excluded.last_message_at, excluded.last_message_id))');
-const BECOMES_LAST_MESSAGE = sql`on conflict (organization_id, phone_number) do update set
-  last_message_id = case when ${isNewest} then excluded.last_message_id else v.last_message_id end,
-  last_message_body = case when ${isNewest} then excluded.last_message_body else v.last_message_body end,
-  last_direction = case when ${isNewest} then excluded.last_direction else v.last_direction end,
-  last_message_at = case when ${isNewest} then excluded.last_message_at else v.last_message_at end,
-  updated_at = now()`;
 
 /** The unique violation of messages_org_idempotency_key (postgres.js and PGlite name the constraint differently). */
 function isKeyCollision(error: unknown): boolean {
@@ -559,13 +562,34 @@ function isKeyCollision(error: unknown): boolean {
   return false;
 }
 
+/**
+ * writeAnswers' statement, built once. It returns only the columns it sets: nothing else of a message
+ * changes while its send is in flight, so the row reserved plus these is the stored row.
+ */
+const ANSWERS = new HotQuery(
+  sql`with x as (
+        select * from jsonb_to_recordset(${sql.placeholder('input')}::jsonb) as x(i int, org uuid, id uuid, sid text, status text, eid uuid)
+      ), answered as (
+        update ${messages} set provider_message_id = x.sid, status = x.status, updated_at = now()
+        from x where ${messages}.organization_id = x.org and ${messages}.id = x.id
+        returning ${messages}.organization_id, ${messages}.id, ${messages}.status, ${messages}.provider_message_id, ${messages}.updated_at
+      ), moved as (
+        insert into ${messageStatusEvents} (organization_id, id, message_id, status)
+        select a.organization_id, x.eid, a.id, a.status from answered a join x on x.id = a.id where a.status <> 'queued'
+      )
+      select * from answered`,
+);
+
 type Answer = { organizationId: string; messageId: string; providerMessageId: string; status: string };
+const ANSWERED_KEYS = ['id', 'status', 'providerMessageId', 'updatedAt'] as const;
+type Answered = Pick<MessageRow, (typeof ANSWERED_KEYS)[number]>;
+const readAnswered = rowReader(messages, '', ANSWERED_KEYS) as (row: Record<string, unknown>) => Answered;
 
 /**
  * The provider's answers of the sends finishing together, in one statement (atomic by itself): each
  * message's provider id and status, and a status event where it moved past queued.
  */
-async function writeAnswers(db: Db, answers: Answer[]): Promise<Settled<MessageRow>[]> {
+async function writeAnswers(db: Db, answers: Answer[]): Promise<Settled<Answered>[]> {
   const input = answers.map((answer, i) => ({
     i,
     org: answer.organizationId,
@@ -574,21 +598,8 @@ async function writeAnswers(db: Db, answers: Answer[]): Promise<Settled<MessageR
     status: answer.status,
     eid: uuidv7(),
   }));
-  const rows = await preparedRows(
-    db,
-    sql`with x as (
-        select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(i int, org uuid, id uuid, sid text, status text, eid uuid)
-      ), answered as (
-        update ${messages} set provider_message_id = x.sid, status = x.status, updated_at = now()
-        from x where ${messages}.organization_id = x.org and ${messages}.id = x.id
-        returning ${messages}.*
-      ), moved as (
-        insert into ${messageStatusEvents} (organization_id, id, message_id, status)
-        select a.organization_id, x.eid, a.id, a.status from answered a join x on x.id = a.id where a.status <> 'queued'
-      )
-      select * from answered`,
-  );
-  const byId = new Map(rows.map((row) => [row.id as string, readMessage(row)]));
+  const rows = await ANSWERS.rows(db, { input: JSON.stringify(input) });
+  const byId = new Map(rows.map((row) => [row.id as string, readAnswered(row)]));
   return answers.map((answer) => {
     const message = byId.get(answer.messageId);
     return message ? { ok: true, value: message } : { ok: false, error: new Error(`message ${answer.messageId} vanished before its answer was stored`) };
@@ -596,7 +607,7 @@ async function writeAnswers(db: Db, answers: Answer[]): Promise<Settled<MessageR
 }
 
 const answerBatcherOf = batcherPer(
-  (db: Db) => new Batcher<Answer, MessageRow>((answers) => writeOrIsolate(answers, (some) => writeAnswers(db, some), isDatabaseUnavailable), 500),
+  (db: Db) => new Batcher<Answer, Answered>((answers) => writeOrIsolate(answers, (some) => writeAnswers(db, some), isDatabaseUnavailable), 500),
 );
 
 export async function sendReply(deps: Deps, organizationId: string, input: SendReplyInput): Promise<SendReplyOutcome> {
@@ -752,7 +763,8 @@ async function deliver(
   // 4. Record the answer.
   if (result.ok) {
     const moves = statusMovesForward('queued', result.status) ? result.status : 'queued';
-    const message = await answerBatcherOf(deps.db).submit({ organizationId, messageId: queued.id, providerMessageId: result.providerMessageId, status: moves });
+    const answered = await answerBatcherOf(deps.db).submit({ organizationId, messageId: queued.id, providerMessageId: result.providerMessageId, status: moves });
+    const message: MessageRow = { ...queued, ...answered };
     if (message.status !== 'queued') {
       deps.events.publish('messageStatusChanged', organizationId, { messageId: message.id, conversationId: message.conversationId });
     }

@@ -1,5 +1,5 @@
-import { createClient, type Client } from 'graphql-ws';
-import WebSocket from 'ws';
+import os from 'node:os';
+import { Worker } from 'node:worker_threads';
 import { rssBytes } from './process-stats.js';
 
 // Q6: N graphql-ws subscribers of `messageReceived` in one organization, fed by signed inbound webhooks.
@@ -46,76 +46,84 @@ export async function measureSubscriptions(options: {
   log: (line: string) => void;
 }): Promise<SubscriptionResult> {
   const { port, pid, subscribers, target, publish } = options;
-  const clients: Client[] = [];
-  const disposers: (() => void)[] = [];
+  // Subscribers are split over one worker thread per core (subscriber-worker.mjs): they are separate
+  // clients, and one thread receiving every copy made the runner's own work per message the latency.
+  const threads = Math.max(1, Math.min(os.availableParallelism(), subscribers));
+  const workers: Worker[] = [];
+  const waiting = new Map<string, { left: number; resolve: () => void }>();
+  const now = () => performance.timeOrigin + performance.now();
   const sentAt = new Map<string, number>();
-  const latencies: number[] = [];
-  const received = new Map<string, number>();
-  let onDelivery: (() => void) | null = null;
 
   const rssBefore = rssBytes(pid) ?? 0;
   const connectStarted = performance.now();
   let connected = 0;
   try {
-    for (let i = 0; i < subscribers; i += 250) {
-      const batch = Array.from({ length: Math.min(250, subscribers - i) }, () => {
-        const client = createClient({
-          url: `ws://127.0.0.1:${port}/graphql`,
-          webSocketImpl: WebSocket,
-          connectionParams: { authorization: `Bearer ${target.apiToken}`, organizationId: target.organizationId },
-          lazy: false,
-          retryAttempts: 0,
+    const counts = await Promise.all(
+      Array.from({ length: threads }, (_, index) => {
+        const share = Math.floor(subscribers / threads) + (index < subscribers % threads ? 1 : 0);
+        const worker = new Worker(new URL('./subscriber-worker.mjs', import.meta.url), {
+          workerData: { port, apiToken: target.apiToken, organizationId: target.organizationId, subscribers: share, query: SUBSCRIPTION },
         });
-        clients.push(client);
-        return new Promise<void>((resolve) => {
-          const stopConnected = client.on('connected', () => {
-            connected += 1;
-            resolve();
-          });
-          const stopError = client.on('error', () => resolve());
-          disposers.push(stopConnected, stopError);
-          disposers.push(
-            client.subscribe<{ messageReceived: { id: string; body: string } }>(
-              { query: SUBSCRIPTION },
-              {
-                next: ({ data }) => {
-                  const tag = data?.messageReceived.body;
-                  if (!tag) return;
-                  const sent = sentAt.get(tag);
-                  if (sent !== undefined) latencies.push(performance.now() - sent);
-                  received.set(tag, (received.get(tag) ?? 0) + 1);
-                  onDelivery?.();
-                },
-                error: () => {},
-                complete: () => {},
-              },
-            ),
-          );
+        workers.push(worker);
+        worker.on('message', (message: { type: string; tag?: string }) => {
+          if (message.type !== 'done') return;
+          const wait = waiting.get(message.tag!);
+          if (wait && --wait.left === 0) wait.resolve();
         });
-      });
-      await Promise.all(batch);
-    }
+        return new Promise<number>((resolve, reject) => {
+          const onConnected = (message: { type: string; connected?: number }) => {
+            if (message.type !== 'connected') return;
+            worker.off('message', onConnected);
+            resolve(message.connected!);
+          };
+          worker.on('message', onConnected);
+          worker.once('error', reject);
+        });
+      }),
+    );
+    connected = counts.reduce((sum, count) => sum + count, 0);
     const connectSeconds = (performance.now() - connectStarted) / 1000;
 
-    // Subscriptions register asynchronously after connecting: probe until every subscriber hears one.
-    const waitFor = (tag: string, count: number, timeoutMs: number) =>
+    /** Resolves once every worker's subscribers all got `tag` (or after the timeout). */
+    const everyoneGot = (tag: string, timeoutMs: number) =>
       new Promise<void>((resolve) => {
-        const timer = setTimeout(done, timeoutMs);
-        function done() {
+        const timer = setTimeout(finish, timeoutMs);
+        function finish() {
           clearTimeout(timer);
-          onDelivery = null;
+          waiting.delete(tag);
           resolve();
         }
-        onDelivery = () => {
-          if ((received.get(tag) ?? 0) >= count) done();
-        };
-        onDelivery();
+        waiting.set(tag, { left: workers.length, resolve: finish });
+        for (const worker of workers) worker.postMessage({ type: 'watch', tag });
       });
+    const ask = <T>(worker: Worker, request: Record<string, unknown>, type: string) =>
+      new Promise<T>((resolve) => {
+        const onMessage = (message: { type: string }) => {
+          if (message.type !== type) return;
+          worker.off('message', onMessage);
+          resolve(message as T);
+        };
+        worker.on('message', onMessage);
+        worker.postMessage(request);
+      });
+    type Times = { times: number[][]; received: number[] };
+    const deliveriesOf = async (tags: string[]) => {
+      const answers = await Promise.all(workers.map((worker) => ask<Times>(worker, { type: 'times', tags }, 'times')));
+      return tags.map((tag, index) => ({
+        tag,
+        times: answers.flatMap((answer) => answer.times[index]!),
+        received: answers.reduce((sum, answer) => sum + answer.received[index]!, 0),
+      }));
+    };
+
+    // Subscriptions register asynchronously after connecting: probe until every subscriber hears one.
     for (let probe = 0; probe < 5; probe += 1) {
       const tag = `probe-${Date.now()}-${probe}`;
+      const got = everyoneGot(tag, 10_000);
       await publish(tag);
-      await waitFor(tag, connected, 10_000);
-      if ((received.get(tag) ?? 0) >= connected) break;
+      await got;
+      const [delivery] = await deliveriesOf([tag]);
+      if (delivery!.received >= connected) break;
     }
     const rssAfter = rssBytes(pid) ?? rssBefore;
 
@@ -123,44 +131,29 @@ export async function measureSubscriptions(options: {
     // the runner's collectors and compilers still settling): 40-76 ms where later ones took 20-35.
     for (let event = 0; event < options.warmupEvents; event += 1) {
       const tag = `warmup-${Date.now()}-${event}`;
+      const got = everyoneGot(tag, 10_000);
       await publish(tag);
-      await waitFor(tag, connected, 10_000);
+      await got;
     }
-    latencies.length = 0;
+    const pacedTags: string[] = [];
     for (let event = 0; event < options.pacedEvents; event += 1) {
       const tag = `paced-${Date.now()}-${event}`;
-      sentAt.set(tag, performance.now());
+      pacedTags.push(tag);
+      const got = everyoneGot(tag, 10_000);
+      sentAt.set(tag, now());
       await publish(tag);
-      await waitFor(tag, connected, 10_000);
+      await got;
     }
-    const paced = [...latencies];
+    const paced = (await deliveriesOf(pacedTags)).flatMap(({ tag, times }) => times.map((at) => at - sentAt.get(tag)!));
 
     const burstStarted = performance.now();
     const tags = Array.from({ length: options.burstEvents }, (_, event) => `burst-${Date.now()}-${event}`);
     const all = tags.length * connected;
-    const count = () => tags.reduce((sum, tag) => sum + (received.get(tag) ?? 0), 0);
-    const finished = new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        onDelivery = null;
-        resolve();
-      }, 60_000);
-      onDelivery = () => {
-        if (count() >= all) {
-          clearTimeout(timer);
-          onDelivery = null;
-          resolve();
-        }
-      };
-    });
-    await Promise.all(
-      tags.map((tag) => {
-        sentAt.set(tag, performance.now());
-        return publish(tag);
-      }),
-    );
+    const finished = Promise.all(tags.map((tag) => everyoneGot(tag, 60_000)));
+    await Promise.all(tags.map((tag) => publish(tag)));
     await finished;
-    const delivered = count();
     const burstSeconds = (performance.now() - burstStarted) / 1000;
+    const delivered = (await deliveriesOf(tags)).reduce((sum, { received }) => sum + received, 0);
 
     return {
       subscribers,
@@ -175,7 +168,21 @@ export async function measureSubscriptions(options: {
       expected: all,
     };
   } finally {
-    for (const dispose of disposers) dispose();
-    await Promise.all(clients.map((client) => client.dispose()));
+    await Promise.all(workers.map((worker) => closeWorker(worker)));
   }
+}
+
+/** Closes a worker's clients (their sockets), then the worker. */
+async function closeWorker(worker: Worker): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 10_000);
+    worker.on('message', (message: { type: string }) => {
+      if (message.type === 'closed') {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    worker.postMessage({ type: 'close' });
+  });
+  await worker.terminate();
 }

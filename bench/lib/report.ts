@@ -153,7 +153,7 @@ export function renderReport(
       '',
       '### Q6 subscriptions (gateway)',
       '',
-      'graphql-ws clients in the runner subscribe to `messageReceived` of one organization; events are signed inbound ' +
+      'graphql-ws clients in the runner (split over one worker thread per core) subscribe to `messageReceived` of one organization; events are signed inbound ' +
         'webhooks. Latency runs from sending the webhook to a subscriber receiving the message (ingest and commit ' +
         'included), one event at a time, after 3 untimed warm-up events (1 in quick mode); delivered/s comes from a burst of events published together. Memory is the ' +
         "server's RSS growth while the subscribers connect, per subscriber.",

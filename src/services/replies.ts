@@ -606,8 +606,10 @@ async function writeAnswers(db: Db, answers: Answer[]): Promise<Settled<Answered
   });
 }
 
+// Two batches of answers at once: answers touch distinct messages, so a second batch never waits on the
+// first one's locks, only runs while it commits.
 const answerBatcherOf = batcherPer(
-  (db: Db) => new Batcher<Answer, Answered>((answers) => writeOrIsolate(answers, (some) => writeAnswers(db, some), isDatabaseUnavailable), 500),
+  (db: Db) => new Batcher<Answer, Answered>((answers) => writeOrIsolate(answers, (some) => writeAnswers(db, some), isDatabaseUnavailable), 500, 2),
 );
 
 export async function sendReply(deps: Deps, organizationId: string, input: SendReplyInput): Promise<SendReplyOutcome> {

@@ -127,8 +127,3 @@ export function columnIndex(table: Table, key: string, keys?: readonly string[],
       .indexOf(key)
   );
 }
-
-/** `HotQuery` for a statement built per request (its text varies); prefer a HotQuery kept per shape. */
-export function preparedRows(db: DbOrTx, query: SQL): Promise<Record<string, unknown>[]> {
-  return new HotQuery(query).rows(db);
-}

@@ -170,7 +170,7 @@ async function writeRound(db: DbOrTx, items: PendingStatus[], groups: number[][]
       g,
       sid,
       org: items[indexes[0]!]!.update.organizationId ?? null,
-      // Time-ordered event ids (ids.ts); the history's order is still created_at's (clock_timestamp() below).
+      // Event ids made in arrival order (ids.ts): the history reads in (created_at, id) order, clock_timestamp() below.
       events: indexes.map((index) => ({ id: uuidv7(), status: items[index]!.status, err: items[index]!.errorCode })),
       ends: endPoints(indexes.map((index) => items[index]!)),
       indexes,

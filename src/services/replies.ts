@@ -13,7 +13,7 @@ import {
   type ContactRow,
   type MessageRow,
 } from '../db/tables.js';
-import { columnsOf, HotQuery, preparedRows, rowReader } from '../db/rows.js';
+import { columnsOf, HotQuery, rowReader } from '../db/rows.js';
 import { AppError } from '../errors.js';
 import { PROVIDER_ERRORS, type SendResult } from '../providers/sms-provider.js';
 import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
@@ -165,24 +165,26 @@ const readRecipientContact = rowReader(contacts, 'c_');
 
 type RecipientKey = { org: string; phone: string; byId: boolean; wanted: string | null };
 
+/** readRecipients' statement, built once (db/rows.ts): the keys come as one JSON parameter. */
+const RECIPIENTS = new HotQuery(
+  sql`select x.i, o.credits as o_credits, o.short_link_base_url as o_base, n.id as n_id, n.phone_number as n_phone, ${RECIPIENT_CONTACT_COLUMNS}
+    from jsonb_to_recordset(${sql.placeholder('input')}::jsonb) as x(i int, org uuid, phone text, "byId" boolean, wanted uuid)
+    join ${organizations} o on o.id = x.org
+    left join ${contacts} c on c.organization_id = o.id and c.phone_number = x.phone
+    left join lateral (
+      select id, phone_number from ${phoneNumbers} p
+      where p.organization_id = o.id and case when x."byId" then p.id = x.wanted else p.is_default end
+      limit 1
+    ) n on true`,
+);
+
 /**
  * The organization, the contact and the sending number of every send starting together, in one read
  * (concurrent sends share it, as DataLoader shares a request's reads); undefined for an unknown organization.
  */
 async function readRecipients(db: Db, keys: RecipientKey[]): Promise<Settled<Record<string, unknown> | undefined>[]> {
   const input = keys.map((key, i) => ({ i, ...key }));
-  const rows = await preparedRows(
-    db,
-    sql`select x.i, o.credits as o_credits, o.short_link_base_url as o_base, n.id as n_id, n.phone_number as n_phone, ${RECIPIENT_CONTACT_COLUMNS}
-      from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(i int, org uuid, phone text, "byId" boolean, wanted uuid)
-      join ${organizations} o on o.id = x.org
-      left join ${contacts} c on c.organization_id = o.id and c.phone_number = x.phone
-      left join lateral (
-        select id, phone_number from ${phoneNumbers} p
-        where p.organization_id = o.id and case when x."byId" then p.id = x.wanted else p.is_default end
-        limit 1
-      ) n on true`,
-  );
+  const rows = await RECIPIENTS.rows(db, { input: JSON.stringify(input) });
   const byIndex = new Map(rows.map((row) => [Number(row.i), row]));
   return keys.map((_, i) => ({ ok: true, value: byIndex.get(i) }));
 }
@@ -296,7 +298,7 @@ export function providerFailure(errorCode: number | null, phoneNumber: string): 
   }
 }
 
-// Module-level, not per call: under tsx every closure made is also named (esbuild's keepNames), a cost per send.
+// Module-level: made once, not on every send.
 const invalid = (field: string, expected: string) => new AppError('INVALID_PARAMETER', `${field} must be ${expected}.`, { field });
 const optional = (value: unknown) => value === null || value === undefined;
 

@@ -48,6 +48,11 @@ const configSchema = z.object({
   MMS_CREDIT_PRICE: z.coerce.number().int().min(0).default(3),
   /** How long a provider call may take before the send is failed and refunded. */
   SMS_PROVIDER_TIMEOUT_MS: z.coerce.number().int().min(100).default(15_000),
+  /**
+   * How long a Twilio status callback naming a message we do not know waits for it before it is acknowledged
+   * and dropped: Twilio can call back before the send that got the SID has stored it.
+   */
+  STATUS_CALLBACK_WAIT_MS: z.coerce.number().int().min(0).max(12_000).default(5_000),
   /** Simulated provider: delay before a message is reported SENT, then at once DELIVERED. */
   SIMULATED_STATUS_DELAY_MS: z.coerce.number().int().min(0).default(1_000),
   /** First retry delay of a failed textability lookup; each further retry waits twice as long. */
@@ -81,6 +86,7 @@ export type Config = {
   twilioApiBaseUrl: string | undefined;
   mmsCreditPrice: number;
   smsProviderTimeoutMs: number;
+  statusCallbackWaitMs: number;
   simulatedStatusDelayMs: number;
   lookupRetryMs: number;
 };
@@ -137,6 +143,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     twilioApiBaseUrl: c.TWILIO_API_BASE_URL?.replace(/\/+$/, ''),
     mmsCreditPrice: c.MMS_CREDIT_PRICE,
     smsProviderTimeoutMs: c.SMS_PROVIDER_TIMEOUT_MS,
+    statusCallbackWaitMs: c.STATUS_CALLBACK_WAIT_MS,
     simulatedStatusDelayMs: c.SIMULATED_STATUS_DELAY_MS,
     lookupRetryMs: c.LOOKUP_RETRY_MS,
   };

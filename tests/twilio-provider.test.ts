@@ -59,6 +59,7 @@ beforeAll(async () => {
     MMS_CREDIT_PRICE: '5',
     SMS_PROVIDER_TIMEOUT_MS: '400',
     LOOKUP_RETRY_MS: '50',
+    STATUS_CALLBACK_WAIT_MS: '3000',
   });
   org = await t.createOrg('Twilio org', { credits: 1000, phoneNumber: '+14155550100' });
 });
@@ -106,6 +107,23 @@ describe('sending through Twilio', () => {
     const contact = await textable();
     await send({ phoneNumber: contact.phoneNumber, message: 'As MMS', forceRoute: 'MMS' });
     expect(fake.sent[0]!.sendAsMms).toBe(true);
+  });
+});
+
+describe('status callbacks', () => {
+  it('a callback that arrives before Twilio has answered the send is applied once the SID is stored', async () => {
+    const contact = await textable();
+    fake.callBackBeforeAnswering('delivered', `${t.url}/webhooks/twilio/status`);
+    const result = await send({ phoneNumber: contact.phoneNumber, message: 'Racing my own callback' });
+    const [sent] = fake.sent;
+    expect(result).toMatchObject({ __typename: 'SendReplyPayload', providerMessageId: sent!.sid, sent: { status: 'QUEUED' } });
+    // The callback reached the gateway while the send still waited for Twilio's answer, and was held.
+    expect(fake.earlyCallbacks).toHaveLength(1);
+    expect((await fake.earlyCallbacks[0]!).status).toBe(200);
+    const [stored] = await t.db.select().from(messages).where(eq(messages.providerMessageId, sent!.sid));
+    expect(stored).toMatchObject({ status: 'delivered' });
+    const history = await t.db.select().from(messageStatusEvents).where(eq(messageStatusEvents.messageId, stored!.id));
+    expect(history.map((event) => event.status).sort()).toEqual(['delivered', 'queued']);
   });
 });
 

@@ -51,7 +51,21 @@ export type StatusOutcome =
   | { outcome: 'unknown_status' }
   | { outcome: 'applied' | 'ignored'; organizationId: string; messageId: string; status: string };
 
-export async function applyMessageStatus(deps: Pick<Deps, 'db' | 'events' | 'logger'>, update: StatusUpdate): Promise<StatusOutcome> {
+/** The first wait before looking again for a message a callback names; it doubles up to the second. */
+const FIRST_LOOK_AGAIN_MS = 50;
+const LONGEST_LOOK_AGAIN_MS = 1_000;
+
+/**
+ * Applies one status callback. `waitForMessageMs`: how long to keep looking for a message the callback
+ * names but we do not have (yet). A callback can beat the send it reports on: the provider may call back
+ * before the sender, on this instance or another, has stored the id the provider just gave it, and Twilio
+ * does not retry a status callback by default, so acknowledging it at once would lose the status.
+ */
+export async function applyMessageStatus(
+  deps: Pick<Deps, 'db' | 'events' | 'logger'>,
+  update: StatusUpdate,
+  options: { waitForMessageMs?: number } = {},
+): Promise<StatusOutcome> {
   const status = update.status.trim().toLowerCase();
   if (!Object.hasOwn(RANK, status)) {
     deps.logger.warn({ update }, 'ignoring unknown message status');
@@ -59,10 +73,16 @@ export async function applyMessageStatus(deps: Pick<Deps, 'db' | 'events' | 'log
   }
   const errorCode = update.errorCode ?? null;
 
-  const result =
+  const apply = () =>
     errorCode === TWILIO_UNSUBSCRIBED && (status === 'failed' || status === 'undelivered')
-      ? await applyWithOptOut(deps, update, status, errorCode)
-      : await applyBatched(deps, update, status, errorCode);
+      ? applyWithOptOut(deps, update, status, errorCode)
+      : applyBatched(deps, update, status, errorCode);
+  const deadline = Date.now() + (options.waitForMessageMs ?? 0);
+  let result = await apply();
+  for (let wait = FIRST_LOOK_AGAIN_MS; !result && Date.now() < deadline; wait = Math.min(wait * 2, LONGEST_LOOK_AGAIN_MS)) {
+    await new Promise((resolve) => setTimeout(resolve, Math.min(wait, deadline - Date.now())));
+    result = await apply();
+  }
 
   if (!result) {
     deps.logger.info({ providerMessageId: update.providerMessageId, status }, 'status for an unknown message ignored');

@@ -23,7 +23,15 @@ export type GraphqlResponse<T = any> = {
  */
 export async function createTestApp(env: Record<string, string> = {}) {
   const database: Database = await createTestDatabase();
-  const config: Config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', PORT: '0', HOST: '127.0.0.1', ...env });
+  const config: Config = loadConfig({
+    NODE_ENV: 'test',
+    LOG_LEVEL: 'silent',
+    PORT: '0',
+    HOST: '127.0.0.1',
+    // Status callbacks for messages never stored (most tests') answer quickly; the race test sets its own.
+    STATUS_CALLBACK_WAIT_MS: '250',
+    ...env,
+  });
   const deps: Deps = assembleDeps(config, database, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
   const app: App = buildApp(deps);
   const url = await app.start(0, '127.0.0.1');

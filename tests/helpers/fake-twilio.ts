@@ -78,6 +78,32 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
   let lookupFailuresLeft = 0;
   let sendDelayMs = 0;
   let defaultLineType: string | null = 'mobile';
+  let earlyCallback: { status: string; postTo: string; answerAfterMs: number } | null = null;
+  const earlyCallbacks: Promise<Response>[] = [];
+
+  /** A signed status callback, as Twilio signs it (X-Twilio-Signature over its URL and the sorted parameters). */
+  function postStatusCallback(sid: string, status: string, extra: { errorCode?: number; url?: string; postTo?: string; authToken?: string } = {}) {
+    const message = sent.find((m) => m.sid === sid);
+    const target = extra.url ?? message?.statusCallback;
+    if (!target) throw new Error(`no StatusCallback known for ${sid}`);
+    const params: Record<string, string> = {
+      AccountSid: accountSid,
+      ApiVersion: '2010-04-01',
+      From: message?.from ?? '',
+      To: message?.to ?? '',
+      MessageSid: sid,
+      SmsSid: sid,
+      SmsStatus: status,
+      MessageStatus: status,
+    };
+    if (extra.errorCode !== undefined) params.ErrorCode = String(extra.errorCode);
+    const signature = twilio.getExpectedTwilioSignature(extra.authToken ?? authToken, target, params);
+    return fetch(extra.postTo ?? target, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature },
+      body: new URLSearchParams(params).toString(),
+    });
+  }
 
   async function handle(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? '/', 'http://fake-twilio');
@@ -113,6 +139,12 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
         ),
       };
       sent.push(record);
+      const early = earlyCallback;
+      if (early && record.statusCallback) {
+        // Twilio's callback beating its own API answer: the gateway hears of the SID before it knows it.
+        earlyCallbacks.push(postStatusCallback(sid, early.status, { postTo: early.postTo }));
+        await new Promise((resolve) => setTimeout(resolve, early.answerAfterMs));
+      }
       const now = rfc2822(new Date());
       return json(res, 201, {
         account_sid: accountSid,
@@ -224,33 +256,24 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
       lookupFailuresLeft = 0;
       sendDelayMs = 0;
       defaultLineType = 'mobile';
+      earlyCallback = null;
+      earlyCallbacks.length = 0;
     },
     /**
-     * Posts a status callback for a sent message to its StatusCallback URL, signed as Twilio signs it
-     * (X-Twilio-Signature over the URL and the sorted parameters, with the auth token).
+     * Posts a status callback for a sent message to its StatusCallback URL (or `postTo`, still signed for the
+     * StatusCallback URL: the gateway checks the signature against its public URL), signed as Twilio signs it.
      */
-    async sendStatusCallback(sid: string, status: string, extra: { errorCode?: number; url?: string; authToken?: string } = {}) {
-      const message = sent.find((m) => m.sid === sid);
-      const target = extra.url ?? message?.statusCallback;
-      if (!target) throw new Error(`no StatusCallback known for ${sid}`);
-      const params: Record<string, string> = {
-        AccountSid: accountSid,
-        ApiVersion: '2010-04-01',
-        From: message?.from ?? '',
-        To: message?.to ?? '',
-        MessageSid: sid,
-        SmsSid: sid,
-        SmsStatus: status,
-        MessageStatus: status,
-      };
-      if (extra.errorCode !== undefined) params.ErrorCode = String(extra.errorCode);
-      const signature = twilio.getExpectedTwilioSignature(extra.authToken ?? authToken, target, params);
-      return fetch(target, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-twilio-signature': signature },
-        body: new URLSearchParams(params).toString(),
-      });
+    sendStatusCallback(sid: string, status: string, extra: { errorCode?: number; url?: string; postTo?: string; authToken?: string } = {}) {
+      return postStatusCallback(sid, status, extra);
     },
+    /**
+     * From now on every accepted send first posts this status callback to `postTo` (signed for its
+     * StatusCallback URL), then answers the send `answerAfterMs` later. The callbacks' responses, in order.
+     */
+    callBackBeforeAnswering(status: string, postTo: string, answerAfterMs = 150) {
+      earlyCallback = { status, postTo, answerAfterMs };
+    },
+    earlyCallbacks,
     /** Env for createTestApp: the gateway's Twilio provider, pointed at this server. */
     env(): Record<string, string> {
       return { TWILIO_ACCOUNT_SID: accountSid, TWILIO_AUTH_TOKEN: authToken, TWILIO_API_BASE_URL: url };

@@ -96,12 +96,17 @@ async function inbound(deps: Deps, params: WebhookParams, res: ServerResponse) {
 
 async function status(deps: Deps, params: WebhookParams, res: ServerResponse) {
   const errorCode = single(params, 'ErrorCode');
-  await applyMessageStatus(deps, {
-    providerMessageId: single(params, 'MessageSid', true),
-    status: single(params, 'MessageStatus', true),
-    errorCode: errorCode && /^\d{1,9}$/.test(errorCode) ? Number(errorCode) : null,
-  });
-  // Unknown messages and statuses are logged and acknowledged: a retry would not make them known.
+  await applyMessageStatus(
+    deps,
+    {
+      providerMessageId: single(params, 'MessageSid', true),
+      status: single(params, 'MessageStatus', true),
+      errorCode: errorCode && /^\d{1,9}$/.test(errorCode) ? Number(errorCode) : null,
+    },
+    // A callback can arrive before its send has stored the message's SID: it waits for it a while.
+    { waitForMessageMs: deps.config.statusCallbackWaitMs },
+  );
+  // Messages still unknown after the wait, and unknown statuses, are logged and acknowledged.
   res.writeHead(200, { 'content-type': 'text/xml; charset=utf-8' }).end(EMPTY_TWIML);
 }
 

@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { percentile } from './percentile.js';
 import { rssBytes } from './process-stats.js';
 
 // Q6: N graphql-ws subscribers of `messageReceived` in one organization, fed by signed inbound webhooks.
@@ -27,11 +28,6 @@ export type SubscriptionResult = {
 type Publish = (body: string) => Promise<void>;
 
 const SUBSCRIPTION = 'subscription { messageReceived { id body } }';
-const percentile = (values: number[], p: number) => {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-};
 
 export async function measureSubscriptions(options: {
   port: number;
@@ -40,6 +36,8 @@ export async function measureSubscriptions(options: {
   target: SubscriptionTarget;
   publish: Publish;
   /** Paced events published first and not timed, as the HTTP scenarios warm up before they measure. */
+  /** A full garbage collection in the server: memory is read after one, before and after connecting. */
+  collectGarbage: () => Promise<void>;
   warmupEvents: number;
   pacedEvents: number;
   burstEvents: number;
@@ -54,7 +52,14 @@ export async function measureSubscriptions(options: {
   const now = () => performance.timeOrigin + performance.now();
   const sentAt = new Map<string, number>();
 
-  const rssBefore = rssBytes(pid) ?? 0;
+  // RSS after a full collection on both sides: otherwise the young generation's garbage (up to its 64 MB
+  // semi-spaces) came and went between the two readings, and the difference ranged from -74 to +46 KiB.
+  const settledRss = async () => {
+    await options.collectGarbage();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    return rssBytes(pid);
+  };
+  const rssBefore = (await settledRss()) ?? 0;
   const connectStarted = performance.now();
   let connected = 0;
   try {
@@ -125,7 +130,7 @@ export async function measureSubscriptions(options: {
       const [delivery] = await deliveriesOf([tag]);
       if (delivery!.received >= connected) break;
     }
-    const rssAfter = rssBytes(pid) ?? rssBefore;
+    const rssAfter = (await settledRss()) ?? rssBefore;
 
     // The first events after a thousand connections arrive were consistently the slowest (the server's and
     // the runner's collectors and compilers still settling): 40-76 ms where later ones took 20-35.

@@ -1,12 +1,14 @@
 import { request as httpRequest } from 'node:http';
 import { Writable } from 'node:stream';
 import { count, eq, sql } from 'drizzle-orm';
+import { buildClientSchema, getIntrospectionQuery } from 'graphql';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { conversations, messages } from '../src/db/tables.js';
 import { assembleDeps, closeDeps } from '../src/deps.js';
+import { INTROSPECTION_MAX_COST } from '../src/http/protections.js';
 import { requestLogMixin } from '../src/http/request-id.js';
 import { issueApiToken, revokeApiToken } from '../src/services/auth.js';
 import { addPhoneNumber, createOrganization } from '../src/services/organizations.js';
@@ -162,6 +164,28 @@ describe('abusive queries are refused before any resolver runs', () => {
     expect((await t.graphql(query, { a: 20, b: 20 }, acme)).body.errors).toBeUndefined();
     const big = await t.graphql(query, { a: 200, b: 200 }, acme);
     expect(big.body.errors?.[0]?.extensions).toMatchObject({ code: 'QUERY_TOO_COMPLEX', limit: 'cost', maxCost: 30_000 });
+  });
+
+  it('the schema query GraphiQL and codegen send passes (introspection has its own cost limit); a recursive one does not', async () => {
+    const standard = getIntrospectionQuery({ descriptions: true, specifiedByUrl: true, directiveIsRepeatable: true, schemaDescription: true, inputValueDeprecation: true });
+    const res = await t.graphql(standard, {}, acme);
+    expect(res.body.errors).toBeUndefined();
+    // The whole schema comes back: a client can build it.
+    const schema = buildClientSchema(res.body.data);
+    expect(schema.getQueryType()?.getFields()).toHaveProperty('conversations');
+    // Priced as any other operation it would be refused: it is the limit that differs, not the price.
+    const mixed = await t.graphql(standard.replace('__schema {', 'organization { name } __schema {'), {}, acme);
+    expect(mixed.body.errors?.[0]?.extensions).toMatchObject({ code: 'QUERY_TOO_COMPLEX', limit: 'cost', maxCost: 30_000 });
+    // The schema twice (aliases) is over the introspection limit too.
+    const fragments = standard.slice(standard.indexOf('fragment'));
+    const selection = standard.slice(standard.indexOf('__schema'), standard.indexOf('fragment'));
+    const twice = await t.graphql(`query Twice { a: ${selection.trim().slice(0, -1)} b: ${selection.trim().slice(0, -1)} }\n${fragments}`, {}, acme);
+    expect(twice.body.errors?.[0]?.extensions).toMatchObject({ code: 'QUERY_TOO_COMPLEX', limit: 'cost', maxCost: INTROSPECTION_MAX_COST });
+    // Introspection nested on itself (it multiplies per level) is graphql-js's own validation error.
+    let inner = 'name';
+    for (let level = 0; level < 4; level += 1) inner = `fields { type { ${inner} } }`;
+    const recursive = await t.graphql(`{ __schema { types { ${inner} } } }`, {}, acme);
+    expect(recursive.body.errors?.[0]).toMatchObject({ message: 'Maximum introspection depth exceeded', extensions: { code: 'GRAPHQL_VALIDATION_FAILED' } });
   });
 
   it('a page size over 200 is still the resolver\'s BAD_USER_INPUT naming the limit, not a cost error', async () => {
@@ -517,6 +541,25 @@ describe('introspection, GraphiQL and error masking in production', () => {
     expect(await page.text()).not.toMatch(/graphiql/i);
     const devPage = await fetch(`${t.url}/graphql`, { headers: { accept: 'text/html' } });
     expect(await devPage.text()).toMatch(/graphiql/i);
+  });
+
+  it('GraphiQL loads nothing from the network: its scripts and styles are in the page', async () => {
+    for (let view = 0; view < 2; view += 1) {
+      const page = await fetch(`${t.url}/graphql`, { headers: { accept: 'text/html' } });
+      expect(page.status).toBe(200);
+      expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+      const html = await page.text();
+      expect(html).toContain('<title>Conversations gateway</title>');
+      expect(html).toContain('renderYogaGraphiQL');
+      // The example query and the prefilled headers reach the page.
+      expect(html).toContain('query Inbox');
+      expect(html).toContain('x-organization-id');
+      // Nothing fetched from elsewhere: no external script, stylesheet or icon (Yoga's default page takes
+      // them from unpkg.com).
+      expect(html).not.toMatch(/<script[^>]*\ssrc=/i);
+      expect(html).not.toMatch(/<link[^>]*href="https?:/i);
+      expect(html).not.toContain('unpkg.com');
+    }
   });
 
   it('an unexpected failure reaches the client masked (no SQL, no stack) and is logged once with the request id', async () => {

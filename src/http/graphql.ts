@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PothosError } from '@pothos/core';
 import { GraphQLError, Kind, type DocumentNode } from 'graphql';
 import { useGraphQlJit } from '@envelop/graphql-jit';
-import { createYoga, maskError as yogaMaskError } from 'graphql-yoga';
+import { createYoga, maskError as yogaMaskError, type GraphiQLOptions } from 'graphql-yoga';
 import { createRequestContext, type Credentials, type Deps, type RequestContext } from '../context.js';
 import { AppError, toGraphQLError } from '../errors.js';
 import { schema } from '../schema/index.js';
@@ -15,6 +15,26 @@ export type GraphqlOptions = {
   /** Headers prefilled in GraphiQL (the embedded demo's token), if any. */
   graphiqlHeaders?: Record<string, string>;
 };
+
+/**
+ * GraphiQL with its scripts, styles and workers inlined (@graphql-yoga/render-graphiql) instead of Yoga's
+ * default page, which loads them from a CDN: the demo works with no network. The module is 9 MB of
+ * strings, so it is loaded on the first page view, not at start; the page (the same options every time)
+ * is rendered once.
+ */
+let offlinePage: { key: string; html: Promise<string> } | null = null;
+function renderOfflineGraphiQL(options: GraphiQLOptions): Promise<string> {
+  const key = JSON.stringify(options);
+  if (offlinePage?.key !== key) {
+    const html = import('@graphql-yoga/render-graphiql').then(({ renderGraphiQL }) => renderGraphiQL(options));
+    // A failed load is not kept: the next page view tries again.
+    html.catch(() => {
+      if (offlinePage?.html === html) offlinePage = null;
+    });
+    offlinePage = { key, html };
+  }
+  return offlinePage.html;
+}
 
 type ServerContext = { req?: IncomingMessage; res?: ServerResponse; connectionParams?: Record<string, unknown> };
 
@@ -109,6 +129,7 @@ export function createGraphqlHandler(deps: Deps, options: GraphqlOptions = {}) {
           ),
         }
       : false,
+    renderGraphiQL: renderOfflineGraphiQL,
     context: async (initial) => {
       try {
         return await createRequestContext(deps, credentialsOf(initial.request, initial));

@@ -3,10 +3,13 @@ import type { GraphQLArmorRejectCallback } from '@escape.tech/graphql-armor-type
 import {
   GraphQLError,
   getNamedType,
+  getOperationAST,
+  Kind,
   isListType,
   isNonNullType,
   isObjectType,
   NoSchemaIntrospectionCustomRule,
+  type DocumentNode,
   type GraphQLOutputType,
   type StringValueNode,
   type ValidationContext,
@@ -69,9 +72,27 @@ export const pageWeightedCost: ComplexityEstimator = ({ type, field, args, child
   return 1 + childComplexity;
 };
 
+/**
+ * The cost limit of an operation that selects only `__schema`/`__type` (where introspection is on at all).
+ * Its lists are priced as any other, so the schema query GraphiQL and codegen tools send costs ~52,000
+ * (types x fields x args) and never fit GRAPHQL_MAX_COST; but what it reads is the schema in memory, not
+ * the database. Introspection nested on itself (types { fields { type { fields ... } } }) is graphql-js's
+ * own validation error (MaxIntrospectionDepthRule); this bounds the rest, such as the schema query
+ * repeated under aliases.
+ */
+export const INTROSPECTION_MAX_COST = 100_000;
+
+function selectsOnlyIntrospection(document: DocumentNode, operationName: string | null | undefined): boolean {
+  const operation = getOperationAST(document, operationName ?? undefined);
+  return (
+    operation?.operation === 'query' &&
+    operation.selectionSet.selections.every((selection) => selection.kind === Kind.FIELD && selection.name.value.startsWith('__'))
+  );
+}
+
 /** Refuses an operation whose cost (with its variables) is over `maxCost`, before any resolver runs. */
 export function useCostLimit(maxCost: number): Plugin {
-  const check = (args: { schema: never; document: never; variableValues?: unknown; operationName?: string | null }) => {
+  const check = (args: { schema: never; document: DocumentNode; variableValues?: unknown; operationName?: string | null }) => {
     let cost: number;
     try {
       cost = getComplexity({
@@ -84,11 +105,12 @@ export function useCostLimit(maxCost: number): Plugin {
     } catch {
       return null; // bad variables and the like: execution reports them with their own error
     }
-    if (cost <= maxCost) return null;
-    return tooComplex(`Query is too expensive: estimated cost ${cost} exceeds the limit of ${maxCost}. Ask for smaller pages or fewer fields.`, {
+    const limit = selectsOnlyIntrospection(args.document, args.operationName) ? Math.max(maxCost, INTROSPECTION_MAX_COST) : maxCost;
+    if (cost <= limit) return null;
+    return tooComplex(`Query is too expensive: estimated cost ${cost} exceeds the limit of ${limit}. Ask for smaller pages or fewer fields.`, {
       limit: 'cost',
       cost,
-      maxCost,
+      maxCost: limit,
     });
   };
   return {

@@ -49,6 +49,11 @@ const configSchema = z.object({
   /** How long a provider call may take before the send is failed and refunded. */
   SMS_PROVIDER_TIMEOUT_MS: z.coerce.number().int().min(100).default(15_000),
   /**
+   * Age past which a reply still waiting for the provider's answer is in doubt (its process stopped during
+   * the call) and is settled with the provider: longer than SMS_PROVIDER_TIMEOUT_MS.
+   */
+  SENDS_IN_DOUBT_AFTER_MS: z.coerce.number().int().min(1_000).default(300_000),
+  /**
    * How long a Twilio status callback naming a message we do not know waits for it before it is acknowledged
    * and dropped: Twilio can call back before the send that got the SID has stored it.
    */
@@ -86,6 +91,7 @@ export type Config = {
   twilioApiBaseUrl: string | undefined;
   mmsCreditPrice: number;
   smsProviderTimeoutMs: number;
+  sendsInDoubtAfterMs: number;
   statusCallbackWaitMs: number;
   simulatedStatusDelayMs: number;
   lookupRetryMs: number;
@@ -117,6 +123,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`Invalid configuration: ${problems}`);
   }
   const c = parsed.data;
+  if (c.SENDS_IN_DOUBT_AFTER_MS <= c.SMS_PROVIDER_TIMEOUT_MS) {
+    throw new ConfigError(
+      `Invalid configuration: SENDS_IN_DOUBT_AFTER_MS (${c.SENDS_IN_DOUBT_AFTER_MS}) must be longer than SMS_PROVIDER_TIMEOUT_MS (${c.SMS_PROVIDER_TIMEOUT_MS}): a send is in doubt only once no live call can still answer it.`,
+    );
+  }
   return {
     env: c.NODE_ENV,
     host: c.HOST,
@@ -143,6 +154,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     twilioApiBaseUrl: c.TWILIO_API_BASE_URL?.replace(/\/+$/, ''),
     mmsCreditPrice: c.MMS_CREDIT_PRICE,
     smsProviderTimeoutMs: c.SMS_PROVIDER_TIMEOUT_MS,
+    sendsInDoubtAfterMs: c.SENDS_IN_DOUBT_AFTER_MS,
     statusCallbackWaitMs: c.STATUS_CALLBACK_WAIT_MS,
     simulatedStatusDelayMs: c.SIMULATED_STATUS_DELAY_MS,
     lookupRetryMs: c.LOOKUP_RETRY_MS,

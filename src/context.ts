@@ -6,6 +6,7 @@ import { createLoaders, type Loaders } from './loaders/index.js';
 import type { SmsProvider } from './providers/sms-provider.js';
 import type { EventBus } from './pubsub/index.js';
 import type { Authenticator, Caller } from './services/auth.js';
+import type { SendsInDoubtSweeper } from './services/sends-in-doubt.js';
 import type { TextabilityService } from './services/textability.js';
 
 /** Everything long-lived the app needs, built once in main.ts (or per test) and passed in. */
@@ -19,6 +20,8 @@ export type Deps = {
   /** Sends texts and looks up line types: Twilio, or the simulated provider. */
   sms: SmsProvider;
   textability: TextabilityService;
+  /** Settles replies whose process stopped while the provider had them (started by main.ts). */
+  sendsInDoubt: SendsInDoubtSweeper;
   /** Per-token request budget for /graphql and /api (RATE_LIMIT_PER_MINUTE). */
   rateLimiter: RateLimiter;
 };

@@ -8,6 +8,7 @@ import { createSmsProvider } from './providers/index.js';
 import { createEventBus } from './pubsub/index.js';
 import { Authenticator } from './services/auth.js';
 import { applyMessageStatus } from './services/message-status.js';
+import { SendsInDoubtSweeper } from './services/sends-in-doubt.js';
 import { TextabilityService } from './services/textability.js';
 
 /** Wires the long-lived services around an open, migrated database. */
@@ -28,6 +29,7 @@ export function assembleDeps(config: Config, database: Database, logger: Logger)
     events,
     sms,
     textability: new TextabilityService(database.db, sms, logger, config.lookupRetryMs),
+    sendsInDoubt: new SendsInDoubtSweeper({ db: database.db, sms, events, logger, config }),
     rateLimiter: new RateLimiter(config.rateLimitPerMinute, {
       authFailuresPerMinute: config.authFailuresPerMinute,
       isVerifiedToken: (authorization) => authenticator.isVerified(authorization),
@@ -53,8 +55,9 @@ export async function openDeps(config: Config, logger: Logger): Promise<Deps & {
   };
 }
 
-/** Stops background work (simulated deliveries, lookup retries, event listeners) before closing the database. */
+/** Stops background work (sweeps, simulated deliveries, lookup retries, event listeners) before closing the database. */
 export async function closeDeps(deps: Deps): Promise<void> {
+  await deps.sendsInDoubt.close();
   await deps.textability.close();
   await deps.sms.close();
   await deps.events.close();

@@ -41,6 +41,8 @@ async function main() {
   logger.info({ url, database: deps.database.kind, smsProvider: deps.sms.name }, 'listening');
   // Contacts still pending a textability lookup (retries do not survive a restart).
   void deps.textability.resumePending().catch((error) => logger.warn({ err: error }, 'could not resume textability lookups'));
+  // Replies a stopped process left with the provider, unanswered (and those any instance leaves from now on).
+  deps.sendsInDoubt.start();
 
   const lines = [``, `  Conversations gateway on ${deps.database.kind === 'pglite' ? `embedded PGlite (${resolve(config.dataDir)})` : 'PostgreSQL'}`];
   lines.push(`  GraphiQL:        ${url}/graphql`);

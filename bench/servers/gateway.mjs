@@ -12,6 +12,7 @@ const deps = await openDeps(config, createLogger(config));
 const app = buildApp(deps);
 reportStats(app.server, () => ({ statements: deps.database.statementLog.count }));
 const url = await app.start(config.port, config.host);
+deps.sendsInDoubt.start();
 console.log(`gateway listening on ${url}`);
 process.on('SIGTERM', () => {
   void app.stop(1000).then(() => deps.close()).then(() => process.exit(0));

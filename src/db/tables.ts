@@ -183,6 +183,11 @@ export const messages = pgTable(
       t.createdAt.desc().nullsFirst(),
       t.id.desc().nullsFirst(),
     ),
+    // Sends still waiting for the provider's answer: a send is in it from its reservation to the answer a
+    // moment later, so it stays tiny; the sweep of sends in doubt (sends-in-doubt.ts) finds the old ones here.
+    index('messages_awaiting_answer_idx')
+      .on(t.createdAt)
+      .where(sql`${t.status} = 'queued' and ${t.providerMessageId} is null and ${t.direction} = 'outgoing'`),
     // Organization-wide inbound stream in (time, id) order: messageReceived replays from a cursor.
     index('messages_org_inbound_stream_idx')
       .on(t.organizationId, t.createdAt, t.id)

@@ -31,11 +31,28 @@ export type LineTypeResult = {
   lineType: string | null;
 };
 
+/** A send we stored but never heard the provider's answer to (the process stopped during the call). */
+export type SendInDoubt = {
+  to: string;
+  from: string;
+  body: string;
+  /** When we reserved it: the provider created it, if at all, within the provider timeout after. */
+  createdAt: Date;
+};
+
+/** What the provider knows of a send in doubt; `unknown` when it cannot say (yet). */
+export type SendRecord =
+  | { kind: 'sent'; providerMessageId: string; /** lower-case Twilio status */ status: string }
+  | { kind: 'not_sent' }
+  | { kind: 'unknown'; reason: string };
+
 export interface SmsProvider {
   /** Stored on each message (`provider`) and returned by sendReply. */
   readonly name: 'twilio' | 'simulated';
   /** Never throws: failures come back as `{ ok: false }`. */
   send(message: OutgoingMessage): Promise<SendResult>;
+  /** Whether the provider has a send we never heard the answer to, and its id. Never throws. */
+  findSend(send: SendInDoubt, withinMs: number): Promise<SendRecord>;
   /** Line type of a number. Throws when the answer is unknown (the contact stays pending and is retried). */
   lookupLineType(phoneNumber: string): Promise<LineTypeResult>;
   /** Stops timers and pending work (tests, shutdown). */

@@ -1,4 +1,4 @@
-import { and, eq, sql } from 'drizzle-orm';
+import { and, eq, isNull, sql } from 'drizzle-orm';
 import type { Deps } from '../context.js';
 import type { Db, DbOrTx, Tx } from '../db/client.js';
 import { isDatabaseUnavailable } from '../db/failures.js';
@@ -776,24 +776,50 @@ async function deliver(
   }
 
   deps.logger.warn({ messageId: queued.id, errorCode: result.errorCode, providerMessage: result.message }, 'provider refused a reply');
-  const failed = await deps.db.transaction(async (tx) => {
-    const [row] = await tx
-      .update(messages)
-      .set({ status: 'failed', errorCode: result.errorCode, creditsCharged: 0, updatedAt: sql`now()` })
-      .where(and(eq(messages.organizationId, organizationId), eq(messages.id, queued.id)))
-      .returning();
-    await refundCredits(tx, organizationId, queued.creditsCharged);
-    await tx.insert(messageStatusEvents).values({ organizationId, id: uuidv7(), messageId: queued.id, status: 'failed', errorCode: result.errorCode });
-    await applyRecipientError(tx, organizationId, recipient.contact, queued.id, result.errorCode);
-    return row!;
-  });
-  deps.events.publish('messageStatusChanged', organizationId, { messageId: failed.id, conversationId: failed.conversationId });
-  deps.events.publish('conversationUpdated', organizationId, { conversationId: failed.conversationId });
+  await failReservedSend(deps, organizationId, queued, result.errorCode, recipient.contact);
   return { ok: false, error: providerFailure(result.errorCode, phoneNumber) };
 }
 
+/**
+ * Fails a reserved send the provider refused or never got, and refunds its credits, in one transaction;
+ * only while it still waits for its answer (queued, no provider id), so a send settled twice (by its own
+ * call and by the sweep of sends in doubt) is refunded once. Null when it had been settled already.
+ */
+export async function failReservedSend(
+  deps: Pick<Deps, 'db' | 'events'>,
+  organizationId: string,
+  queued: Pick<MessageRow, 'id' | 'creditsCharged'>,
+  errorCode: number | null,
+  contact: Pick<SenderContact, 'id'> | null,
+): Promise<MessageRow | null> {
+  const failed = await deps.db.transaction(async (tx) => {
+    const [row] = await tx
+      .update(messages)
+      .set({ status: 'failed', errorCode, creditsCharged: 0, updatedAt: sql`now()` })
+      .where(
+        and(
+          eq(messages.organizationId, organizationId),
+          eq(messages.id, queued.id),
+          eq(messages.status, 'queued'),
+          isNull(messages.providerMessageId),
+        ),
+      )
+      .returning();
+    if (!row) return null;
+    await refundCredits(tx, organizationId, queued.creditsCharged);
+    await tx.insert(messageStatusEvents).values({ organizationId, id: uuidv7(), messageId: queued.id, status: 'failed', errorCode });
+    if (contact) await applyRecipientError(tx, organizationId, contact, queued.id, errorCode);
+    return row;
+  });
+  if (failed) {
+    deps.events.publish('messageStatusChanged', organizationId, { messageId: failed.id, conversationId: failed.conversationId });
+    deps.events.publish('conversationUpdated', organizationId, { conversationId: failed.conversationId });
+  }
+  return failed;
+}
+
 /** What a provider refusal tells us about the recipient: 21610 opted out, 21211/21614 not textable. */
-async function applyRecipientError(tx: Tx, organizationId: string, contact: SenderContact, messageId: string, errorCode: number | null) {
+async function applyRecipientError(tx: Tx, organizationId: string, contact: Pick<SenderContact, 'id'>, messageId: string, errorCode: number | null) {
   if (errorCode === PROVIDER_ERRORS.UNSUBSCRIBED) {
     const [changed] = await tx
       .update(contacts)

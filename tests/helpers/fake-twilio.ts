@@ -6,6 +6,7 @@ import twilio from 'twilio';
 // A local HTTP server speaking the parts of Twilio's REST API the gateway uses, so tests run the real
 // `twilio` SDK end to end (point it here with TWILIO_API_BASE_URL):
 // - POST /2010-04-01/Accounts/{AccountSid}/Messages.json (form body, Basic auth) -> 201 Message JSON
+// - GET  /2010-04-01/Accounts/{AccountSid}/Messages.json?To=&From=&PageSize= -> a page of Message JSON, newest first
 // - GET  /v2/PhoneNumbers/{PhoneNumber}?Fields=line_type_intelligence (Basic auth) -> Lookup v2 JSON
 // Errors come back in Twilio's format: { code, message, more_info, status }.
 // It can also post signed status callbacks to the StatusCallback URL a message was sent with.
@@ -21,6 +22,7 @@ export type SentMessage = {
   mediaUrls: string[];
   statusCallback: string | null;
   sendAsMms: boolean;
+  dateCreated: Date;
   /** The raw form parameters, as received. */
   params: Record<string, string | string[]>;
 };
@@ -79,6 +81,8 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
   let sendDelayMs = 0;
   let defaultLineType: string | null = 'mobile';
   let earlyCallback: { status: string; postTo: string; answerAfterMs: number } | null = null;
+  /** Recipients whose sends never get an answer; `kept`: Twilio created the message all the same. */
+  const hangingSendsTo = new Map<string, { kept: boolean }>();
   const earlyCallbacks: Promise<Response>[] = [];
 
   /** A signed status callback, as Twilio signs it (X-Twilio-Signature over its URL and the sorted parameters). */
@@ -105,6 +109,30 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
     });
   }
 
+  /** Twilio's Message resource. */
+  const messageJson = (record: SentMessage) => ({
+    account_sid: accountSid,
+    api_version: '2010-04-01',
+    body: record.body,
+    date_created: rfc2822(record.dateCreated),
+    date_sent: null,
+    date_updated: rfc2822(record.dateCreated),
+    direction: 'outbound-api',
+    error_code: null,
+    error_message: null,
+    from: record.from,
+    messaging_service_sid: null,
+    num_media: String(record.mediaUrls.length),
+    num_segments: '1',
+    price: null,
+    price_unit: 'USD',
+    sid: record.sid,
+    status: 'queued',
+    subresource_uris: { media: `/2010-04-01/Accounts/${accountSid}/Messages/${record.sid}/Media.json` },
+    to: record.to,
+    uri: `/2010-04-01/Accounts/${accountSid}/Messages/${record.sid}.json`,
+  });
+
   async function handle(req: IncomingMessage, res: ServerResponse) {
     const url = new URL(req.url ?? '/', 'http://fake-twilio');
     const raw = req.method === 'POST' ? await readBody(req) : '';
@@ -114,6 +142,26 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
     if (!authorized) return twilioError(res, { code: 20003, status: 401 });
 
     const messagesPath = url.pathname.match(/^\/2010-04-01\/Accounts\/([^/]+)\/Messages\.json$/);
+    if (messagesPath && req.method === 'GET') {
+      if (messagesPath[1] !== accountSid) return twilioError(res, { code: 20404, status: 404 });
+      const to = url.searchParams.get('To');
+      const from = url.searchParams.get('From');
+      const pageSize = Number(url.searchParams.get('PageSize') ?? 50);
+      const matching = sent.filter((m) => (!to || m.to === to) && (!from || m.from === from)).reverse();
+      const page = matching.slice(0, pageSize);
+      const listUri = `/2010-04-01/Accounts/${accountSid}/Messages.json`;
+      return json(res, 200, {
+        messages: page.map(messageJson),
+        end: Math.max(0, page.length - 1),
+        first_page_uri: `${listUri}?PageSize=${pageSize}&Page=0`,
+        next_page_uri: matching.length > pageSize ? `${listUri}?PageSize=${pageSize}&Page=1&PageToken=PASM${page.at(-1)!.sid}` : null,
+        page: 0,
+        page_size: pageSize,
+        previous_page_uri: null,
+        start: 0,
+        uri: `${listUri}?PageSize=${pageSize}&Page=0`,
+      });
+    }
     if (messagesPath && req.method === 'POST') {
       if (messagesPath[1] !== accountSid) return twilioError(res, { code: 20404, status: 404 });
       if (sendDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, sendDelayMs));
@@ -123,6 +171,7 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
       if (!from) return twilioError(res, { code: 21603, message: "A 'From' phone number is required." });
       const failure = nextSendErrors.shift() ?? sendErrorsByRecipient.get(to);
       if (failure) return twilioError(res, failure);
+      const hanging = hangingSendsTo.get(to);
       const sid = `SM${randomBytes(16).toString('hex')}`;
       const mediaUrls = params.getAll('MediaUrl');
       const record: SentMessage = {
@@ -134,10 +183,16 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
         mediaUrls,
         statusCallback: params.get('StatusCallback'),
         sendAsMms: params.get('SendAsMms') === 'true',
+        dateCreated: new Date(),
         params: Object.fromEntries(
           [...new Set(params.keys())].map((key) => [key, params.getAll(key).length > 1 ? params.getAll(key) : params.get(key)!]),
         ),
       };
+      // A send that never gets its answer (the caller is killed meanwhile), created or not.
+      if (hanging) {
+        if (hanging.kept) sent.push(record);
+        return;
+      }
       sent.push(record);
       const early = earlyCallback;
       if (early && record.statusCallback) {
@@ -145,29 +200,7 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
         earlyCallbacks.push(postStatusCallback(sid, early.status, { postTo: early.postTo }));
         await new Promise((resolve) => setTimeout(resolve, early.answerAfterMs));
       }
-      const now = rfc2822(new Date());
-      return json(res, 201, {
-        account_sid: accountSid,
-        api_version: '2010-04-01',
-        body: record.body,
-        date_created: now,
-        date_sent: null,
-        date_updated: now,
-        direction: 'outbound-api',
-        error_code: null,
-        error_message: null,
-        from,
-        messaging_service_sid: null,
-        num_media: String(mediaUrls.length),
-        num_segments: '1',
-        price: null,
-        price_unit: 'USD',
-        sid,
-        status: 'queued',
-        subresource_uris: { media: `/2010-04-01/Accounts/${accountSid}/Messages/${sid}/Media.json` },
-        to,
-        uri: `/2010-04-01/Accounts/${accountSid}/Messages/${sid}.json`,
-      });
+      return json(res, 201, messageJson(record));
     }
 
     const lookupPath = url.pathname.match(/^\/v2\/PhoneNumbers\/([^/]+)$/);
@@ -258,6 +291,7 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
       defaultLineType = 'mobile';
       earlyCallback = null;
       earlyCallbacks.length = 0;
+      hangingSendsTo.clear();
     },
     /**
      * Posts a status callback for a sent message to its StatusCallback URL (or `postTo`, still signed for the
@@ -274,6 +308,13 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
       earlyCallback = { status, postTo, answerAfterMs };
     },
     earlyCallbacks,
+    /**
+     * Sends to this number never get an answer (until the caller goes away); with `kept`, Twilio created
+     * the message all the same (it is in `sent` and in the list), without it Twilio never got it.
+     */
+    hangSendsTo(to: string, options: { kept: boolean }) {
+      hangingSendsTo.set(to, options);
+    },
     /** Env for createTestApp: the gateway's Twilio provider, pointed at this server. */
     env(): Record<string, string> {
       return { TWILIO_ACCOUNT_SID: accountSid, TWILIO_AUTH_TOKEN: authToken, TWILIO_API_BASE_URL: url };

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { StatusOutcome, StatusUpdate } from '../../services/message-status.js';
-import type { LineTypeResult, OutgoingMessage, SendResult, SmsProvider } from '../sms-provider.js';
+import type { LineTypeResult, OutgoingMessage, SendRecord, SendResult, SmsProvider } from '../sms-provider.js';
 
 export type SimulatedProviderOptions = {
   /** Delay before a message is reported sent and delivered. */
@@ -36,6 +36,11 @@ export class SimulatedProvider implements SmsProvider {
       await Promise.all([this.report({ ...update, status: 'sent' }, 0), this.report({ ...update, status: 'delivered' }, 0)]);
     });
     return { ok: true, providerMessageId, status: 'queued' };
+  }
+
+  /** Nothing leaves the process: a send whose answer was lost went nowhere, and is refunded. */
+  async findSend(): Promise<SendRecord> {
+    return { kind: 'not_sent' };
   }
 
   async lookupLineType(phoneNumber: string): Promise<LineTypeResult> {

@@ -1,5 +1,5 @@
 import twilio from 'twilio';
-import type { LineTypeResult, OutgoingMessage, SendResult, SmsProvider } from '../sms-provider.js';
+import type { LineTypeResult, OutgoingMessage, SendInDoubt, SendRecord, SendResult, SmsProvider } from '../sms-provider.js';
 
 export type TwilioProviderOptions = {
   accountSid: string;
@@ -43,6 +43,10 @@ const NOT_TEXTABLE = new Set([
   'personal',
 ]);
 
+/** Messages read when looking for a send in doubt, and the clock difference allowed between us and Twilio. */
+const FIND_PAGE_SIZE = 50;
+const CLOCK_SLACK_MS = 60_000;
+
 export class TwilioProvider implements SmsProvider {
   readonly name = 'twilio' as const;
   private readonly client: twilio.Twilio;
@@ -70,6 +74,29 @@ export class TwilioProvider implements SmsProvider {
       return { ok: true, providerMessageId: sent.sid, status: (sent.status ?? 'queued').toLowerCase() };
     } catch (error) {
       return sendFailure(error);
+    }
+  }
+
+  /**
+   * Twilio's newest messages from `from` to `to` (one page of 50), searched for this body created within
+   * `withinMs` after our reservation (a minute's slack either side for clocks). None there, and the page
+   * reaches back past that window: Twilio never got it.
+   */
+  async findSend(send: SendInDoubt, withinMs: number): Promise<SendRecord> {
+    const earliest = send.createdAt.getTime() - CLOCK_SLACK_MS;
+    const latest = send.createdAt.getTime() + withinMs + CLOCK_SLACK_MS;
+    try {
+      const page = await this.client.messages.page({ to: send.to, from: send.from, pageSize: FIND_PAGE_SIZE });
+      const match = page.instances.find((message) => {
+        const created = message.dateCreated?.getTime() ?? NaN;
+        return message.body === send.body && created >= earliest && created <= latest;
+      });
+      if (match) return { kind: 'sent', providerMessageId: match.sid, status: (match.status ?? 'queued').toLowerCase() };
+      const oldest = Math.min(...page.instances.map((message) => message.dateCreated?.getTime() ?? Infinity));
+      if (!page.nextPageUrl || oldest < earliest) return { kind: 'not_sent' };
+      return { kind: 'unknown', reason: `more than ${FIND_PAGE_SIZE} newer messages to ${send.to}` };
+    } catch (error) {
+      return { kind: 'unknown', reason: error instanceof Error ? error.message : String(error) };
     }
   }
 

@@ -1,0 +1,132 @@
+import { and, eq, isNull, sql } from 'drizzle-orm';
+import type { Deps } from '../context.js';
+import { conversations, messages, messageStatusEvents, phoneNumbers } from '../db/tables.js';
+import { uuidv7 } from './ids.js';
+import { statusMovesForward } from './message-status.js';
+import { failReservedSend } from './replies.js';
+
+// A send is in doubt when the process making it stopped (a crash, a kill, a lost database) between
+// reserving it and storing the provider's answer: its message stays queued with no provider id and its
+// credits charged, though the provider may have it. No live send waits longer than the provider timeout,
+// so sends older than SENDS_IN_DOUBT_AFTER_MS are settled by asking the provider (SmsProvider.findSend):
+// - one it has gets its provider id and status, as a late answer (later callbacks then find it);
+// - one it never got fails and is refunded, as a refusal would;
+// - when it cannot tell, the send waits for the next sweep.
+// Every instance sweeps. Each update is conditional on the send still being in doubt, so a send settled
+// by two (instances, or a late answer and a sweep) is settled once.
+
+type SweepDeps = Pick<Deps, 'db' | 'sms' | 'events' | 'logger' | 'config'>;
+
+export type SweepResult = { sent: number; failed: number; unknown: number };
+
+/** Sends looked at per sweep, oldest first. */
+const SWEEP_LIMIT = 100;
+
+export async function settleSendsInDoubt(deps: SweepDeps, limit = SWEEP_LIMIT): Promise<SweepResult> {
+  const afterSeconds = deps.config.sendsInDoubtAfterMs / 1000;
+  // The conditions are literals, as the partial index messages_awaiting_answer_idx states them, so the
+  // planner can use it whatever plan it caches.
+  const inDoubt = await deps.db
+    .select({
+      organizationId: messages.organizationId,
+      id: messages.id,
+      body: messages.body,
+      creditsCharged: messages.creditsCharged,
+      createdAt: messages.createdAt,
+      to: conversations.phoneNumber,
+      from: phoneNumbers.phoneNumber,
+    })
+    .from(messages)
+    .innerJoin(conversations, and(eq(conversations.organizationId, messages.organizationId), eq(conversations.id, messages.conversationId)))
+    .leftJoin(phoneNumbers, and(eq(phoneNumbers.organizationId, messages.organizationId), eq(phoneNumbers.id, messages.fromPhoneNumberId)))
+    .where(
+      and(
+        sql`${messages.status} = 'queued' and ${messages.providerMessageId} is null and ${messages.direction} = 'outgoing'`,
+        sql`${messages.createdAt} < now() - make_interval(secs => ${afterSeconds})`,
+        // Only the provider that made the send can say what became of it.
+        eq(messages.provider, deps.sms.name),
+      ),
+    )
+    .orderBy(messages.createdAt)
+    .limit(limit);
+
+  const result: SweepResult = { sent: 0, failed: 0, unknown: 0 };
+  for (const send of inDoubt) {
+    const record = send.from
+      ? await deps.sms.findSend({ to: send.to, from: send.from, body: send.body, createdAt: send.createdAt }, deps.config.smsProviderTimeoutMs)
+      : ({ kind: 'unknown', reason: 'its sending number is gone' } as const);
+    const context = { organizationId: send.organizationId, messageId: send.id };
+    if (record.kind === 'sent') {
+      if (await storeLateAnswer(deps, send.organizationId, send.id, record.providerMessageId, record.status)) {
+        result.sent += 1;
+        deps.logger.warn({ ...context, providerMessageId: record.providerMessageId }, 'send in doubt: the provider has it; its id is stored');
+      }
+    } else if (record.kind === 'not_sent') {
+      if (await failReservedSend(deps, send.organizationId, send, null, null)) {
+        result.failed += 1;
+        deps.logger.warn({ ...context, credits: send.creditsCharged }, 'send in doubt: the provider never got it; failed and refunded');
+      }
+    } else {
+      result.unknown += 1;
+      deps.logger.info({ ...context, reason: record.reason }, 'send in doubt: the provider cannot say yet; tried again later');
+    }
+  }
+  return result;
+}
+
+/** The provider's answer, late: stored only while the send still waits for one. */
+async function storeLateAnswer(deps: SweepDeps, organizationId: string, messageId: string, providerMessageId: string, status: string): Promise<boolean> {
+  const moves = statusMovesForward('queued', status) ? status : 'queued';
+  const stored = await deps.db.transaction(async (tx) => {
+    const [row] = await tx
+      .update(messages)
+      .set({ providerMessageId, status: moves, updatedAt: sql`now()` })
+      .where(
+        and(
+          eq(messages.organizationId, organizationId),
+          eq(messages.id, messageId),
+          eq(messages.status, 'queued'),
+          isNull(messages.providerMessageId),
+        ),
+      )
+      .returning({ conversationId: messages.conversationId });
+    if (row && moves !== 'queued') await tx.insert(messageStatusEvents).values({ organizationId, id: uuidv7(), messageId, status: moves });
+    return row;
+  });
+  if (stored && moves !== 'queued') deps.events.publish('messageStatusChanged', organizationId, { messageId, conversationId: stored.conversationId });
+  return Boolean(stored);
+}
+
+/** Sweeps at start and then every so often (a fifth of SENDS_IN_DOUBT_AFTER_MS, at most a minute). */
+export class SendsInDoubtSweeper {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<unknown> | null = null;
+  private closed = false;
+
+  constructor(private readonly deps: SweepDeps) {}
+
+  start(): void {
+    if (this.timer || this.closed) return;
+    const everyMs = Math.min(60_000, Math.max(200, Math.floor(this.deps.config.sendsInDoubtAfterMs / 5)));
+    this.sweep();
+    this.timer = setInterval(() => this.sweep(), everyMs);
+    this.timer.unref();
+  }
+
+  /** Stops sweeping; waits for a sweep under way. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    await this.running;
+  }
+
+  private sweep(): void {
+    if (this.running || this.closed) return;
+    this.running = settleSendsInDoubt(this.deps)
+      .catch((error) => this.deps.logger.warn({ err: error }, 'could not settle sends in doubt'))
+      .finally(() => {
+        this.running = null;
+      });
+  }
+}

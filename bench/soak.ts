@@ -69,7 +69,8 @@ async function main() {
   await database.migrate();
   const org = await createOrganization(database.db, { name: `Soak ${Date.now()}`, credits: 1_000_000_000 });
   // A fresh sending number per run: numbers are globally unique and a PostgreSQL soak database is reused.
-  const { phoneNumber: inboundNumber } = await addPhoneNumber(database.db, org.organizationId, { phoneNumber: `+1919${String(Date.now()).slice(-7)}`, isDefault: true });
+  // The exchange starts with 2 (a NANP exchange cannot start with 0 or 1, which the clock's digits can).
+  const { phoneNumber: inboundNumber } = await addPhoneNumber(database.db, org.organizationId, { phoneNumber: `+19192${String(Date.now()).slice(-6)}`, isDefault: true });
   for (const phone of CONTACTS) await createContact(database.db, org.organizationId, { phoneNumber: phone, firstName: 'Soak', lastName: phone.slice(-4), isTextable: true });
   await database.close();
 

@@ -25,7 +25,7 @@ afterAll(() => fake?.close());
 describe('TwilioProvider.findSend (the Messages list, through the SDK)', () => {
   const provider = () => new TwilioProvider({ accountSid: fake.accountSid, authToken: fake.authToken, apiBaseUrl: fake.url, timeoutMs: 2_000 });
 
-  it('finds a send Twilio created by recipient, sender, body and time; says not_sent when the page covers the window', async () => {
+  it('finds a send Twilio created by recipient, sender, body and time, through pages; not_sent only once it has read them all', async () => {
     fake.reset();
     const sent = await provider().send({
       organizationId: 'org',
@@ -53,6 +53,18 @@ describe('TwilioProvider.findSend (the Messages list, through the SDK)', () => {
     const listed = fake.requests.filter((r) => r.method === 'GET' && r.path.endsWith('/Messages.json'));
     expect(listed[0]!.query).toContain(`To=${encodeURIComponent(KEPT)}`);
     expect(listed[0]!.query).toContain(`From=${encodeURIComponent(NUMBER)}`);
+
+    // Found on a later page, behind newer messages to the same number.
+    const more = async (count: number) => {
+      for (let i = 0; i < count; i += 1) {
+        await provider().send({ organizationId: 'org', messageId: `m${i}`, to: KEPT, from: NUMBER, body: `filler ${i}`, mediaUrls: [], sendAsMms: false, statusCallbackUrl: `${PUBLIC}/s` });
+      }
+    };
+    await more(60);
+    expect(await provider().findSend({ to: KEPT, from: NUMBER, body: 'Your table is ready', createdAt: now }, 15_000)).toMatchObject({ kind: 'sent', providerMessageId: sid });
+    // Past five pages a missing send cannot be told from one further back: unknown, never not_sent.
+    await more(200);
+    expect(await provider().findSend({ to: KEPT, from: NUMBER, body: 'Your table is ready', createdAt: now }, 15_000)).toMatchObject({ kind: 'unknown' });
   });
 
   it('says unknown when Twilio cannot be asked', async () => {

@@ -147,19 +147,22 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
       const to = url.searchParams.get('To');
       const from = url.searchParams.get('From');
       const pageSize = Number(url.searchParams.get('PageSize') ?? 50);
+      const pageNumber = Number(url.searchParams.get('Page') ?? 0);
       const matching = sent.filter((m) => (!to || m.to === to) && (!from || m.from === from)).reverse();
-      const page = matching.slice(0, pageSize);
+      const page = matching.slice(pageNumber * pageSize, (pageNumber + 1) * pageSize);
+      const filters = `${to ? `&To=${encodeURIComponent(to)}` : ''}${from ? `&From=${encodeURIComponent(from)}` : ''}`;
       const listUri = `/2010-04-01/Accounts/${accountSid}/Messages.json`;
+      const more = matching.length > (pageNumber + 1) * pageSize;
       return json(res, 200, {
         messages: page.map(messageJson),
-        end: Math.max(0, page.length - 1),
-        first_page_uri: `${listUri}?PageSize=${pageSize}&Page=0`,
-        next_page_uri: matching.length > pageSize ? `${listUri}?PageSize=${pageSize}&Page=1&PageToken=PASM${page.at(-1)!.sid}` : null,
-        page: 0,
+        end: pageNumber * pageSize + Math.max(0, page.length - 1),
+        first_page_uri: `${listUri}?PageSize=${pageSize}&Page=0${filters}`,
+        next_page_uri: more ? `${listUri}?PageSize=${pageSize}&Page=${pageNumber + 1}${filters}` : null,
+        page: pageNumber,
         page_size: pageSize,
         previous_page_uri: null,
-        start: 0,
-        uri: `${listUri}?PageSize=${pageSize}&Page=0`,
+        start: pageNumber * pageSize,
+        uri: `${listUri}?PageSize=${pageSize}&Page=${pageNumber}${filters}`,
       });
     }
     if (messagesPath && req.method === 'POST') {

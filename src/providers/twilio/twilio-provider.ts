@@ -45,6 +45,7 @@ const NOT_TEXTABLE = new Set([
 
 /** Messages read when looking for a send in doubt, and the clock difference allowed between us and Twilio. */
 const FIND_PAGE_SIZE = 50;
+const FIND_PAGES = 5;
 const CLOCK_SLACK_MS = 60_000;
 
 export class TwilioProvider implements SmsProvider {
@@ -78,23 +79,29 @@ export class TwilioProvider implements SmsProvider {
   }
 
   /**
-   * Twilio's newest messages from `from` to `to` (one page of 50), searched for this body created within
-   * `withinMs` after our reservation (a minute's slack either side for clocks). None there, and the page
-   * reaches back past that window: Twilio never got it.
+   * Twilio's messages from `from` to `to` (up to FIND_PAGES pages of FIND_PAGE_SIZE), searched for this
+   * body created within `withinMs` after our reservation (a minute's slack either side for clocks). Not
+   * among all of them: Twilio never got it. More than that: it cannot say (the list's order is Twilio's,
+   * so a partial list proves nothing).
    */
   async findSend(send: SendInDoubt, withinMs: number): Promise<SendRecord> {
     const earliest = send.createdAt.getTime() - CLOCK_SLACK_MS;
     const latest = send.createdAt.getTime() + withinMs + CLOCK_SLACK_MS;
     try {
-      const page = await this.client.messages.page({ to: send.to, from: send.from, pageSize: FIND_PAGE_SIZE });
-      const match = page.instances.find((message) => {
-        const created = message.dateCreated?.getTime() ?? NaN;
-        return message.body === send.body && created >= earliest && created <= latest;
-      });
-      if (match) return { kind: 'sent', providerMessageId: match.sid, status: (match.status ?? 'queued').toLowerCase() };
-      const oldest = Math.min(...page.instances.map((message) => message.dateCreated?.getTime() ?? Infinity));
-      if (!page.nextPageUrl || oldest < earliest) return { kind: 'not_sent' };
-      return { kind: 'unknown', reason: `more than ${FIND_PAGE_SIZE} newer messages to ${send.to}` };
+      type MessagesPage = Pick<Awaited<ReturnType<typeof this.client.messages.page>>, 'instances' | 'nextPageUrl' | 'nextPage'>;
+      let page: MessagesPage = await this.client.messages.page({ to: send.to, from: send.from, pageSize: FIND_PAGE_SIZE });
+      for (let read = 1; ; read += 1) {
+        const match = page.instances.find((message) => {
+          const created = message.dateCreated?.getTime() ?? NaN;
+          return message.body === send.body && created >= earliest && created <= latest;
+        });
+        if (match) return { kind: 'sent', providerMessageId: match.sid, status: (match.status ?? 'queued').toLowerCase() };
+        if (!page.nextPageUrl) return { kind: 'not_sent' };
+        if (read === FIND_PAGES) return { kind: 'unknown', reason: `more than ${FIND_PAGES * FIND_PAGE_SIZE} messages from ${send.from} to ${send.to}` };
+        const next = await page.nextPage();
+        if (!next) return { kind: 'not_sent' };
+        page = next;
+      }
     } catch (error) {
       return { kind: 'unknown', reason: error instanceof Error ? error.message : String(error) };
     }

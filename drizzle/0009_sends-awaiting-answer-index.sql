@@ -1,1 +1,1 @@
-CREATE INDEX "messages_awaiting_answer_idx" ON "messages" USING btree ("created_at") WHERE "messages"."status" = 'queued' and "messages"."provider_message_id" is null and "messages"."direction" = 'outgoing';
+CREATE INDEX "messages_awaiting_answer_idx" ON "messages" USING btree ("created_at") WHERE "messages"."provider_message_id" is null and "messages"."direction" = 'outgoing' and "messages"."credits_charged" > 0;

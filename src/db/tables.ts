@@ -183,11 +183,13 @@ export const messages = pgTable(
       t.createdAt.desc().nullsFirst(),
       t.id.desc().nullsFirst(),
     ),
-    // Sends still waiting for the provider's answer: a send is in it from its reservation to the answer a
-    // moment later, so it stays tiny; the sweep of sends in doubt (sends-in-doubt.ts) finds the old ones here.
+    // Charged sends still waiting for the provider's answer: a send is in it from its reservation to its answer
+    // (the provider id) or its refund (credits back to 0) a moment later, so it stays tiny; the sweep of
+    // sends in doubt (sends-in-doubt.ts) finds the old ones here. Not `status`: a column an index names makes
+    // every update of it non-HOT, and status callbacks update nothing else.
     index('messages_awaiting_answer_idx')
       .on(t.createdAt)
-      .where(sql`${t.status} = 'queued' and ${t.providerMessageId} is null and ${t.direction} = 'outgoing'`),
+      .where(sql`${t.providerMessageId} is null and ${t.direction} = 'outgoing' and ${t.creditsCharged} > 0`),
     // Organization-wide inbound stream in (time, id) order: messageReceived replays from a cursor.
     index('messages_org_inbound_stream_idx')
       .on(t.organizationId, t.createdAt, t.id)

@@ -13,7 +13,8 @@ import { failReservedSend } from './replies.js';
 // - one it never got fails and is refunded, as a refusal would;
 // - when it cannot tell, the send waits for the next sweep.
 // Every instance sweeps. Each update is conditional on the send still being in doubt, so a send settled
-// by two (instances, or a late answer and a sweep) is settled once.
+// by two (instances, or a late answer and a sweep) is settled once. A send that charged nothing (an MMS at
+// MMS_CREDIT_PRICE=0) is not swept: no money is held, and the index stays off the status column.
 
 type SweepDeps = Pick<Deps, 'db' | 'sms' | 'events' | 'logger' | 'config'>;
 
@@ -41,7 +42,8 @@ export async function settleSendsInDoubt(deps: SweepDeps, limit = SWEEP_LIMIT): 
     .leftJoin(phoneNumbers, and(eq(phoneNumbers.organizationId, messages.organizationId), eq(phoneNumbers.id, messages.fromPhoneNumberId)))
     .where(
       and(
-        sql`${messages.status} = 'queued' and ${messages.providerMessageId} is null and ${messages.direction} = 'outgoing'`,
+        sql`${messages.providerMessageId} is null and ${messages.direction} = 'outgoing' and ${messages.creditsCharged} > 0`,
+        sql`${messages.status} = 'queued'`,
         sql`${messages.createdAt} < now() - make_interval(secs => ${afterSeconds})`,
         // Only the provider that made the send can say what became of it.
         eq(messages.provider, deps.sms.name),

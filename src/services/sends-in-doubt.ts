@@ -54,23 +54,29 @@ export async function settleSendsInDoubt(deps: SweepDeps, limit = SWEEP_LIMIT): 
 
   const result: SweepResult = { sent: 0, failed: 0, unknown: 0 };
   for (const send of inDoubt) {
-    const record = send.from
-      ? await deps.sms.findSend({ to: send.to, from: send.from, body: send.body, createdAt: send.createdAt }, deps.config.smsProviderTimeoutMs)
-      : ({ kind: 'unknown', reason: 'its sending number is gone' } as const);
     const context = { organizationId: send.organizationId, messageId: send.id };
-    if (record.kind === 'sent') {
-      if (await storeLateAnswer(deps, send.organizationId, send.id, record.providerMessageId, record.status)) {
-        result.sent += 1;
-        deps.logger.warn({ ...context, providerMessageId: record.providerMessageId }, 'send in doubt: the provider has it; its id is stored');
+    // One send that cannot be settled (its SID already taken, say) must not stop the others.
+    try {
+      const record = send.from
+        ? await deps.sms.findSend({ to: send.to, from: send.from, body: send.body, createdAt: send.createdAt }, deps.config.smsProviderTimeoutMs)
+        : ({ kind: 'unknown', reason: 'its sending number is gone' } as const);
+      if (record.kind === 'sent') {
+        if (await storeLateAnswer(deps, send.organizationId, send.id, record.providerMessageId, record.status)) {
+          result.sent += 1;
+          deps.logger.warn({ ...context, providerMessageId: record.providerMessageId }, 'send in doubt: the provider has it; its id is stored');
+        }
+      } else if (record.kind === 'not_sent') {
+        if (await failReservedSend(deps, send.organizationId, send, null, null)) {
+          result.failed += 1;
+          deps.logger.warn({ ...context, credits: send.creditsCharged }, 'send in doubt: the provider never got it; failed and refunded');
+        }
+      } else {
+        result.unknown += 1;
+        deps.logger.info({ ...context, reason: record.reason }, 'send in doubt: the provider cannot say yet; tried again later');
       }
-    } else if (record.kind === 'not_sent') {
-      if (await failReservedSend(deps, send.organizationId, send, null, null)) {
-        result.failed += 1;
-        deps.logger.warn({ ...context, credits: send.creditsCharged }, 'send in doubt: the provider never got it; failed and refunded');
-      }
-    } else {
+    } catch (error) {
       result.unknown += 1;
-      deps.logger.info({ ...context, reason: record.reason }, 'send in doubt: the provider cannot say yet; tried again later');
+      deps.logger.warn({ ...context, err: error }, 'send in doubt: could not be settled; tried again later');
     }
   }
   return result;

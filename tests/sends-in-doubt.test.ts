@@ -1,8 +1,12 @@
+import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.js';
+import { messages, messageStatusEvents, organizations } from '../src/db/tables.js';
 import { TwilioProvider } from '../src/providers/twilio/twilio-provider.js';
 import { createContact } from '../src/services/contacts.js';
 import { addPhoneNumber, createOrganization } from '../src/services/organizations.js';
+import { settleSendsInDoubt } from '../src/services/sends-in-doubt.js';
+import { createTestApp } from './helpers/app.js';
 import { startFakeTwilio, type FakeTwilio } from './helpers/fake-twilio.js';
 import { until } from './helpers/realtime.js';
 import { createServerStore, freePort, startServerProcess, type ServerProcess, type ServerStore } from './helpers/server-process.js';
@@ -79,6 +83,46 @@ describe('SENDS_IN_DOUBT_AFTER_MS', () => {
     expect(loadConfig({}).sendsInDoubtAfterMs).toBe(300_000);
     expect(() => loadConfig({ SMS_PROVIDER_TIMEOUT_MS: '20000', SENDS_IN_DOUBT_AFTER_MS: '20000' })).toThrow(/SENDS_IN_DOUBT_AFTER_MS .* must be longer than SMS_PROVIDER_TIMEOUT_MS/);
     expect(loadConfig({ SMS_PROVIDER_TIMEOUT_MS: '20000', SENDS_IN_DOUBT_AFTER_MS: '20001' }).sendsInDoubtAfterMs).toBe(20_001);
+  });
+});
+
+describe('the sweep (simulated provider)', () => {
+  it('refunds a send in doubt exactly once, however many sweeps race for it, and leaves live sends alone', async () => {
+    const t = await createTestApp({ SENDS_IN_DOUBT_AFTER_MS: '60000' });
+    try {
+      const org = await t.createOrg('Sweeps', { credits: 10, phoneNumber: NUMBER });
+      await t.createContact(org, { phoneNumber: KEPT, isTextable: true });
+      await t.createContact(org, { phoneNumber: LOST, isTextable: true });
+      const SEND = `mutation($input: SendReplyInput!) { sendReply(input: $input) { ... on SendReplyPayload { sent: message { uuid } } } }`;
+      const sendTo = async (phoneNumber: string) =>
+        (await t.graphql(SEND, { input: { phoneNumber, message: 'Are you still coming?' } }, org)).body.data.sendReply.sent.uuid as string;
+      const stale = await sendTo(KEPT);
+      const recent = await sendTo(LOST);
+      // The state a process killed during the provider call leaves: charged, queued, no provider id (and,
+      // for the stale one, older than SENDS_IN_DOUBT_AFTER_MS).
+      const unanswer = (id: string, createdAt: Date) =>
+        t.db
+          .update(messages)
+          .set({ providerMessageId: null, status: 'queued', createdAt })
+          .where(and(eq(messages.organizationId, org.organizationId), eq(messages.id, id)));
+      await unanswer(stale, new Date(Date.now() - 10 * 60_000));
+      await unanswer(recent, new Date());
+      const credits = async () => (await t.db.select({ credits: organizations.credits }).from(organizations).where(eq(organizations.id, org.organizationId)))[0]!.credits;
+      expect(await credits()).toBe(8);
+
+      const sweeps = await Promise.all([settleSendsInDoubt(t.deps), settleSendsInDoubt(t.deps), settleSendsInDoubt(t.deps)]);
+      expect(sweeps.reduce((sum, sweep) => sum + sweep.failed, 0)).toBe(1);
+      expect(await credits()).toBe(9);
+      const row = async (id: string) => (await t.db.select().from(messages).where(eq(messages.id, id)))[0]!;
+      expect(await row(stale)).toMatchObject({ status: 'failed', creditsCharged: 0, providerMessageId: null });
+      const failedEvents = await t.db.select().from(messageStatusEvents).where(and(eq(messageStatusEvents.messageId, stale), eq(messageStatusEvents.status, 'failed')));
+      expect(failedEvents).toHaveLength(1);
+      // The recent one may still get its provider's answer: untouched.
+      expect(await row(recent)).toMatchObject({ status: 'queued', creditsCharged: 1 });
+      expect(await settleSendsInDoubt(t.deps)).toEqual({ sent: 0, failed: 0, unknown: 0 });
+    } finally {
+      await t.close();
+    }
   });
 });
 

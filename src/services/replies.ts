@@ -565,8 +565,10 @@ function isKeyCollision(error: unknown): boolean {
 }
 
 /**
- * writeAnswers' statement, built once. It returns only the columns it sets: nothing else of a message
- * changes while its send is in flight, so the row reserved plus these is the stored row.
+ * writeAnswers' statement, built once. It stores an answer only while the send still waits for one
+ * (queued, no provider id): the sweep of sends in doubt may have settled it. It returns only the columns it
+ * sets: nothing else of a message changes while its send is in flight, so the row reserved plus these is
+ * the stored row.
  */
 const ANSWERS = new HotQuery(
   sql`with x as (
@@ -574,6 +576,7 @@ const ANSWERS = new HotQuery(
       ), answered as (
         update ${messages} set provider_message_id = x.sid, status = x.status, updated_at = now()
         from x where ${messages}.organization_id = x.org and ${messages}.id = x.id
+          and ${messages}.status = 'queued' and ${messages}.provider_message_id is null
         returning ${messages}.organization_id, ${messages}.id, ${messages}.status, ${messages}.provider_message_id, ${messages}.updated_at
       ), moved as (
         insert into ${messageStatusEvents} (organization_id, id, message_id, status)
@@ -591,7 +594,7 @@ const readAnswered = rowReader(messages, '', ANSWERED_KEYS) as (row: Record<stri
  * The provider's answers of the sends finishing together, in one statement (atomic by itself): each
  * message's provider id and status, and a status event where it moved past queued.
  */
-async function writeAnswers(db: Db, answers: Answer[]): Promise<Settled<Answered>[]> {
+async function writeAnswers(db: Db, answers: Answer[]): Promise<Settled<Answered | null>[]> {
   const input = answers.map((answer, i) => ({
     i,
     org: answer.organizationId,
@@ -602,17 +605,35 @@ async function writeAnswers(db: Db, answers: Answer[]): Promise<Settled<Answered
   }));
   const rows = await ANSWERS.rows(db, { input: JSON.stringify(input) });
   const byId = new Map(rows.map((row) => [row.id as string, readAnswered(row)]));
-  return answers.map((answer) => {
-    const message = byId.get(answer.messageId);
-    return message ? { ok: true, value: message } : { ok: false, error: new Error(`message ${answer.messageId} vanished before its answer was stored`) };
-  });
+  // Null: settled meanwhile (or gone).
+  return answers.map((answer) => ({ ok: true, value: byId.get(answer.messageId) ?? null }));
 }
 
 // Two batches of answers at once: answers touch distinct messages, so a second batch never waits on the
 // first one's locks, only runs while it commits.
 const answerBatcherOf = batcherPer(
-  (db: Db) => new Batcher<Answer, Answered>((answers) => writeOrIsolate(answers, (some) => writeAnswers(db, some), isDatabaseUnavailable), 500, 2),
+  (db: Db) => new Batcher<Answer, Answered | null>((answers) => writeOrIsolate(answers, (some) => writeAnswers(db, some), isDatabaseUnavailable), 500, 2),
 );
+
+/**
+ * Stores the provider's answer to a reserved send, batched with the answers arriving together: its
+ * provider id, and its status where that moved past queued (subscribers are told). Null when the send was
+ * settled meanwhile, by its own call or by the sweep of sends in doubt.
+ */
+export async function storeProviderAnswer(
+  deps: Pick<Deps, 'db' | 'events'>,
+  organizationId: string,
+  queued: Pick<MessageRow, 'id' | 'conversationId'>,
+  providerMessageId: string,
+  status: string,
+): Promise<Answered | null> {
+  const moves = statusMovesForward('queued', status) ? status : 'queued';
+  const answered = await answerBatcherOf(deps.db).submit({ organizationId, messageId: queued.id, providerMessageId, status: moves });
+  if (answered && answered.status !== 'queued') {
+    deps.events.publish('messageStatusChanged', organizationId, { messageId: queued.id, conversationId: queued.conversationId });
+  }
+  return answered;
+}
 
 export async function sendReply(deps: Deps, organizationId: string, input: SendReplyInput): Promise<SendReplyOutcome> {
   const shapeError = checkShape(input);
@@ -766,13 +787,9 @@ async function deliver(
 
   // 4. Record the answer.
   if (result.ok) {
-    const moves = statusMovesForward('queued', result.status) ? result.status : 'queued';
-    const answered = await answerBatcherOf(deps.db).submit({ organizationId, messageId: queued.id, providerMessageId: result.providerMessageId, status: moves });
-    const message: MessageRow = { ...queued, ...answered };
-    if (message.status !== 'queued') {
-      deps.events.publish('messageStatusChanged', organizationId, { messageId: message.id, conversationId: message.conversationId });
-    }
-    return success(message);
+    const answered = await storeProviderAnswer(deps, organizationId, queued, result.providerMessageId, result.status);
+    if (!answered) throw new Error(`message ${queued.id} was settled before its answer was stored`);
+    return success({ ...queued, ...answered });
   }
 
   deps.logger.warn({ messageId: queued.id, errorCode: result.errorCode, providerMessage: result.message }, 'provider refused a reply');

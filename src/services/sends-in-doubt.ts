@@ -1,9 +1,7 @@
-import { and, eq, isNull, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import type { Deps } from '../context.js';
-import { conversations, messages, messageStatusEvents, phoneNumbers } from '../db/tables.js';
-import { uuidv7 } from './ids.js';
-import { statusMovesForward } from './message-status.js';
-import { failReservedSend } from './replies.js';
+import { conversations, messages, phoneNumbers } from '../db/tables.js';
+import { failReservedSend, storeProviderAnswer } from './replies.js';
 
 // A send is in doubt when the process making it stopped (a crash, a kill, a lost database) between
 // reserving it and storing the provider's answer: its message stays queued with no provider id and its
@@ -31,6 +29,7 @@ export async function settleSendsInDoubt(deps: SweepDeps, limit = SWEEP_LIMIT): 
     .select({
       organizationId: messages.organizationId,
       id: messages.id,
+      conversationId: messages.conversationId,
       body: messages.body,
       creditsCharged: messages.creditsCharged,
       createdAt: messages.createdAt,
@@ -61,7 +60,8 @@ export async function settleSendsInDoubt(deps: SweepDeps, limit = SWEEP_LIMIT): 
         ? await deps.sms.findSend({ to: send.to, from: send.from, body: send.body, createdAt: send.createdAt }, deps.config.smsProviderTimeoutMs)
         : ({ kind: 'unknown', reason: 'its sending number is gone' } as const);
       if (record.kind === 'sent') {
-        if (await storeLateAnswer(deps, send.organizationId, send.id, record.providerMessageId, record.status)) {
+        // The provider's answer, late: stored as any answer, only while the send still waits for one.
+        if (await storeProviderAnswer(deps, send.organizationId, send, record.providerMessageId, record.status)) {
           result.sent += 1;
           deps.logger.warn({ ...context, providerMessageId: record.providerMessageId }, 'send in doubt: the provider has it; its id is stored');
         }
@@ -80,29 +80,6 @@ export async function settleSendsInDoubt(deps: SweepDeps, limit = SWEEP_LIMIT): 
     }
   }
   return result;
-}
-
-/** The provider's answer, late: stored only while the send still waits for one. */
-async function storeLateAnswer(deps: SweepDeps, organizationId: string, messageId: string, providerMessageId: string, status: string): Promise<boolean> {
-  const moves = statusMovesForward('queued', status) ? status : 'queued';
-  const stored = await deps.db.transaction(async (tx) => {
-    const [row] = await tx
-      .update(messages)
-      .set({ providerMessageId, status: moves, updatedAt: sql`now()` })
-      .where(
-        and(
-          eq(messages.organizationId, organizationId),
-          eq(messages.id, messageId),
-          eq(messages.status, 'queued'),
-          isNull(messages.providerMessageId),
-        ),
-      )
-      .returning({ conversationId: messages.conversationId });
-    if (row && moves !== 'queued') await tx.insert(messageStatusEvents).values({ organizationId, id: uuidv7(), messageId, status: moves });
-    return row;
-  });
-  if (stored && moves !== 'queued') deps.events.publish('messageStatusChanged', organizationId, { messageId, conversationId: stored.conversationId });
-  return Boolean(stored);
 }
 
 /** Sweeps at start and then every so often (a fifth of SENDS_IN_DOUBT_AFTER_MS, at most a minute). */

@@ -50,3 +50,17 @@ export function isRefusedValue(error: unknown): boolean {
   }
   return false;
 }
+
+/**
+ * The constraint a unique violation (SQLSTATE 23505) names, or null when the error is not one.
+ * postgres.js names it `constraint_name`, PGlite `constraint`; either may be wrapped in a cause.
+ */
+export function violatedUniqueConstraint(error: unknown): string | null {
+  let current: unknown = error;
+  for (let depth = 0; current && typeof current === 'object' && depth < 8; depth += 1) {
+    const { code, constraint_name: constraintName, constraint } = current as { code?: unknown; constraint_name?: unknown; constraint?: unknown };
+    if (code === '23505') return String(constraintName ?? constraint ?? '');
+    current = (current as { cause?: unknown }).cause;
+  }
+  return null;
+}

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import type { Deps } from '../context.js';
 import type { Db, DbOrTx, Tx } from '../db/client.js';
-import { isDatabaseUnavailable } from '../db/failures.js';
+import { isDatabaseUnavailable, violatedUniqueConstraint } from '../db/failures.js';
 import { columnsOf, HotQuery, rawRows, rowReader } from '../db/rows.js';
 import { contacts, conversations, messages, phoneNumbers, type ContactRow, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { AppError } from '../errors.js';
@@ -157,17 +157,6 @@ const CONVERSATION_COLUMNS = columnsOf(conversations, 'conv', 'c_');
 const SENDER_COLUMNS = columnsOf(contacts, 'sender', 'k_');
 
 type Row = { index: number; item: Pending; organizationId: string; phoneNumberId: string | null; id: string; seq: number };
-
-/** The SQLSTATE 23505 constraint an error names, if it is a unique violation (postgres.js and PGlite name it differently). */
-function violatedUniqueConstraint(error: unknown): string | null {
-  let current: unknown = error;
-  for (let depth = 0; current && typeof current === 'object' && depth < 8; depth += 1) {
-    const { code, constraint_name: constraintName, constraint } = current as { code?: unknown; constraint_name?: unknown; constraint?: unknown };
-    if (code === '23505') return String(constraintName ?? constraint ?? '');
-    current = (current as { cause?: unknown }).cause;
-  }
-  return null;
-}
 
 type Route = { organizationId: string; phoneNumberId: string | null };
 

@@ -3,6 +3,7 @@ import type { Deps } from '../context.js';
 import type { Db, DbOrTx, Tx } from '../db/client.js';
 import { isDatabaseUnavailable } from '../db/failures.js';
 import { HotQuery } from '../db/rows.js';
+import { PROVIDER_ERRORS } from '../providers/sms-provider.js';
 import { consentEvents, contacts, conversations, messages, messageStatusEvents, type MessageRow } from '../db/tables.js';
 import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
 import { uuidv7 } from './ids.js';
@@ -35,8 +36,6 @@ export function statusMovesForward(from: string | null, to: string): boolean {
   return RANK[to]! > RANK[from]!;
 }
 
-/** Twilio error 21610: the recipient replied STOP to this sender; we must not text them again. */
-export const TWILIO_UNSUBSCRIBED = 21610;
 
 export type StatusUpdate = {
   providerMessageId: string;
@@ -74,7 +73,7 @@ export async function applyMessageStatus(
   const errorCode = update.errorCode ?? null;
 
   const apply = () =>
-    errorCode === TWILIO_UNSUBSCRIBED && (status === 'failed' || status === 'undelivered')
+    errorCode === PROVIDER_ERRORS.UNSUBSCRIBED && (status === 'failed' || status === 'undelivered')
       ? applyWithOptOut(deps, update, status, errorCode)
       : applyBatched(deps, update, status, errorCode);
   const deadline = Date.now() + (options.waitForMessageMs ?? 0);

@@ -1,7 +1,7 @@
 import { and, eq, isNull, sql } from 'drizzle-orm';
 import type { Deps } from '../context.js';
 import type { Db, DbOrTx, Tx } from '../db/client.js';
-import { isDatabaseUnavailable } from '../db/failures.js';
+import { isDatabaseUnavailable, violatedUniqueConstraint } from '../db/failures.js';
 import {
   consentEvents,
   contacts,
@@ -553,15 +553,9 @@ function directOutcome(row: Record<string, unknown>, phoneNumber: string, wanted
 }
 
 
-/** The unique violation of messages_org_idempotency_key (postgres.js and PGlite name the constraint differently). */
+/** The unique violation of messages_org_idempotency_key: another send took this idempotency key first. */
 function isKeyCollision(error: unknown): boolean {
-  let current: unknown = error;
-  for (let depth = 0; current && typeof current === 'object' && depth < 8; depth += 1) {
-    const { code, constraint_name: constraintName, constraint } = current as { code?: unknown; constraint_name?: unknown; constraint?: unknown };
-    if (code === '23505') return (constraintName ?? constraint) === 'messages_org_idempotency_key';
-    current = (current as { cause?: unknown }).cause;
-  }
-  return false;
+  return violatedUniqueConstraint(error) === 'messages_org_idempotency_key';
 }
 
 /**

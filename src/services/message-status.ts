@@ -3,8 +3,8 @@ import type { Deps } from '../context.js';
 import type { Db, DbOrTx, Tx } from '../db/client.js';
 import { isDatabaseUnavailable } from '../db/failures.js';
 import { HotQuery } from '../db/rows.js';
-import { PROVIDER_ERRORS } from '../providers/sms-provider.js';
 import { consentEvents, contacts, conversations, messages, messageStatusEvents, type MessageRow } from '../db/tables.js';
+import { PROVIDER_ERRORS } from '../providers/sms-provider.js';
 import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
 import { uuidv7 } from './ids.js';
 
@@ -35,7 +35,6 @@ export function statusMovesForward(from: string | null, to: string): boolean {
   if (FINAL.has(from)) return from === 'delivered' && to === 'read';
   return RANK[to]! > RANK[from]!;
 }
-
 
 export type StatusUpdate = {
   providerMessageId: string;

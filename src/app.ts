@@ -1,6 +1,6 @@
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Deps } from './context.js';
+import type { Deps } from './deps.js';
 import { createGraphqlHandler, type GraphqlOptions } from './http/graphql.js';
 import { attachGraphqlWs } from './http/graphql-ws.js';
 import { closeOnRevocation, closeStreamOnRevocation } from './http/revocations.js';

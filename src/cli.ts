@@ -1,7 +1,6 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig } from './config.js';
-import type { Deps } from './context.js';
-import { openDeps } from './deps.js';
+import { openDeps, type Deps } from './deps.js';
 import { AppError } from './errors.js';
 import { createLogger } from './logger.js';
 import { issueApiToken, revokeApiToken } from './services/auth.js';

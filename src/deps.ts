@@ -1,15 +1,25 @@
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
-import type { Deps } from './context.js';
 import { createDatabase, type Database } from './db/client.js';
 import { RateLimiter } from './http/rate-limit.js';
 import { createSmsProvider } from './providers/index.js';
 import { createEventBus } from './pubsub/index.js';
 import { Authenticator } from './services/auth.js';
 import { applyMessageStatus } from './services/message-status.js';
-import { SendsInDoubtSweeper } from './services/sends-in-doubt.js';
+import { SendsInDoubtSweeper } from './services/replies/index.js';
+import type { ServiceDeps } from './services/deps.js';
 import { TextabilityService } from './services/textability.js';
+
+/** Everything long-lived the app needs, built once here (or per test) and passed in. */
+export type Deps = ServiceDeps & {
+  database: Database;
+  authenticator: Authenticator;
+  /** Settles replies whose process stopped while the provider had them (started by main.ts). */
+  sendsInDoubt: SendsInDoubtSweeper;
+  /** Per-token request budget for /graphql and /api (RATE_LIMIT_PER_MINUTE). */
+  rateLimiter: RateLimiter;
+};
 
 /** Wires the long-lived services around an open, migrated database. */
 export function assembleDeps(config: Config, database: Database, logger: Logger): Deps {

@@ -7,9 +7,8 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
-import type { Deps } from '../src/context.js';
 import { createDatabase, type Database } from '../src/db/client.js';
-import { assembleDeps } from '../src/deps.js';
+import { assembleDeps, type Deps } from '../src/deps.js';
 import { createTestDatabase, postgresUrl } from './helpers/database.js';
 import { connectWs, subscribeWs, until } from './helpers/realtime.js';
 

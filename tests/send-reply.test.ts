@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { consentEvents, contacts, conversations, messages, messageStatusEvents, organizations, shortLinks } from '../src/db/tables.js';
 import { createDemoOrganization } from '../src/services/demo.js';
 import { addPhoneNumber } from '../src/services/organizations.js';
-import { sendReply } from '../src/services/replies.js';
+import { sendReply } from '../src/services/replies/index.js';
 import { createTestApp, type TestApp, type TestOrg } from './helpers/app.js';
 
 // sendReply / previewReply end to end over HTTP, with the simulated provider (no Twilio credentials).

@@ -5,7 +5,7 @@ import { messages, messageStatusEvents, organizations } from '../src/db/tables.j
 import { TwilioProvider } from '../src/providers/twilio/twilio-provider.js';
 import { createContact } from '../src/services/contacts.js';
 import { addPhoneNumber, createOrganization } from '../src/services/organizations.js';
-import { settleSendsInDoubt } from '../src/services/sends-in-doubt.js';
+import { settleSendsInDoubt } from '../src/services/replies/index.js';
 import { createTestApp } from './helpers/app.js';
 import { startFakeTwilio, type FakeTwilio } from './helpers/fake-twilio.js';
 import { until } from './helpers/realtime.js';

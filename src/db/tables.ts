@@ -185,7 +185,7 @@ export const messages = pgTable(
     ),
     // Charged sends still waiting for the provider's answer: a send is in it from its reservation to its answer
     // (the provider id) or its refund (credits back to 0) a moment later, so it stays tiny; the sweep of
-    // sends in doubt (sends-in-doubt.ts) finds the old ones here. Not `status`: a column an index names makes
+    // sends in doubt (replies/sends-in-doubt.ts) finds the old ones here. Not `status`: a column an index names makes
     // every update of it non-HOT, and status callbacks update nothing else.
     index('messages_awaiting_answer_idx')
       .on(t.createdAt)

@@ -3,7 +3,8 @@ import { getOperationAST, visit, type DocumentNode, type GraphQLSchema, type Val
 import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
 import { getComplexity } from 'graphql-query-complexity';
 import type { Plugin, YogaServerInstance } from 'graphql-yoga';
-import { createRequestContext, type Deps, type RequestContext } from '../context.js';
+import { createRequestContext, type RequestContext } from '../context.js';
+import type { Deps } from '../deps.js';
 import { pageWeightedCost } from './protections.js';
 // Mutations (writes2): run once here, errors reported by Yoga without running again.
 import { executedAlready, runMutationOnce } from './graphql-fast-mutation.js';

@@ -4,7 +4,8 @@ import { getOperationAST, GraphQLError, Kind, type ExecutionArgs, type Execution
 import { CloseCode } from 'graphql-ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
-import type { Deps, RequestContext } from '../context.js';
+import type { RequestContext } from '../context.js';
+import type { Deps } from '../deps.js';
 import { AppError } from '../errors.js';
 import { createLoaders } from '../loaders/index.js';
 import type { FeedKey } from '../pubsub/keyset-feed.js';

@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import type { Deps } from '../context.js';
+import type { Deps } from '../deps.js';
 import { sendJson } from './respond.js';
 
 const PING_TIMEOUT_MS = 2_000;

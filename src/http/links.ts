@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Deps } from '../context.js';
+import type { Deps } from '../deps.js';
 import { recordShortLinkClick, resolveShortLink } from '../services/short-links.js';
 import { sendJson } from './respond.js';
 

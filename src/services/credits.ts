@@ -2,7 +2,7 @@ import { eq, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
 import { organizations } from '../db/tables.js';
 
-// Credits are taken only by sendReply's reservation (replies.ts: a conditional UPDATE inside the
+// Credits are taken only by sendReply's reservation (replies/reserve.ts: a conditional UPDATE inside the
 // statement that stores the message, so concurrent senders serialize on the organization's row, each
 // re-checks the balance, and it never goes negative nor is read-then-written) and given back only here.
 

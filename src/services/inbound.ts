@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
-import type { Deps } from '../context.js';
 import type { Db, DbOrTx, Tx } from '../db/client.js';
 import { isDatabaseUnavailable, violatedUniqueConstraint } from '../db/failures.js';
 import { columnsOf, HotQuery, rawRows, rowReader } from '../db/rows.js';
@@ -9,6 +8,7 @@ import { AppError } from '../errors.js';
 import { analyzeInbound, type MessageAnalysis } from './analysis.js';
 import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
 import { recordConsent } from './consent.js';
+import type { ServiceDeps } from './deps.js';
 import { organizationExists } from './organizations.js';
 import { normalizePhone } from './phone.js';
 
@@ -48,7 +48,7 @@ export type InboundOutcome =
     }
   | { outcome: 'duplicate'; organizationId: string };
 
-type InboundDeps = Pick<Deps, 'db' | 'events' | 'logger'>;
+type InboundDeps = Pick<ServiceDeps, 'db' | 'events' | 'logger'>;
 
 /** A message checked and analyzed, waiting for its batch. */
 type Pending = {

@@ -1,11 +1,11 @@
 import { and, eq, sql } from 'drizzle-orm';
-import type { Deps } from '../context.js';
 import type { Db, DbOrTx, Tx } from '../db/client.js';
 import { isDatabaseUnavailable } from '../db/failures.js';
 import { HotQuery } from '../db/rows.js';
 import { consentEvents, contacts, conversations, messages, messageStatusEvents, type MessageRow } from '../db/tables.js';
 import { PROVIDER_ERRORS } from '../providers/sms-provider.js';
 import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
+import type { ServiceDeps } from './deps.js';
 import { uuidv7 } from './ids.js';
 
 // The one path for delivery status updates: Twilio's status callbacks and the simulated provider both
@@ -60,7 +60,7 @@ const LONGEST_LOOK_AGAIN_MS = 1_000;
  * does not retry a status callback by default, so acknowledging it at once would lose the status.
  */
 export async function applyMessageStatus(
-  deps: Pick<Deps, 'db' | 'events' | 'logger'>,
+  deps: Pick<ServiceDeps, 'db' | 'events' | 'logger'>,
   update: StatusUpdate,
   options: { waitForMessageMs?: number } = {},
 ): Promise<StatusOutcome> {
@@ -112,7 +112,7 @@ const statusBatcherOf = batcherPer(
 );
 
 /** The common case, batched with the callbacks arriving at the same time (see batcher.ts). */
-function applyBatched(deps: Pick<Deps, 'db'>, update: StatusUpdate, status: string, errorCode: number | null): Promise<Applied> {
+function applyBatched(deps: Pick<ServiceDeps, 'db'>, update: StatusUpdate, status: string, errorCode: number | null): Promise<Applied> {
   return statusBatcherOf(deps.db).submit({ update, status, errorCode });
 }
 
@@ -236,7 +236,7 @@ function endPoints(updates: PendingStatus[]): Record<string, { status: string | 
 }
 
 /** A provider refusal that unsubscribes the recipient (21610): the status and the opt-out in one transaction. */
-async function applyWithOptOut(deps: Pick<Deps, 'db'>, update: StatusUpdate, status: string, errorCode: number | null): Promise<Applied> {
+async function applyWithOptOut(deps: Pick<ServiceDeps, 'db'>, update: StatusUpdate, status: string, errorCode: number | null): Promise<Applied> {
   return deps.db.transaction(async (tx) => {
     const conditions = [eq(messages.providerMessageId, update.providerMessageId)];
     if (update.organizationId) conditions.push(eq(messages.organizationId, update.organizationId));

@@ -1,5 +1,4 @@
 import { and, eq, sql, type SQL } from 'drizzle-orm';
-import type { Deps } from '../context.js';
 import type { DbOrTx } from '../db/client.js';
 import { columnsOf, HotQuery, indexReader } from '../db/rows.js';
 import { conversations, messages, type ConversationRow, type MessageRow } from '../db/tables.js';
@@ -9,12 +8,13 @@ import { KeysetFeed, type FeedReader } from '../pubsub/keyset-feed.js';
 import { wakeableStream } from '../pubsub/wakeable-stream.js';
 import { conversationsByIds, conversationsByPhones } from './conversations.js';
 import { decodeCursorWithScope, type Keyset } from './cursors.js';
+import type { ServiceDeps } from './deps.js';
 import { messagesByIds } from './messages.js';
 
 // The streams behind the GraphQL subscriptions. Events carry ids only; every row a subscriber receives
 // is read here, scoped to the subscriber's organization, when it is delivered (so it is current).
 
-type StreamDeps = Pick<Deps, 'db' | 'events'>;
+type StreamDeps = Pick<ServiceDeps, 'db' | 'events'>;
 
 /** Rows read per statement by a feed, or by a subscriber replaying or catching up. */
 const REPLAY_PAGE = 200;

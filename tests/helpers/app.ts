@@ -1,9 +1,8 @@
 import pino from 'pino';
 import { buildApp, type App } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
-import type { Deps } from '../../src/context.js';
 import type { Database } from '../../src/db/client.js';
-import { assembleDeps, closeDeps } from '../../src/deps.js';
+import { assembleDeps, closeDeps, type Deps } from '../../src/deps.js';
 import { appendMessage, type NewMessage } from '../../src/services/messages.js';
 import { addPhoneNumber, createOrganization } from '../../src/services/organizations.js';
 import { createContact, type NewContact } from '../../src/services/contacts.js';

@@ -4,7 +4,7 @@ import type { Loaders } from '../../loaders/index.js';
 import { listConversations, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, type ConversationListItem } from '../../services/conversations.js';
 import { messageColumns, messageCursor, messagePageRequest } from '../../services/messages.js';
 import { getOrganization } from '../../services/organizations.js';
-import { sendReply } from '../../services/replies.js';
+import { sendReply } from '../../services/replies/index.js';
 import type { RestRoute } from './router.js';
 import { booleanParam, limitParam, phoneParam, readJsonObject, singleParam } from './request.js';
 import { ReplyRequestJson, type ConversationJson, type MessageJson, type MessagePageJson, type ReplyResponseJson } from './schemas.js';

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Deps } from '../../context.js';
+import type { Deps } from '../../deps.js';
 import { isDatabaseUnavailable, isRefusedValue, UNAVAILABLE_RETRY_AFTER_SECONDS } from '../../db/failures.js';
 import { AppError, type ErrorCode } from '../../errors.js';
 import { createLoaders, type Loaders } from '../../loaders/index.js';

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Deps } from '../../context.js';
+import type { Deps } from '../../deps.js';
 import { isDatabaseUnavailable, isRefusedValue } from '../../db/failures.js';
 import { AppError } from '../../errors.js';
 import { verifyTwilioSignature, type WebhookParams } from '../../providers/twilio/signature.js';

@@ -1,6 +1,6 @@
 import type { ShortLinkRow } from '../../db/tables.js';
 import { isUuid } from '../../services/cursors.js';
-import { previewReply, sendReply, type SendReplyInput, type SendReplyOutcome } from '../../services/replies.js';
+import { previewReply, sendReply, type SendReplyInput, type SendReplyOutcome } from '../../services/replies/index.js';
 import type { RequestContext } from '../../context.js';
 import { builder } from '../builder.js';
 import {

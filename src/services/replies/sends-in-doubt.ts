@@ -1,7 +1,7 @@
 import { and, eq, sql } from 'drizzle-orm';
-import type { Deps } from '../context.js';
-import { conversations, messages, phoneNumbers } from '../db/tables.js';
-import { failReservedSend, storeProviderAnswer } from './replies.js';
+import { conversations, messages, phoneNumbers } from '../../db/tables.js';
+import type { ServiceDeps } from '../deps.js';
+import { failReservedSend, storeProviderAnswer } from './settle.js';
 
 // A send is in doubt when the process making it stopped (a crash, a kill, a lost database) between
 // reserving it and storing the provider's answer: its message stays queued with no provider id and its
@@ -14,7 +14,7 @@ import { failReservedSend, storeProviderAnswer } from './replies.js';
 // by two (instances, or a late answer and a sweep) is settled once. A send that charged nothing (an MMS at
 // MMS_CREDIT_PRICE=0) is not swept: no money is held, and the index stays off the status column.
 
-type SweepDeps = Pick<Deps, 'db' | 'sms' | 'events' | 'logger' | 'config'>;
+type SweepDeps = Pick<ServiceDeps, 'db' | 'sms' | 'events' | 'logger' | 'config'>;
 
 export type SweepResult = { sent: number; failed: number; unknown: number };
 

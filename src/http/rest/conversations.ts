@@ -5,7 +5,7 @@ import { listConversations, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, type ConversationL
 import { messageColumns, messageCursor, messagePageRequest } from '../../services/messages.js';
 import { getOrganization } from '../../services/organizations.js';
 import { sendReply } from '../../services/replies/index.js';
-import type { RestRoute } from './router.js';
+import type { RestRoute } from './route.js';
 import { booleanParam, limitParam, phoneParam, readJsonObject, singleParam } from './request.js';
 import { ReplyRequestJson, type ConversationJson, type MessageJson, type MessagePageJson, type ReplyResponseJson } from './schemas.js';
 

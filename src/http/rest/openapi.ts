@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { errorCatalog, type ErrorCode } from '../../errors.js';
-import type { RestRoute } from './router.js';
+import type { RestRoute } from './route.js';
 import { componentSchemas } from './schemas.js';
 
 // The OpenAPI 3.1 description of /api, built from the route table the router serves and the zod schemas

@@ -2,44 +2,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Deps } from '../../deps.js';
 import { isDatabaseUnavailable, isRefusedValue, UNAVAILABLE_RETRY_AFTER_SECONDS } from '../../db/failures.js';
 import { AppError, type ErrorCode } from '../../errors.js';
-import { createLoaders, type Loaders } from '../../loaders/index.js';
-import type { Caller } from '../../services/auth.js';
+import { createLoaders } from '../../loaders/index.js';
 import { pathOf, sendJson } from '../respond.js';
 import { conversationMessagesRoute, listConversationsRoute, replyRoute } from './conversations.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { queryOf } from './request.js';
+import type { RestRoute } from './route.js';
 import type { ErrorJson } from './schemas.js';
-
-type SchemaRef = { $ref: string } | { type: 'array'; items: { $ref: string } };
-
-export type RouteContext = {
-  deps: Deps;
-  req: IncomingMessage;
-  caller: Caller;
-  loaders: Loaders;
-  /** Raw (still URL-encoded) path segments named in the path template. */
-  params: Record<string, string>;
-  query: URLSearchParams;
-};
-
-/** One REST operation: the router serves it and the OpenAPI document describes it from the same object. */
-export type RestRoute = {
-  method: 'GET' | 'POST';
-  /** OpenAPI path template, e.g. `/api/conversations/{phoneNumber}/messages`. */
-  path: string;
-  operationId: string;
-  summary: string;
-  description: string;
-  pathParams?: Record<string, { description: string }>;
-  query?: Record<string, { type: 'boolean' | 'string' | 'integer'; description: string; minimum?: number }>;
-  headers?: Record<string, { description: string; maxLength?: number }>;
-  /** Component schema names are given bare (`MessagePage`) and expanded by the OpenAPI builder. */
-  requestBody?: { $ref: string };
-  response: { description: string; schema: SchemaRef };
-  /** Every error code the route answers besides INTERNAL_ERROR; statuses come from the error catalog. */
-  errors: readonly ErrorCode[];
-  handle(ctx: RouteContext): Promise<{ status: number; body: unknown }>;
-};
 
 export const restRoutes: readonly RestRoute[] = [listConversationsRoute, conversationMessagesRoute, replyRoute];
 

@@ -6,7 +6,7 @@ import { normalizePhone } from '../../services/phone.js';
 import { createContactWithLookup } from '../../services/textability.js';
 import { builder } from '../builder.js';
 import { ContactAlreadyExistsError, ContactNotFoundError, typedError } from './errors.js';
-import { ConversationRef } from './conversation.js';
+import { ConversationRef } from './refs.js';
 
 export const ContactRef = builder.objectRef<ContactRow>('Contact');
 

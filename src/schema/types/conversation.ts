@@ -13,11 +13,11 @@ import { messageCursor, messagePageRequest, type MessageColumns, type MessagePag
 import { badUserInput } from '../../errors.js';
 import { normalizePhone } from '../../services/phone.js';
 import { builder } from '../builder.js';
+import { connectionNodeSelections, eachField, fieldsOfSelection } from '../selections.js';
 import type { RequestContext } from '../../context.js';
 import { CONTACT_FIELD_COLUMNS, ContactRef } from './contact.js';
-import { connectionNodeSelections, eachField, fieldsOfSelection, MESSAGE_FIELD_COLUMNS, messageColumnsOf, MessageConnectionRef, MessageRef } from './message.js';
-
-export const ConversationRef = builder.objectRef<ConversationRow>('Conversation');
+import { MESSAGE_FIELD_COLUMNS, messageColumnsOf, MessageConnectionRef, MessageRef } from './message.js';
+import { ConversationRef } from './refs.js';
 
 builder.node(ConversationRef, {
   description: 'The two-way thread between the organization and one phone number.',

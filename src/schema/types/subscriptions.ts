@@ -10,7 +10,7 @@ import {
   type StreamHints,
 } from '../../services/realtime.js';
 import { builder } from '../builder.js';
-import { ConversationRef } from './conversation.js';
+import { ConversationRef } from './refs.js';
 import { MessageRef } from './message.js';
 
 // Realtime: served over graphql-ws (WebSocket on /graphql) and SSE (Accept: text/event-stream).

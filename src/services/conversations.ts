@@ -4,6 +4,7 @@ import { columnIndex, columnsOf, HotQuery, indexReader } from '../db/rows.js';
 import { contacts, conversations, messages, type ContactRow, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { AppError } from '../errors.js';
 import { decodeCursor, encodeCursor, isUuid } from './cursors.js';
+import type { ServiceDeps } from './deps.js';
 
 export type ConversationFilter = {
   /** true: only conversations with unread inbound messages. */
@@ -195,18 +196,22 @@ export async function conversationsByPhones(db: DbOrTx, organizationId: string, 
 
 type ConversationState = Partial<Pick<ConversationRow, 'unreadCount' | 'isArchived' | 'isStarred'>>;
 
-/** Changes read/archived/starred state of the conversation with this (normalized) phone number. */
+/**
+ * Changes read/archived/starred state of the conversation with this (normalized) phone number, and tells
+ * conversationUpdated's subscribers once it is stored, whichever surface asked.
+ */
 export async function updateConversationState(
-  db: DbOrTx,
+  deps: Pick<ServiceDeps, 'db' | 'events'>,
   organizationId: string,
   phoneNumber: string,
   state: ConversationState,
 ): Promise<ConversationRow> {
-  const [row] = await db
+  const [row] = await deps.db
     .update(conversations)
     .set({ ...state, updatedAt: sql`now()` })
     .where(and(eq(conversations.organizationId, organizationId), eq(conversations.phoneNumber, phoneNumber)))
     .returning();
   if (!row) throw new AppError('CONVERSATION_NOT_FOUND', `No conversation with ${phoneNumber}.`);
+  deps.events.publish('conversationUpdated', row.organizationId, { conversationId: row.id });
   return row;
 }

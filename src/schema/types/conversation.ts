@@ -272,9 +272,8 @@ function messagesSelectionOf(info: GraphQLResolveInfo): { args: PageArgs; column
 }
 
 async function changeConversation(ctx: RequestContext, phoneNumber: string, state: Parameters<typeof updateConversationState>[3]) {
-  const row = await updateConversationState(ctx.deps.db, ctx.caller.organizationId, normalizePhone(phoneNumber), state);
+  const row = await updateConversationState(ctx.deps, ctx.caller.organizationId, normalizePhone(phoneNumber), state);
   ctx.loaders.clearConversation(row);
-  ctx.deps.events.publish('conversationUpdated', row.organizationId, { conversationId: row.id });
   return row;
 }
 

@@ -6,7 +6,8 @@ import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { RequestContext } from '../context.js';
 import type { Deps } from '../deps.js';
-import { AppError } from '../errors.js';
+import { classifyError, logClassifiedError } from '../error-classifier.js';
+import type { AppError } from '../errors.js';
 import { createLoaders } from '../loaders/index.js';
 import type { FeedKey } from '../pubsub/keyset-feed.js';
 import { ResultGroup } from '../pubsub/shared-results.js';
@@ -200,6 +201,19 @@ function sharedSubscriptions(deps: Deps) {
 /** Close reasons are limited to 123 bytes by the WebSocket protocol. */
 const reason = (text: string) => (Buffer.byteLength(text) <= 123 ? text : `${text.slice(0, 110)}...`);
 
+/** 1013 (try again later, RFC 6455 registry) is the one code graphql-ws clients retry by themselves. */
+const TRY_AGAIN_LATER = 1013;
+
+/** The close code and reason for an error at connection_init: the WebSocket rendering of the catalogue. */
+function closeOf(error: AppError): [number, string] {
+  if (error.code === 'UNAUTHENTICATED') return [CloseCode.Unauthorized, `Unauthorized: ${error.message}`];
+  if (error.code === 'FORBIDDEN') return [CloseCode.Forbidden, `Forbidden: ${error.message}`];
+  if (error.code === 'RATE_LIMITED') return [CloseCode.TooManyInitialisationRequests, error.message];
+  if (error.code === 'SERVICE_UNAVAILABLE') return [TRY_AGAIN_LATER, error.message];
+  if (error.status < 500) return [CloseCode.BadRequest, `${error.code}: ${error.message}`];
+  return [CloseCode.InternalServerError, error.message];
+}
+
 /** graphql-ws clients give up on 4401 (they retry 4403), which is what a revoked token calls for. */
 export const REVOKED_CLOSE_REASON = 'Unauthorized: the API token was revoked';
 
@@ -232,10 +246,11 @@ export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps
           else socket.once('close', untrack);
           return true;
         } catch (error) {
-          if (!(error instanceof AppError) || (error.code !== 'UNAUTHENTICATED' && error.code !== 'FORBIDDEN')) throw error;
-          if (error.code === 'UNAUTHENTICATED') await deps.rateLimiter.recordAuthFailure(address);
-          const code = error.code === 'UNAUTHENTICATED' ? CloseCode.Unauthorized : CloseCode.Forbidden;
-          ctx.extra.socket.close(code, reason(`${error.code === 'UNAUTHENTICATED' ? 'Unauthorized' : 'Forbidden'}: ${error.message}`));
+          const classified = classifyError(error);
+          logClassifiedError(deps.logger, classified, 'WebSocket connection');
+          if (classified.error.code === 'UNAUTHENTICATED') await deps.rateLimiter.recordAuthFailure(address);
+          const [code, text] = closeOf(classified.error);
+          ctx.extra.socket.close(code, reason(text));
           return false;
         }
       },

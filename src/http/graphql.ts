@@ -5,9 +5,9 @@ import { useGraphQlJit } from '@envelop/graphql-jit';
 import { createYoga, maskError as yogaMaskError, type GraphiQLOptions } from 'graphql-yoga';
 import { createRequestContext, type Credentials, type RequestContext } from '../context.js';
 import type { Deps } from '../deps.js';
+import { classifyError, logClassifiedError } from '../error-classifier.js';
 import { AppError, toGraphQLError } from '../errors.js';
 import { schema } from '../schema/index.js';
-import { isDatabaseUnavailable, isRefusedValue } from '../db/failures.js';
 import { databaseUnavailableError, hardenedYogaOptions } from './protections.js';
 import { failureAlreadyLogged } from './request-id.js';
 import { createGraphqlFastPath } from './graphql-fast-path.js';
@@ -81,15 +81,6 @@ const isHot = (document: DocumentNode) => {
 const isSubscription = (document: DocumentNode) =>
   document.definitions.some((definition) => definition.kind === Kind.OPERATION_DEFINITION && definition.operation === 'subscription');
 
-/** An AppError anywhere in the chain of wrapped errors (graphql-js and plugins wrap what resolvers throw). */
-function findAppError(error: unknown): AppError | null {
-  for (let current = error, depth = 0; current && depth < 5; depth += 1) {
-    if (current instanceof AppError) return current;
-    current = (current as { originalError?: unknown }).originalError;
-  }
-  return null;
-}
-
 export function createGraphqlHandler(deps: Deps, options: GraphqlOptions = {}) {
   const hardened = hardenedYogaOptions(deps.config, deps.logger, deps.rateLimiter);
   const fastPath = createGraphqlFastPath(deps, schema, {
@@ -143,37 +134,18 @@ export function createGraphqlHandler(deps: Deps, options: GraphqlOptions = {}) {
       isDev: deps.config.env === 'development',
       // Errors we throw on purpose keep their message and codes; anything else is logged and masked.
       maskError(error, message, isDev) {
-        const original = error instanceof GraphQLError ? error.originalError : error;
-        const appError = findAppError(error);
-        if (appError) return toGraphQLError(appError, error instanceof GraphQLError ? error : undefined);
-        if (isDatabaseUnavailable(error)) {
-          deps.logger.warn({ err: original ?? error }, 'GraphQL operation failed: database unavailable');
-          return databaseUnavailableError(error instanceof GraphQLError ? error : undefined);
+        const located = error instanceof GraphQLError ? error : undefined;
+        const original = located ? located.originalError : error;
+        const classified = classifyError(error);
+        // graphql-js's own errors (syntax, validation, coercion) are already the caller's answer. Pothos
+        // throws GraphQLErrors too, which Yoga would pass through unmasked and without a code.
+        if (classified.kind === 'unexpected' && located && (!original || original instanceof GraphQLError) && !(original instanceof PothosError)) {
+          return yogaMaskError(error, message, isDev);
         }
-        if (original instanceof PothosError) {
-          // Pothos throws GraphQLErrors, which Yoga would pass through unmasked and without a code.
-          if (/has not been implemented|global ?id/i.test((original as PothosError).message)) {
-            return toGraphQLError(
-              new AppError('BAD_USER_INPUT', 'Not a valid global id.'),
-              error instanceof GraphQLError ? error : undefined,
-            );
-          }
-          deps.logger.error({ err: original }, 'unexpected error in GraphQL operation');
-          return new GraphQLError(message, {
-            path: error instanceof GraphQLError ? error.path : undefined,
-            extensions: { code: 'INTERNAL_SERVER_ERROR' },
-          });
-        }
-        if (isRefusedValue(error)) {
-          deps.logger.warn({ err: original ?? error }, 'GraphQL operation refused: the database refused a value');
-          return toGraphQLError(
-            new AppError('BAD_USER_INPUT', 'A value is invalid or too large to store.'),
-            error instanceof GraphQLError ? error : undefined,
-          );
-        }
-        if (!(error instanceof GraphQLError) || (original && !(original instanceof GraphQLError))) {
-          deps.logger.error({ err: original ?? error }, 'unexpected error in GraphQL operation');
-        }
+        logClassifiedError(deps.logger, classified, 'GraphQL operation');
+        if (classified.kind === 'unavailable') return databaseUnavailableError(located);
+        if (classified.kind !== 'unexpected') return toGraphQLError(classified.error, located);
+        if (original instanceof PothosError) return new GraphQLError(message, { path: located?.path, extensions: { code: 'INTERNAL_SERVER_ERROR' } });
         return yogaMaskError(error, message, isDev);
       },
     },

@@ -1,14 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Deps } from '../../deps.js';
-import { isDatabaseUnavailable, isRefusedValue, UNAVAILABLE_RETRY_AFTER_SECONDS } from '../../db/failures.js';
-import { AppError, type ErrorCode } from '../../errors.js';
+import { classifyError, logClassifiedError } from '../../error-classifier.js';
+import { AppError } from '../../errors.js';
 import { createLoaders } from '../../loaders/index.js';
-import { pathOf, sendJson } from '../respond.js';
+import { pathOf, sendErrorJson, sendJson } from '../respond.js';
 import { conversationMessagesRoute, listConversationsRoute, replyRoute } from './conversations.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { queryOf } from './request.js';
 import type { RestRoute } from './route.js';
-import type { ErrorJson } from './schemas.js';
 
 export const restRoutes: readonly RestRoute[] = [listConversationsRoute, conversationMessagesRoute, replyRoute];
 
@@ -30,16 +29,6 @@ function matchPath(template: string, path: string): Record<string, string> | nul
   return params;
 }
 
-function sendError(res: ServerResponse, error: AppError) {
-  const body: ErrorJson = { success: false, code: error.code, message: error.message };
-  const headers: Record<string, string> = { ...CORS_HEADERS };
-  if (error.code === 'UNAUTHENTICATED') headers['www-authenticate'] = 'Bearer';
-  // An oversized body may still be arriving: answer, then close rather than read it.
-  if (error.code === 'PAYLOAD_TOO_LARGE') headers.connection = 'close';
-  if (error.details?.allow) headers.allow = String(error.details.allow);
-  if (error.code === 'SERVICE_UNAVAILABLE') headers['retry-after'] = String(UNAVAILABLE_RETRY_AFTER_SECONDS);
-  sendJson(res, error.status, body, headers);
-}
 
 /** Serves everything under /api: the published conversations routes and their OpenAPI document. */
 export function createRestHandler(deps: Deps) {
@@ -93,22 +82,9 @@ export function createRestHandler(deps: Deps) {
         res.destroy();
         return;
       }
-      if (error instanceof AppError) {
-        sendError(res, error);
-        return;
-      }
-      if (isRefusedValue(error)) {
-        deps.logger.warn({ err: error, method: req.method, url: req.url }, 'REST request refused: the database refused a value');
-        sendError(res, new AppError('INVALID_PARAMETER', 'A value is invalid or too large to store.'));
-        return;
-      }
-      if (isDatabaseUnavailable(error)) {
-        deps.logger.warn({ err: error, method: req.method, url: req.url }, 'REST request failed: database unavailable');
-        sendError(res, new AppError('SERVICE_UNAVAILABLE', 'The database is unavailable; try again shortly.'));
-        return;
-      }
-      deps.logger.error({ err: error, method: req.method, url: req.url }, 'unexpected error in REST request');
-      sendError(res, new AppError('INTERNAL_ERROR', 'Internal server error.'));
+      const classified = classifyError(error);
+      logClassifiedError(deps.logger, classified, 'REST request', { method: req.method, url: req.url });
+      sendErrorJson(res, classified.error, { headers: CORS_HEADERS });
     }
   };
 }

@@ -1,12 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Deps } from '../../deps.js';
-import { isDatabaseUnavailable, isRefusedValue } from '../../db/failures.js';
+import { classifyError, logClassifiedError } from '../../error-classifier.js';
 import { AppError } from '../../errors.js';
 import { verifyTwilioSignature, type WebhookParams } from '../../providers/twilio/signature.js';
 import { receiveInbound } from '../../services/inbound.js';
 import { applyMessageStatus } from '../../services/message-status.js';
 import { INBOUND_FLOOD_PER_MINUTE } from '../rate-limit.js';
-import { sendJson } from '../respond.js';
+import { sendErrorJson, sendJson } from '../respond.js';
 
 // Twilio's webhooks: inbound messages and delivery status callbacks. Both are verified against
 // X-Twilio-Signature before anything is read into the data layer, and answered only after the
@@ -137,23 +137,10 @@ export async function handleTwilioWebhook(deps: Deps, req: IncomingMessage, res:
     await (kind === 'messages' ? inbound(deps, params, res) : status(deps, params, res));
   } catch (error) {
     if (res.headersSent) return;
-    if (error instanceof AppError) {
-      sendJson(res, error.status, { success: false, code: error.code, message: error.message, ...error.details });
-      return;
-    }
-    // A 5xx makes Twilio retry later, which is what we want when, say, the database is briefly away.
-    if (isRefusedValue(error)) {
-      // Retrying would fail the same way: a 400 tells Twilio to stop.
-      deps.logger.warn({ err: error, path: req.url }, 'Twilio webhook refused: the database refused a value');
-      sendJson(res, 400, { success: false, code: 'INVALID_PARAMETER', message: 'A parameter is invalid or too large to store.' });
-      return;
-    }
-    if (isDatabaseUnavailable(error)) {
-      deps.logger.warn({ err: error, path: req.url }, 'Twilio webhook deferred: database unavailable; Twilio will retry');
-      sendJson(res, 503, { success: false, code: 'SERVICE_UNAVAILABLE', message: 'The database is unavailable; Twilio will retry.' });
-      return;
-    }
-    deps.logger.error({ err: error, path: req.url }, 'Twilio webhook failed');
-    sendJson(res, 500, { success: false, code: 'INTERNAL_ERROR', message: 'The webhook could not be processed; Twilio will retry.' });
+    // Twilio retries a 5xx later (the database briefly away, a bug since fixed) and gives up on a 4xx,
+    // which is right for a value the database refused: a retry would fail the same way.
+    const classified = classifyError(error);
+    logClassifiedError(deps.logger, classified, 'Twilio webhook', { path: req.url });
+    sendErrorJson(res, classified.error, { details: true });
   }
 }

@@ -32,6 +32,11 @@ describe('layout', () => {
     expect(publishing).toEqual([]);
   });
 
+  it('changes consent only through the consent service (the demo seeds its fixtures directly)', () => {
+    const writers = files.filter((file) => /\.insert\(consentEvents\)/.test(file.text)).map((file) => file.path);
+    expect(writers.sort()).toEqual(['services/consent.ts', 'services/demo.ts']);
+  });
+
   it('keeps every file under src/ at 500 lines or fewer', () => {
     const long = files.filter((file) => file.text.split('\n').length > 500).map((file) => file.path);
     expect(long).toEqual([]);

@@ -1,7 +1,8 @@
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
-import { consentEvents, contacts, conversations, messages } from '../db/tables.js';
+import { contacts, conversations, messages } from '../db/tables.js';
 import { AppError } from '../errors.js';
+import { changeConsent } from './consent.js';
 import { isUuid } from './cursors.js';
 import { normalizePhone } from './phone.js';
 
@@ -87,24 +88,24 @@ export async function updateContact(db: DbOrTx, organizationId: string, contactI
     const set: Partial<typeof contacts.$inferInsert> = {};
     if (patch.firstName !== undefined) set.firstName = cleanName(patch.firstName);
     if (patch.lastName !== undefined) set.lastName = cleanName(patch.lastName);
+    let row = current;
     if (patch.isOptedIn !== undefined && patch.isOptedIn !== current.isOptedIn) {
-      set.isOptedIn = patch.isOptedIn;
-      await tx.insert(consentEvents).values({
-        organizationId,
-        contactId,
+      const changed = await changeConsent(tx, organizationId, { contactId }, {
         kind: patch.isOptedIn ? 'opt_in' : 'opt_out',
         keyword: null,
         messageId: null,
         source: 'api',
       });
+      // The row is locked above, so the change applies.
+      row = changed!.contact;
     }
-    if (Object.keys(set).length === 0) return current;
-    const [row] = await tx
+    if (Object.keys(set).length === 0) return row;
+    const [updated] = await tx
       .update(contacts)
       .set({ ...set, updatedAt: sql`now()` })
       .where(and(eq(contacts.organizationId, organizationId), eq(contacts.id, contactId)))
       .returning();
-    return row!;
+    return updated!;
   });
 }
 

@@ -7,7 +7,7 @@ import { contacts, conversations, messages, phoneNumbers, type ContactRow, type 
 import { AppError } from '../errors.js';
 import { analyzeInbound, type MessageAnalysis } from './analysis.js';
 import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
-import { recordConsent } from './consent.js';
+import { changeConsent } from './consent.js';
 import type { ServiceDeps } from './deps.js';
 import { organizationExists } from './organizations.js';
 import { normalizePhone } from './phone.js';
@@ -347,13 +347,14 @@ async function applyConsent(tx: Tx, stored: Stored[]): Promise<Stored[]> {
   for (const [position, entry] of stored.entries()) {
     const keyword = entry.item.analysis.keyword;
     if (!keyword || keyword.kind === 'help') continue;
-    const { contact } = await recordConsent(tx, entry.organizationId, {
-      contactId: entry.contact.id,
+    const changed = await changeConsent(tx, entry.organizationId, { contactId: entry.contact.id }, {
       kind: keyword.kind,
       keyword: keyword.keyword,
       messageId: entry.message.id,
       source: 'keyword',
     });
+    // A keyword is always recorded; the contact is this batch's own, so it is there.
+    const contact = changed!.contact;
     for (const later of stored.slice(position)) if (later.contact.id === contact.id) later.contact = contact;
   }
   return stored;

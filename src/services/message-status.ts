@@ -2,9 +2,10 @@ import { and, eq, sql } from 'drizzle-orm';
 import type { Db, DbOrTx, Tx } from '../db/client.js';
 import { isDatabaseUnavailable } from '../db/failures.js';
 import { HotQuery } from '../db/rows.js';
-import { consentEvents, contacts, conversations, messages, messageStatusEvents, type MessageRow } from '../db/tables.js';
+import { conversations, messages, messageStatusEvents, type MessageRow } from '../db/tables.js';
 import { PROVIDER_ERRORS } from '../providers/sms-provider.js';
 import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
+import { changeConsent } from './consent.js';
 import type { ServiceDeps } from './deps.js';
 import { uuidv7 } from './ids.js';
 
@@ -268,16 +269,10 @@ async function optOutRecipient(tx: Tx, organizationId: string, conversationId: s
     .from(conversations)
     .where(and(eq(conversations.organizationId, organizationId), eq(conversations.id, conversationId)));
   if (!conversation) return;
-  const [contact] = await tx
-    .update(contacts)
-    .set({ isOptedIn: false, updatedAt: sql`now()` })
-    .where(
-      and(eq(contacts.organizationId, organizationId), eq(contacts.phoneNumber, conversation.phoneNumber), eq(contacts.isOptedIn, true)),
-    )
-    .returning({ id: contacts.id });
-  if (contact) {
-    await tx
-      .insert(consentEvents)
-      .values({ organizationId, contactId: contact.id, kind: 'opt_out', keyword: null, messageId, source: 'provider_error' });
-  }
+  await changeConsent(
+    tx,
+    organizationId,
+    { phoneNumber: conversation.phoneNumber },
+    { kind: 'opt_out', keyword: null, messageId, source: 'provider_error' },
+  );
 }

@@ -2,9 +2,10 @@ import { and, eq, isNull, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../../db/client.js';
 import { isDatabaseUnavailable } from '../../db/failures.js';
 import { HotQuery, rowReader } from '../../db/rows.js';
-import { consentEvents, contacts, messages, messageStatusEvents, type MessageRow } from '../../db/tables.js';
+import { contacts, messages, messageStatusEvents, type MessageRow } from '../../db/tables.js';
 import { PROVIDER_ERRORS } from '../../providers/sms-provider.js';
 import { Batcher, batcherPer, writeOrIsolate, type Settled } from '../batcher.js';
+import { changeConsent } from '../consent.js';
 import { refundCredits } from '../credits.js';
 import type { ServiceDeps } from '../deps.js';
 import { uuidv7 } from '../ids.js';
@@ -127,16 +128,7 @@ export async function failReservedSend(
 /** What a provider refusal tells us about the recipient: 21610 opted out, 21211/21614 not textable. */
 async function applyRecipientError(tx: Tx, organizationId: string, contact: Pick<SenderContact, 'id'>, messageId: string, errorCode: number | null) {
   if (errorCode === PROVIDER_ERRORS.UNSUBSCRIBED) {
-    const [changed] = await tx
-      .update(contacts)
-      .set({ isOptedIn: false, updatedAt: sql`now()` })
-      .where(and(eq(contacts.organizationId, organizationId), eq(contacts.id, contact.id), eq(contacts.isOptedIn, true)))
-      .returning({ id: contacts.id });
-    if (changed) {
-      await tx
-        .insert(consentEvents)
-        .values({ organizationId, contactId: contact.id, kind: 'opt_out', keyword: null, messageId, source: 'provider_error' });
-    }
+    await changeConsent(tx, organizationId, { contactId: contact.id }, { kind: 'opt_out', keyword: null, messageId, source: 'provider_error' });
   } else if (errorCode === PROVIDER_ERRORS.INVALID_TO || errorCode === PROVIDER_ERRORS.NOT_MOBILE) {
     await tx
       .update(contacts)

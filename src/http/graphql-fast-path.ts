@@ -5,6 +5,7 @@ import { getComplexity } from 'graphql-query-complexity';
 import type { Plugin, YogaServerInstance } from 'graphql-yoga';
 import { createRequestContext, type RequestContext } from '../context.js';
 import type { Deps } from '../deps.js';
+import { containsNul, readBody } from './body.js';
 import { pageWeightedCost } from './protections.js';
 // Mutations (writes2): run once here, errors reported by Yoga without running again.
 import { executedAlready, runMutationOnce } from './graphql-fast-mutation.js';
@@ -143,7 +144,7 @@ export function createGraphqlFastPath(
     const entry = documents.get(keyOf(params.query, operationName as string | null | undefined));
     if (!entry) return null;
     const values = (variables ?? {}) as Record<string, unknown>;
-    if (hasNul(values)) return null;
+    if (containsNul(values)) return null;
     const cost = costOf(entry, values);
     if (cost === null || cost > options.maxCost) return null;
     const compiled = compiledOf(entry);
@@ -200,7 +201,7 @@ export function createGraphqlFastPath(
         await yoga(req, res);
         return;
       }
-      const body = await readBody(req, length);
+      const body = await readBody(req, options.maxBodyBytes).catch(() => null);
       if (!body) return; // the client went away mid-body
       // Anything unexpected is Yoga's to answer (and log) as well.
       const json = await answer(req, body.toString('utf8')).catch(() => null);
@@ -227,27 +228,6 @@ const header = (req: IncomingMessage, name: string): string | null => {
   const value = req.headers[name];
   return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value;
 };
-
-const hasNul = (value: unknown, depth = 0): boolean => {
-  if (typeof value === 'string') return value.includes('\u0000');
-  if (depth > 20 || value === null || typeof value !== 'object') return false;
-  for (const inner of Object.values(value)) if (hasNul(inner, depth + 1)) return true;
-  return false;
-};
-
-function readBody(req: IncomingMessage, length: number): Promise<Buffer | null> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.length;
-    });
-    req.once('end', () => resolve(size === length ? (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)) : null));
-    req.once('error', () => resolve(null));
-    req.once('close', () => resolve(null)); // settles nothing after 'end' (a promise resolves once)
-  });
-}
 
 /** Variables under `first`/`last` arguments and directives: the only ones the page-weighted cost reads. */
 function costVariablesOf(document: DocumentNode): string[] {

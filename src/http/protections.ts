@@ -19,6 +19,7 @@ import { handleStreamOrSingleExecutionResult, type Plugin, type YogaServerOption
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { UNAVAILABLE_RETRY_AFTER_SECONDS } from '../db/failures.js';
+import { containsNul } from './body.js';
 import { failureAlreadyLogged, markFailureLogged } from './request-id.js';
 import { useRateLimit, type RateLimiter } from './rate-limit.js';
 
@@ -134,12 +135,6 @@ export function useNoIntrospection(): Plugin {
   };
 }
 
-const hasNul = (value: unknown, depth = 0): boolean => {
-  if (typeof value === 'string') return value.includes('\u0000');
-  if (depth > 20 || value === null || typeof value !== 'object') return false;
-  return Object.values(value).some((inner) => hasNul(inner, depth + 1));
-};
-
 const nulError = () =>
   new GraphQLError('Strings must not contain NUL (\\u0000) characters.', { extensions: { code: 'BAD_USER_INPUT', http: { status: 400 } } });
 
@@ -157,10 +152,10 @@ export function useRejectNul(): Plugin {
       }));
     },
     onExecute({ args, setResultAndStopExecution }) {
-      if (hasNul(args.variableValues)) setResultAndStopExecution({ errors: [nulError()] });
+      if (containsNul(args.variableValues)) setResultAndStopExecution({ errors: [nulError()] });
     },
     onSubscribe({ args, setResultAndStopExecution }) {
-      if (hasNul(args.variableValues)) setResultAndStopExecution({ errors: [nulError()] });
+      if (containsNul(args.variableValues)) setResultAndStopExecution({ errors: [nulError()] });
     },
   };
 }

@@ -1,9 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { AppError } from '../../errors.js';
 import { normalizePhone } from '../../services/phone.js';
-
-/** Bodies larger than this are refused before they are read in full: a reply is a few kilobytes at most. */
-export const MAX_BODY_BYTES = 64 * 1024;
+import { containsNul, readBody } from '../body.js';
 
 export function queryOf(req: IncomingMessage): URLSearchParams {
   const raw = req.url ?? '';
@@ -59,46 +57,13 @@ function isJsonContentType(header: string | undefined): boolean {
   return type === 'application/json' || (type !== undefined && /^application\/[\w.+-]+\+json$/.test(type));
 }
 
-/** The body as UTF-8, refused with PAYLOAD_TOO_LARGE as soon as it outgrows MAX_BODY_BYTES. */
-function readText(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let settled = false;
-    const settle = (error: Error | null) => {
-      if (settled) return;
-      settled = true;
-      if (error) reject(error);
-      else resolve(Buffer.concat(chunks).toString('utf8'));
-    };
-    // Not a for-await loop: leaving it early would destroy the socket before we can answer.
-    req.on('data', (chunk: Buffer) => {
-      if (settled) return;
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) settle(new AppError('PAYLOAD_TOO_LARGE', `The body must be at most ${MAX_BODY_BYTES} bytes.`));
-      else chunks.push(chunk);
-    });
-    req.on('end', () => settle(null));
-    req.on('error', (error) => settle(error));
-    req.on('close', () => settle(new Error('The client closed the request before sending the whole body.')));
-  });
-}
-
-const containsNul = (value: unknown): boolean =>
-  typeof value === 'string' ? value.includes('\u0000') : value !== null && typeof value === 'object' && Object.values(value).some(containsNul);
-
 /** Reads a JSON object body: wrong content type, malformed JSON or a non-object is 400 INVALID_BODY. */
 export async function readJsonObject(req: IncomingMessage): Promise<Record<string, unknown>> {
   if (!isJsonContentType(req.headers['content-type'])) {
     req.resume(); // drain, so the connection can be reused
     throw new AppError('INVALID_BODY', 'Send the body as JSON with "Content-Type: application/json".');
   }
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > MAX_BODY_BYTES) {
-    req.resume();
-    throw new AppError('PAYLOAD_TOO_LARGE', `The body must be at most ${MAX_BODY_BYTES} bytes.`);
-  }
-  const text = await readText(req);
+  const text = (await readBody(req)).toString('utf8');
   if (text.trim() === '') throw new AppError('INVALID_BODY', 'The request body is empty; send a JSON object.');
   let parsed: unknown;
   try {
@@ -109,7 +74,6 @@ export async function readJsonObject(req: IncomingMessage): Promise<Record<strin
   if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new AppError('INVALID_BODY', 'The request body must be a JSON object.');
   }
-  // PostgreSQL refuses NUL in text and embedded PGlite truncates at it: refuse it here, with a code.
   if (containsNul(parsed)) throw new AppError('INVALID_BODY', 'Strings must not contain NUL (\\u0000) characters.');
   return parsed as Record<string, unknown>;
 }

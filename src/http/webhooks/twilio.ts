@@ -5,6 +5,7 @@ import { AppError } from '../../errors.js';
 import { verifyTwilioSignature, type WebhookParams } from '../../providers/twilio/signature.js';
 import { receiveInbound } from '../../services/inbound.js';
 import { applyMessageStatus } from '../../services/message-status.js';
+import { readBody } from '../body.js';
 import { INBOUND_FLOOD_PER_MINUTE } from '../rate-limit.js';
 import { sendErrorJson, sendJson } from '../respond.js';
 
@@ -15,8 +16,6 @@ import { sendErrorJson, sendJson } from '../respond.js';
 export const TWILIO_MESSAGES_PATH = '/webhooks/twilio/messages';
 export const TWILIO_STATUS_PATH = '/webhooks/twilio/status';
 
-/** Twilio's form posts are a few kilobytes (body up to 1,600 characters, up to 10 media URLs). */
-const MAX_BODY_BYTES = 64 * 1024;
 const EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>';
 
 function readForm(req: IncomingMessage): Promise<URLSearchParams> {
@@ -25,22 +24,8 @@ function readForm(req: IncomingMessage): Promise<URLSearchParams> {
     req.resume();
     return Promise.reject(new AppError('INVALID_BODY', 'Twilio webhooks are form-encoded (application/x-www-form-urlencoded).'));
   }
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        req.removeAllListeners('data');
-        req.resume();
-        reject(new AppError('PAYLOAD_TOO_LARGE', `The body must be at most ${MAX_BODY_BYTES} bytes.`));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(new URLSearchParams(Buffer.concat(chunks).toString('utf8'))));
-    req.on('error', reject);
-  });
+  // Twilio's form posts are a few kilobytes (body up to 1,600 characters, up to 10 media URLs).
+  return readBody(req).then((body) => new URLSearchParams(body.toString('utf8')));
 }
 
 /** Every parameter as received; a repeated key keeps all its values, as Twilio signs them all. */

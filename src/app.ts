@@ -4,7 +4,7 @@ import type { Deps } from './deps.js';
 import { createGraphqlHandler, type GraphqlOptions } from './http/graphql.js';
 import { attachGraphqlWs } from './http/graphql-ws.js';
 import { closeOnRevocation, closeStreamOnRevocation } from './http/revocations.js';
-import { applyCors } from './http/cors.js';
+import { applyCors, corsPolicy } from './http/cors.js';
 import { createDrain } from './http/graceful.js';
 import { handleHealth } from './http/health.js';
 import { admitRequest } from './http/rate-limit.js';
@@ -29,6 +29,8 @@ export type App = {
 export function buildApp(deps: Deps, options: GraphqlOptions = {}): App {
   const graphql = createGraphqlHandler(deps, options);
   const rest = createRestHandler(deps);
+  // Yoga adds CORS to GraphQL's answers itself (the same policy); every other route gets it here.
+  const cors = corsPolicy(deps.config);
   // Open SSE / streamed GraphQL responses: they never finish by themselves, so stop() ends them.
   const streams = new Set<ServerResponse>();
   // WebSockets and event streams close when the token they opened with is revoked.
@@ -49,8 +51,8 @@ export function buildApp(deps: Deps, options: GraphqlOptions = {}): App {
       });
       return;
     }
+    if (req.headers.origin !== undefined) applyCors(cors, req, res);
     if (path === '/api' || path.startsWith('/api/')) {
-      applyCors(deps.config, req, res);
       void admitRequest(deps.rateLimiter, req, res, 'rest').then((admitted) => {
         if (admitted) void rest(req, res);
       });

@@ -270,9 +270,21 @@ describe('CORS', () => {
       headers: { origin: 'https://anywhere.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization' },
     });
     expect([200, 204]).toContain(graphql.status);
-    expect(graphql.headers.get('access-control-allow-origin')).toMatch(/^(\*|https:\/\/anywhere\.example)$/);
+    expect(graphql.headers.get('access-control-allow-origin')).toBe('https://anywhere.example');
     const rest = await fetch(`${t.url}/api/conversations`, { headers: { origin: 'https://anywhere.example', ...auth(acme) } });
-    expect(rest.headers.get('access-control-allow-origin')).toBe('*');
+    expect(rest.headers.get('access-control-allow-origin')).toBe('https://anywhere.example');
+    // One policy: a REST preflight allows the same request headers as GraphQL's, and both expose the same.
+    const restPreflight = await fetch(`${t.url}/api/conversations`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://anywhere.example', 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' },
+    });
+    expect(restPreflight.headers.get('access-control-allow-headers')).toBe(graphql.headers.get('access-control-allow-headers'));
+    expect(restPreflight.headers.get('access-control-allow-headers')).toMatch(/x-request-id/);
+    const graphqlGet = await fetch(`${t.url}/graphql?query=%7Borganization%7Bname%7D%7D`, { headers: { origin: 'https://anywhere.example', ...auth(acme) } });
+    expect(rest.headers.get('access-control-expose-headers')).toBe(graphqlGet.headers.get('access-control-expose-headers'));
+    // Short links and webhooks get the same answer.
+    const link = await fetch(`${t.url}/l/unknown`, { headers: { origin: 'https://anywhere.example' } });
+    expect(link.headers.get('access-control-allow-origin')).toBe('https://anywhere.example');
   });
 
   it('with CORS_ORIGINS, only the listed origins are allowed', async () => {

@@ -192,13 +192,15 @@ describe('routing', () => {
       },
     });
     expect(preflight.status).toBe(204);
-    expect(preflight.headers.get('access-control-allow-origin')).toBe('*');
+    // Any origin is allowed by default (CORS_ORIGINS=*): it is echoed, as Yoga answers GraphQL's.
+    expect(preflight.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
     expect(preflight.headers.get('access-control-allow-methods')).toBe('POST');
     expect(preflight.headers.get('access-control-allow-headers')).toMatch(
       /authorization.*content-type.*x-organization-id.*idempotency-key/,
     );
     const res = await rest.call('GET', '/api/conversations', { org: acme, headers: { origin: 'https://app.example.com' } });
-    expect(res.headers.get('access-control-allow-origin')).toBe('*');
+    expect(res.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
+    expect(res.headers.get('vary')).toMatch(/origin/i);
   });
 });
 

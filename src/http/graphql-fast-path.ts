@@ -6,6 +6,7 @@ import type { Plugin, YogaServerInstance } from 'graphql-yoga';
 import { createRequestContext, type RequestContext } from '../context.js';
 import type { Deps } from '../deps.js';
 import { containsNul, readBody } from './body.js';
+import { corsHeaders, type corsPolicy } from './cors.js';
 import { pageWeightedCost } from './protections.js';
 // Mutations (writes2): run once here, errors reported by Yoga without running again.
 import { executedAlready, runMutationOnce } from './graphql-fast-mutation.js';
@@ -44,11 +45,6 @@ const JSON_CONTENT_TYPE = /^application\/json\s*(;\s*charset=utf-8\s*)?$/i;
 const INTROSPECTION = /\b__(schema|type)\b/;
 const PARAM_KEYS = new Set(['query', 'operationName', 'variables']);
 
-type CorsOptions =
-  | false
-  | { origin?: string[]; methods?: string[]; allowedHeaders?: string[]; exposedHeaders?: string[]; credentials?: boolean; maxAge?: number };
-type CorsFactory = (request: { headers: { get(name: string): string | null } }) => CorsOptions;
-
 export type GraphqlFastPath = {
   /** Add to Yoga's plugins: it tells the fast path which documents Yoga accepted. */
   plugin: Plugin;
@@ -61,7 +57,7 @@ export type GraphqlFastPath = {
 export function createGraphqlFastPath(
   deps: Deps,
   schema: GraphQLSchema,
-  options: { cors: CorsFactory; maxCost: number; maxBodyBytes: number },
+  options: { cors: ReturnType<typeof corsPolicy>; maxCost: number; maxBodyBytes: number },
 ): GraphqlFastPath {
   const documents = new Map<string, Entry>();
   const keyOf = (query: string, operationName: string | null | undefined) => `${operationName ?? ''}\n${query}`;
@@ -212,8 +208,8 @@ export function createGraphqlFastPath(
       const headers: Record<string, string> = {
         'content-type': `${mediaType}; charset=utf-8`,
         'content-length': String(Buffer.byteLength(json)),
+        ...(req.headers.origin === undefined ? undefined : corsHeaders(options.cors, req)),
       };
-      addCorsHeaders(headers, options.cors, req);
       stats.served += 1;
       res.writeHead(200, headers);
       res.end(json);
@@ -290,42 +286,4 @@ function responseMediaType(cache: Map<string, string | null>, accept: string | u
   if (processor !== 'regular') chosen = null;
   if (cache.size < 100) cache.set(key, chosen);
   return chosen;
-}
-
-/** The CORS headers Yoga adds to a response (@whatwg-node/server's useCORS with our options). */
-function addCorsHeaders(headers: Record<string, string>, cors: CorsFactory, req: IncomingMessage) {
-  const origin = header(req, 'origin');
-  if (origin === null) return;
-  const options = cors({ headers: { get: (name) => header(req, name.toLowerCase()) } });
-  if (options === false) return;
-  const allowed = options.origin;
-  if (!allowed || allowed.length === 0 || allowed.includes('*')) {
-    headers['access-control-allow-origin'] = origin;
-    headers.vary = 'Origin';
-  } else if (allowed.length === 1) {
-    headers['access-control-allow-origin'] = allowed[0]!;
-  } else if (allowed.includes(origin)) {
-    headers['access-control-allow-origin'] = origin;
-    headers.vary = 'Origin';
-  } else {
-    headers['access-control-allow-origin'] = 'null';
-  }
-  if (options.methods?.length) headers['access-control-allow-methods'] = options.methods.join(', ');
-  else {
-    const method = header(req, 'access-control-request-method');
-    if (method) headers['access-control-allow-methods'] = method;
-  }
-  if (options.allowedHeaders?.length) headers['access-control-allow-headers'] = options.allowedHeaders.join(', ');
-  else {
-    const requested = header(req, 'access-control-request-headers');
-    if (requested) {
-      headers['access-control-allow-headers'] = requested;
-      headers.vary = headers.vary ? `${headers.vary}, Access-Control-Request-Headers` : 'Access-Control-Request-Headers';
-    }
-  }
-  if (options.credentials !== undefined && options.credentials !== null) {
-    if (options.credentials) headers['access-control-allow-credentials'] = 'true';
-  } else if (headers['access-control-allow-origin'] !== '*') headers['access-control-allow-credentials'] = 'true';
-  if (options.exposedHeaders) headers['access-control-expose-headers'] = options.exposedHeaders.join(', ');
-  if (options.maxAge) headers['access-control-max-age'] = String(options.maxAge);
 }

@@ -20,6 +20,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config.js';
 import { UNAVAILABLE_RETRY_AFTER_SECONDS } from '../db/failures.js';
 import { containsNul } from './body.js';
+import { corsPolicy } from './cors.js';
 import { failureAlreadyLogged, markFailureLogged } from './request-id.js';
 import { useRateLimit, type RateLimiter } from './rate-limit.js';
 
@@ -238,21 +239,7 @@ export function hardenedYogaOptions(config: Config, logger: Logger, limiter: Rat
   return {
     maxRequestBodySize: config.maxRequestBodyBytes,
     batching: config.graphqlBatchLimit > 0 ? { limit: config.graphqlBatchLimit } : false,
-    // Bearer tokens, never cookies: a browser attaches nothing by itself, so '*' is safe; a list narrows
-    // it, and an origin off the list gets no CORS headers at all (not `null`, which sandboxed pages match).
-    cors: (request) => {
-      const origin = request.headers.get('origin');
-      const allowed = config.corsOrigins === '*' ? '*' : origin && config.corsOrigins.includes(origin) ? origin : null;
-      if (!allowed) return false;
-      return {
-        origin: [allowed],
-        credentials: false,
-        allowedHeaders: ['authorization', 'content-type', 'x-organization-id', 'x-request-id', 'idempotency-key'],
-        exposedHeaders: ['x-request-id', 'retry-after'],
-        methods: ['GET', 'POST', 'OPTIONS'],
-        maxAge: 600,
-      };
-    },
+    cors: corsPolicy(config),
     plugins: [
       useRateLimit(limiter),
       EnvelopArmorPlugin({

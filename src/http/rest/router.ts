@@ -3,6 +3,7 @@ import type { Deps } from '../../deps.js';
 import { classifyError, logClassifiedError } from '../../error-classifier.js';
 import { AppError } from '../../errors.js';
 import { createLoaders } from '../../loaders/index.js';
+import { corsHeaders, corsPolicy } from '../cors.js';
 import { pathOf, sendErrorJson, sendJson } from '../respond.js';
 import { conversationMessagesRoute, listConversationsRoute, replyRoute } from './conversations.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -11,8 +12,6 @@ import type { RestRoute } from './route.js';
 
 export const restRoutes: readonly RestRoute[] = [listConversationsRoute, conversationMessagesRoute, replyRoute];
 
-/** Access-Control-Allow-Origin is set before routing (src/http/cors.ts, from CORS_ORIGINS, as for GraphQL). */
-const CORS_HEADERS = {};
 
 function matchPath(template: string, path: string): Record<string, string> | null {
   const want = template.split('/');
@@ -32,6 +31,8 @@ function matchPath(template: string, path: string): Record<string, string> | nul
 
 /** Serves everything under /api: the published conversations routes and their OpenAPI document. */
 export function createRestHandler(deps: Deps) {
+  // CORS of simple requests is set before routing (app.ts); a preflight is answered here, with the route's methods.
+  const cors = corsPolicy(deps.config);
   const openApi = buildOpenApiDocument(restRoutes, deps.config.publicBaseUrl);
 
   return async function handleRest(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -42,7 +43,7 @@ export function createRestHandler(deps: Deps) {
       if (path === '/api/openapi.json') {
         if (method !== 'GET' && method !== 'HEAD')
           throw new AppError('METHOD_NOT_ALLOWED', `${method} is not allowed here.`, { allow: 'GET' });
-        sendJson(res, 200, openApi, CORS_HEADERS);
+        sendJson(res, 200, openApi);
         return;
       }
       const matches = restRoutes.flatMap((route) => {
@@ -53,13 +54,7 @@ export function createRestHandler(deps: Deps) {
       const allow = matches.map((m) => m.route.method).join(', ');
       if (method === 'OPTIONS') {
         // CORS preflight for browser clients.
-        res.writeHead(204, {
-          ...CORS_HEADERS,
-          allow,
-          'access-control-allow-methods': allow,
-          'access-control-allow-headers': 'authorization, content-type, x-organization-id, idempotency-key',
-          'access-control-max-age': '600',
-        });
+        res.writeHead(204, { ...corsHeaders(cors, req, allow.split(', ')), allow });
         res.end();
         return;
       }
@@ -75,7 +70,7 @@ export function createRestHandler(deps: Deps) {
         params: match.params,
         query: queryOf(req),
       });
-      sendJson(res, result.status, result.body, CORS_HEADERS);
+      sendJson(res, result.status, result.body);
     } catch (error) {
       if (res.headersSent) {
         deps.logger.error({ err: error }, 'REST request failed after the response started');
@@ -84,7 +79,7 @@ export function createRestHandler(deps: Deps) {
       }
       const classified = classifyError(error);
       logClassifiedError(deps.logger, classified, 'REST request', { method: req.method, url: req.url });
-      sendErrorJson(res, classified.error, { headers: CORS_HEADERS });
+      sendErrorJson(res, classified.error);
     }
   };
 }

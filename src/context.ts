@@ -1,11 +1,10 @@
 import type { Deps } from './deps.js';
+import type { Credentials } from './http/credentials.js';
 import { createLoaders, type Loaders } from './loaders/index.js';
 import type { Caller } from './services/auth.js';
 
 // The request context: who is calling, and what a request may use. The long-lived parts (Deps) are made
 // and closed by the composition root, deps.ts.
-
-export type Credentials = { authorization?: string | null; organizationId?: string | null };
 
 /** Per-request state: who is calling, and loaders scoped to their organization. */
 export type RequestContext = {

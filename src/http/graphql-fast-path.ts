@@ -7,6 +7,7 @@ import { createRequestContext, type RequestContext } from '../context.js';
 import type { Deps } from '../deps.js';
 import { containsNul, readBody } from './body.js';
 import { corsHeaders, type corsPolicy } from './cors.js';
+import { credentialsOfRequest } from './credentials.js';
 import { pageWeightedCost } from './protections.js';
 // Mutations (writes2): run once here, errors reported by Yoga without running again.
 import { executedAlready, runMutationOnce } from './graphql-fast-mutation.js';
@@ -147,10 +148,7 @@ export function createGraphqlFastPath(
     if (!compiled) return null;
     let context: RequestContext;
     try {
-      context = await createRequestContext(deps, {
-        authorization: header(req, 'authorization'),
-        organizationId: header(req, 'x-organization-id'),
-      });
+      context = await createRequestContext(deps, credentialsOfRequest(req));
     } catch {
       return null;
     }
@@ -219,11 +217,6 @@ export function createGraphqlFastPath(
 
 const isPlainObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
-
-const header = (req: IncomingMessage, name: string): string | null => {
-  const value = req.headers[name];
-  return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value;
-};
 
 /** Variables under `first`/`last` arguments and directives: the only ones the page-weighted cost reads. */
 function costVariablesOf(document: DocumentNode): string[] {

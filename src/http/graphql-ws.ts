@@ -12,6 +12,7 @@ import { createLoaders } from '../loaders/index.js';
 import type { FeedKey } from '../pubsub/keyset-feed.js';
 import { ResultGroup } from '../pubsub/shared-results.js';
 import { STREAM_HINTS, type StreamHints } from '../services/realtime.js';
+import { credentialsOfConnectionParams } from './credentials.js';
 import type { GraphqlHandler } from './graphql.js';
 import type { Revocations } from './revocations.js';
 
@@ -226,11 +227,10 @@ export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps
     {
       // Authenticate at connection_init, before any operation: 4401 bad/missing token, 4403 wrong organization.
       onConnect: async (ctx) => {
-        const params = ctx.connectionParams ?? {};
-        const pick = (...keys: string[]) => keys.map((key) => params[key]).find((value): value is string => typeof value === 'string') ?? null;
+        const credentials = credentialsOfConnectionParams(ctx.connectionParams);
         const address = ctx.extra.request.socket.remoteAddress;
         // An address guessing tokens over WebSockets is refused like one guessing over HTTP (AUTH_FAILURES_PER_MINUTE).
-        const admitted = await deps.rateLimiter.admitAddress(address, pick('authorization', 'Authorization') ?? undefined);
+        const admitted = await deps.rateLimiter.admitAddress(address, credentials.authorization ?? undefined);
         if (!admitted.allowed) {
           ctx.extra.socket.close(
             CloseCode.TooManyInitialisationRequests,
@@ -239,7 +239,7 @@ export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps
           return false;
         }
         try {
-          const caller = await deps.authenticator.authenticate(pick('authorization', 'Authorization'), pick('organizationId', 'x-organization-id'));
+          const caller = await deps.authenticator.authenticate(credentials.authorization, credentials.organizationId);
           const socket = ctx.extra.socket;
           const untrack = revocations.track(caller.tokenId, () => socket.close(CloseCode.Unauthorized, REVOKED_CLOSE_REASON));
           if (socket.readyState >= socket.CLOSING) untrack();

@@ -3,11 +3,12 @@ import { PothosError } from '@pothos/core';
 import { GraphQLError, Kind, type DocumentNode } from 'graphql';
 import { useGraphQlJit } from '@envelop/graphql-jit';
 import { createYoga, maskError as yogaMaskError, type GraphiQLOptions } from 'graphql-yoga';
-import { createRequestContext, type Credentials, type RequestContext } from '../context.js';
+import { createRequestContext, type RequestContext } from '../context.js';
 import type { Deps } from '../deps.js';
 import { classifyError, logClassifiedError } from '../error-classifier.js';
 import { AppError, toGraphQLError } from '../errors.js';
 import { schema } from '../schema/index.js';
+import { credentialsOfConnectionParams, credentialsOfFetchRequest, type Credentials } from './credentials.js';
 import { databaseUnavailableError, hardenedYogaOptions } from './protections.js';
 import { failureAlreadyLogged } from './request-id.js';
 import { createGraphqlFastPath } from './graphql-fast-path.js';
@@ -59,14 +60,8 @@ query Inbox {
 `;
 
 /** Credentials from HTTP headers, or from graphql-ws `connection_init` params. */
-function credentialsOf(request: Request, server: ServerContext): Credentials {
-  const params = server.connectionParams;
-  if (params) {
-    const pick = (...keys: string[]) => keys.map((k) => params[k]).find((v): v is string => typeof v === 'string') ?? null;
-    return { authorization: pick('authorization', 'Authorization'), organizationId: pick('organizationId', 'x-organization-id') };
-  }
-  return { authorization: request.headers.get('authorization'), organizationId: request.headers.get('x-organization-id') };
-}
+const credentialsOf = (request: Request, server: ServerContext): Credentials =>
+  server.connectionParams ? credentialsOfConnectionParams(server.connectionParams) : credentialsOfFetchRequest(request);
 
 // Compiling costs more than running a document once: only documents seen before are compiled, so a
 // stream of one-off (or hostile, ever-different) documents never pays for compilation. Yoga's parse

@@ -3,6 +3,7 @@ import { GraphQLError } from 'graphql';
 import type { Plugin as YogaPlugin } from 'graphql-yoga';
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { bearerToken, hashApiToken } from '../services/auth.js';
+import { credentialsOfConnectionParams } from './credentials.js';
 import { sendJson } from './respond.js';
 
 // Per-token rate limiting for /graphql (HTTP and WebSocket operations) and /api. Twilio's webhooks,
@@ -149,9 +150,7 @@ type WsContext = { connectionParams?: Record<string, unknown>; socket?: unknown;
  */
 export function useRateLimit(limiter: RateLimiter): YogaPlugin {
   const wsKey = (context: WsContext) => {
-    const params = context.connectionParams ?? {};
-    const authorization = [params.authorization, params.Authorization].find((value): value is string => typeof value === 'string');
-    return rateLimitKey(authorization, context.req?.socket.remoteAddress);
+    return rateLimitKey(credentialsOfConnectionParams(context.connectionParams).authorization, context.req?.socket.remoteAddress);
   };
   const isWebSocket = (context: unknown): context is WsContext =>
     typeof context === 'object' && context !== null && 'socket' in context && 'connectionParams' in context;

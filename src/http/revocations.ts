@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Authenticator } from '../services/auth.js';
+import { credentialsOfRequest } from './credentials.js';
 
 /**
  * Open long-lived connections (WebSockets, event streams) by the API token that authenticated them.
@@ -32,9 +33,9 @@ export type Revocations = ReturnType<typeof closeOnRevocation>;
 
 /** Ends an event stream (SSE) when the token it authenticated with is revoked; EventSource then reconnects and gets 401. */
 export function closeStreamOnRevocation(revocations: Revocations, authenticator: Authenticator, req: IncomingMessage, res: ServerResponse): void {
-  const header = (name: string) => (typeof req.headers[name] === 'string' ? (req.headers[name] as string) : null);
+  const credentials = credentialsOfRequest(req);
   // Cached: the request's own authentication looks the same token up at the same time.
-  authenticator.authenticate(header('authorization'), header('x-organization-id')).then(
+  authenticator.authenticate(credentials.authorization, credentials.organizationId).then(
     (caller) => {
       if (res.destroyed || res.writableEnded) return;
       res.once('close', revocations.track(caller.tokenId, () => res.destroy()));

@@ -4,6 +4,7 @@ import { classifyError, logClassifiedError } from '../../error-classifier.js';
 import { AppError } from '../../errors.js';
 import { createLoaders } from '../../loaders/index.js';
 import { corsHeaders, corsPolicy } from '../cors.js';
+import { credentialsOfRequest } from '../credentials.js';
 import { pathOf, sendErrorJson, sendJson } from '../respond.js';
 import { conversationMessagesRoute, listConversationsRoute, replyRoute } from './conversations.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -61,7 +62,8 @@ export function createRestHandler(deps: Deps) {
       const match = matches.find((m) => m.route.method === method);
       if (!match) throw new AppError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${path}; use ${allow}.`, { allow });
 
-      const caller = await deps.authenticator.authenticate(req.headers.authorization, headerValue(req.headers['x-organization-id']));
+      const credentials = credentialsOfRequest(req);
+      const caller = await deps.authenticator.authenticate(credentials.authorization, credentials.organizationId);
       const result = await match.route.handle({
         deps,
         req,
@@ -84,4 +86,3 @@ export function createRestHandler(deps: Deps) {
   };
 }
 
-const headerValue = (value: string | string[] | undefined) => (Array.isArray(value) ? value.join(',') : value);

@@ -5,16 +5,14 @@ import { defaultFieldResolver, type GraphQLFieldResolver } from 'graphql';
 import type { RequestContext } from '../context.js';
 import { badUserInput, toGraphQLError } from '../errors.js';
 import { isoString } from './date-time.js';
+import { parseGlobalId } from './global-ids.js';
 
 // The builder and its plugins only; types live in ./types/<domain>.ts.
 
 function decodeGlobalID(globalID: string): { typename: string; id: string } {
-  const invalid = () => toGraphQLError(badUserInput(`Invalid global ID: ${JSON.stringify(String(globalID).slice(0, 100))}`));
-  if (typeof globalID !== 'string' || globalID.length > 200) throw invalid();
-  const decoded = Buffer.from(globalID, 'base64').toString('utf8');
-  const separator = decoded.indexOf(':');
-  if (separator <= 0) throw invalid();
-  return { typename: decoded.slice(0, separator), id: decoded.slice(separator + 1) };
+  const parsed = parseGlobalId(globalID);
+  if (!parsed) throw toGraphQLError(badUserInput(`Invalid global ID: ${JSON.stringify(String(globalID).slice(0, 100))}`));
+  return parsed;
 }
 
 /**

@@ -1,10 +1,10 @@
 import type { ContactRow } from '../../db/tables.js';
 import { AppError, badUserInput } from '../../errors.js';
 import { updateContact } from '../../services/contacts.js';
-import { isUuid } from '../../services/cursors.js';
 import { normalizePhone } from '../../services/phone.js';
 import { createContactWithLookup } from '../../services/textability.js';
 import { builder } from '../builder.js';
+import { uuidOfNodeId } from '../global-ids.js';
 import { ContactAlreadyExistsError, ContactNotFoundError, typedError } from './errors.js';
 import { ConversationRef } from './refs.js';
 
@@ -78,15 +78,6 @@ const CreateContactPayloadRef = ContactPayloadFields(
 );
 const UpdateContactPayloadRef = ContactPayloadFields('UpdateContactPayload', 'The updated contact.');
 
-/** A Contact Node id or a raw UUID, as a UUID (anything else stays as given and matches no contact). */
-function contactIdOf(value: string | number): string {
-  const raw = String(value).trim();
-  if (raw.length > 200 || isUuid(raw)) return raw;
-  const decoded = Buffer.from(raw, 'base64').toString('utf8');
-  const separator = decoded.indexOf(':');
-  return decoded.slice(0, separator) === 'Contact' && isUuid(decoded.slice(separator + 1)) ? decoded.slice(separator + 1) : raw;
-}
-
 const rethrowTyped = (error: unknown): never => {
   throw error instanceof AppError ? typedError(error) : error;
 };
@@ -116,7 +107,7 @@ builder.mutationFields((t) => ({
     resolve: async (_root, { input }, ctx) => {
       const organizationId = ctx.caller.organizationId;
       let contactId: string;
-      if (input.id !== null && input.id !== undefined) contactId = contactIdOf(input.id);
+      if (input.id !== null && input.id !== undefined) contactId = uuidOfNodeId(input.id, 'Contact');
       else if (input.phoneNumber) {
         const phoneNumber = normalizePhone(input.phoneNumber);
         const found = await ctx.loaders.contactByPhone.load(phoneNumber);

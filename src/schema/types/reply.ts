@@ -1,8 +1,8 @@
 import type { ShortLinkRow } from '../../db/tables.js';
-import { isUuid } from '../../services/cursors.js';
 import { previewReply, sendReply, type SendReplyInput, type SendReplyOutcome } from '../../services/replies/index.js';
 import type { RequestContext } from '../../context.js';
 import { builder } from '../builder.js';
+import { uuidOfNodeId } from '../global-ids.js';
 import {
   ContactNonTextableError,
   ContactNotFoundError,
@@ -86,20 +86,10 @@ ReplyPreviewRef.implement({
   }),
 });
 
-/** `fromPhoneNumberId` as a raw UUID or a PhoneNumber Node id; anything else stays as given (and is refused). */
-function phoneNumberIdOf(value: string | number | null | undefined): string | null {
-  if (value === null || value === undefined) return null;
-  const raw = String(value).trim();
-  if (raw.length > 200 || isUuid(raw)) return raw;
-  const decoded = Buffer.from(raw, 'base64').toString('utf8');
-  const [typename, id] = [decoded.slice(0, decoded.indexOf(':')), decoded.slice(decoded.indexOf(':') + 1)];
-  return typename === 'PhoneNumber' && isUuid(id) ? id : raw;
-}
-
 type InputShape = typeof SendReplyInputType.$inferInput;
 const toServiceInput = (input: InputShape): SendReplyInput => ({
   ...input,
-  fromPhoneNumberId: phoneNumberIdOf(input.fromPhoneNumberId),
+  fromPhoneNumberId: input.fromPhoneNumberId === null || input.fromPhoneNumberId === undefined ? null : uuidOfNodeId(input.fromPhoneNumberId, 'PhoneNumber'),
   forceRoute: input.forceRoute ?? 'AUTO',
 });
 

@@ -26,9 +26,6 @@ export type ConversationListItem = {
   lastMessage: MessageRow | null;
 };
 
-export const MAX_PAGE_SIZE = 200;
-export const DEFAULT_PAGE_SIZE = 50;
-
 const escapeLike = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
 
 /** The filter's conditions, with placeholders for its values (`organizationId`, `pattern`, `digits`). */

@@ -3,7 +3,7 @@ import type { DbOrTx } from '../db/client.js';
 import { columnIndex, columnsOf, HotQuery, indexReader } from '../db/rows.js';
 import { contacts, conversations, messages, organizations, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { badUserInput } from '../errors.js';
-import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from './conversations.js';
+import { DEFAULT_PAGE_SIZE, pageSize } from './pages.js';
 import { decodeCursor, decodeCursorWithScope, encodeCursor, isUuid, type Keyset } from './cursors.js';
 
 /** Relay connection arguments as clients send them. */
@@ -72,18 +72,6 @@ export type MessagePage = {
   hasNextPage: boolean;
   hasPreviousPage: boolean;
 };
-
-function pageSize(value: number | null | undefined, name: string): number | null {
-  if (value === null || value === undefined) return null;
-  if (!Number.isInteger(value) || value < 0) throw badUserInput(`${name} must be a non-negative integer.`, { argument: name });
-  if (value > MAX_PAGE_SIZE) {
-    throw badUserInput(`${name} must be at most ${MAX_PAGE_SIZE}; use cursors to read further.`, {
-      argument: name,
-      maximum: MAX_PAGE_SIZE,
-    });
-  }
-  return value;
-}
 
 /** Validates connection arguments for one conversation; cursors issued for another conversation are refused. */
 export function messagePageRequest(

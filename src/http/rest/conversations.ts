@@ -1,9 +1,10 @@
 import type { ConversationRow, MessageRow } from '../../db/tables.js';
 import { AppError } from '../../errors.js';
 import type { Loaders } from '../../loaders/index.js';
-import { listConversations, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, type ConversationListItem } from '../../services/conversations.js';
+import { listConversations, type ConversationListItem } from '../../services/conversations.js';
 import { messageColumns, messageCursor, messagePageRequest } from '../../services/messages.js';
 import { getOrganization } from '../../services/organizations.js';
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../../services/pages.js';
 import { sendReply } from '../../services/replies/index.js';
 import type { RestRoute } from './route.js';
 import { booleanParam, limitParam, phoneParam, readJsonObject, singleParam } from './request.js';

@@ -1,16 +1,14 @@
 import type { ConversationRow, MessageRow } from '../../db/tables.js';
 import {
   conversationCursor,
-  DEFAULT_PAGE_SIZE,
   listColumns,
   listConversations,
-  MAX_PAGE_SIZE,
   updateConversationState,
   type ListColumns,
 } from '../../services/conversations.js';
 import { getArgumentValues, type FieldNode, type GraphQLObjectType, type GraphQLResolveInfo, type SelectionSetNode } from 'graphql';
 import { messageCursor, messagePageRequest, type MessageColumns, type MessagePage, type PageArgs } from '../../services/messages.js';
-import { badUserInput } from '../../errors.js';
+import { DEFAULT_PAGE_SIZE, pageSize } from '../../services/pages.js';
 import { normalizePhone } from '../../services/phone.js';
 import { builder } from '../builder.js';
 import { connectionNodeSelections, eachField, fieldsOfSelection } from '../selections.js';
@@ -136,10 +134,7 @@ builder.queryFields((t) => ({
       filter: t.arg({ type: ConversationFilterInput }),
     },
     resolve: async (_root, args, ctx, info) => {
-      const first = args.first ?? DEFAULT_PAGE_SIZE;
-      if (first < 0 || first > MAX_PAGE_SIZE) {
-        throw badUserInput(`first must be between 0 and ${MAX_PAGE_SIZE}.`, { argument: 'first', maximum: MAX_PAGE_SIZE });
-      }
+      const first = pageSize(args.first, 'first') ?? DEFAULT_PAGE_SIZE;
       const columns = listColumnsOf(info);
       const { items, hasNextPage } = await listConversations(ctx.deps.db, ctx.caller.organizationId, {
         filter: args.filter,

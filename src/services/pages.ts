@@ -1,0 +1,20 @@
+import { badUserInput } from '../errors.js';
+
+// Page sizes, the same for every list (conversations, messages) and every surface (GraphQL connections,
+// REST `limit`, which is capped rather than refused, as the published API does).
+
+export const MAX_PAGE_SIZE = 200;
+export const DEFAULT_PAGE_SIZE = 50;
+
+/** A connection's `first` or `last`: null when not given; BAD_USER_INPUT when negative, fractional or over MAX_PAGE_SIZE. */
+export function pageSize(value: number | null | undefined, name: string): number | null {
+  if (value === null || value === undefined) return null;
+  if (!Number.isInteger(value) || value < 0) throw badUserInput(`${name} must be a non-negative integer.`, { argument: name });
+  if (value > MAX_PAGE_SIZE) {
+    throw badUserInput(`${name} must be at most ${MAX_PAGE_SIZE}; use cursors to read further.`, {
+      argument: name,
+      maximum: MAX_PAGE_SIZE,
+    });
+  }
+  return value;
+}

@@ -8,7 +8,7 @@ import { buildApp } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { conversations, messages } from '../src/db/tables.js';
 import { assembleDeps, closeDeps } from '../src/deps.js';
-import { INTROSPECTION_MAX_COST } from '../src/http/protections.js';
+import { INTROSPECTION_MAX_COST } from '../src/http/operation-guards.js';
 import { requestLogMixin } from '../src/http/request-id.js';
 import { issueApiToken, revokeApiToken } from '../src/services/auth.js';
 import { addPhoneNumber, createOrganization } from '../src/services/organizations.js';

@@ -1,23 +1,24 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { getOperationAST, visit, type DocumentNode, type GraphQLSchema, type ValueNode } from 'graphql';
-import { compileQuery, isCompiledQuery, type CompiledQuery } from 'graphql-jit';
-import { getComplexity } from 'graphql-query-complexity';
+import { getOperationAST, type DocumentNode, type GraphQLSchema } from 'graphql';
 import type { Plugin, YogaServerInstance } from 'graphql-yoga';
 import { createRequestContext, type RequestContext } from '../context.js';
 import type { Deps } from '../deps.js';
-import { containsNul, readBody } from './body.js';
+import { readBody } from './body.js';
 import { corsHeaders, type corsPolicy } from './cors.js';
 import { credentialsOfRequest } from './credentials.js';
-import { pageWeightedCost } from './protections.js';
-// Mutations (writes2): run once here, errors reported by Yoga without running again.
+import type { CompileCache } from './graphql-compile.js';
+import { firstRefusal, type OperationGuard } from './operation-guards.js';
+// Mutations run once here; their errors are reported by Yoga without running them again.
 import { executedAlready, runMutationOnce } from './graphql-fast-mutation.js';
 
 // The lean path for what inbox clients send all day: a POST of a JSON query document Yoga has already
 // accepted once. Yoga's Fetch-API adapter, its plugin chain and graphql-js's executor cost 3-4x the work
 // of the query itself; here a document Yoga parsed, validated (depth, aliases, tokens, introspection, NUL
-// literals: every document-level protection) and executed as a query is compiled once with graphql-jit
-// and then served straight from node:http. The per-request protections run here as well (cost with the
-// request's variables, NUL in variables, auth; the rate limit ran before, in app.ts). Anything else, and
+// literals: every document-level protection) and executed is run from the shared compile cache
+// (graphql-compile.ts) and served straight from node:http. The per-request protections run here as well:
+// the same operation guards as Yoga's (operation-guards.ts: cost with the request's variables, NUL in
+// variables), auth in createRequestContext; the rate limit ran before, in app.ts. graphql-plugins.ts
+// declares how each of Yoga's plugins is honoured here. Anything else, and
 // any request whose answer would not be a plain success, goes to Yoga, which answers it exactly as it
 // always has: a first-seen document, GET, batches, subscriptions, streams, every error (queries have
 // no side effects, so running one again through Yoga to report its error is safe; a mutation is never run
@@ -28,18 +29,12 @@ type Params = { query: string; operationName?: string | null; variables?: Record
 type Entry = {
   document: DocumentNode;
   operationName: string | undefined;
-  /** Compiled on the first request after Yoga accepted the document; null when graphql-jit could not. */
-  compiled: CompiledQuery | null | undefined;
   /** A mutation runs once, here: see graphql-fast-mutation.ts. */
   mutation: boolean;
-  /** Variables the cost depends on (page sizes, @include/@skip); the cost is cached by their values. */
-  costVariables: string[];
-  costs: Map<string, number>;
 };
 
 /** Documents kept; beyond it the oldest go (a stream of distinct documents only ever costs Yoga's path). */
 const MAX_DOCUMENTS = 1_000;
-const MAX_COSTS_PER_DOCUMENT = 100;
 /** Longer documents stay with Yoga: the cache holds at most MAX_DOCUMENTS x this much text. */
 const MAX_DOCUMENT_LENGTH = 64 * 1024;
 const JSON_CONTENT_TYPE = /^application\/json\s*(;\s*charset=utf-8\s*)?$/i;
@@ -58,7 +53,7 @@ export type GraphqlFastPath = {
 export function createGraphqlFastPath(
   deps: Deps,
   schema: GraphQLSchema,
-  options: { cors: ReturnType<typeof corsPolicy>; maxCost: number; maxBodyBytes: number },
+  options: { cors: ReturnType<typeof corsPolicy>; guards: readonly OperationGuard[]; compileCache: CompileCache; maxBodyBytes: number },
 ): GraphqlFastPath {
   const documents = new Map<string, Entry>();
   const keyOf = (query: string, operationName: string | null | undefined) => `${operationName ?? ''}\n${query}`;
@@ -80,49 +75,9 @@ export function createGraphqlFastPath(
       documents.set(key, {
         document: args.document,
         operationName: args.operationName ?? undefined,
-        compiled: undefined,
         mutation: operation === 'mutation',
-        costVariables: costVariablesOf(args.document),
-        costs: new Map(),
       });
     },
-  };
-
-  const costOf = (entry: Entry, variables: Record<string, unknown>): number | null => {
-    // Omitted and null differ (an omitted variable takes its default).
-    const key =
-      entry.costVariables.length === 0
-        ? ''
-        : JSON.stringify(entry.costVariables.map((name) => (name in variables ? [variables[name]] : [])));
-    let cost = entry.costs.get(key);
-    if (cost === undefined) {
-      try {
-        cost = getComplexity({
-          schema,
-          query: entry.document,
-          variables,
-          operationName: entry.operationName,
-          estimators: [pageWeightedCost],
-        });
-      } catch {
-        return null; // Yoga lets execution report the bad variables
-      }
-      if (entry.costs.size >= MAX_COSTS_PER_DOCUMENT) entry.costs.clear();
-      entry.costs.set(key, cost);
-    }
-    return cost;
-  };
-
-  const compiledOf = (entry: Entry): CompiledQuery | null => {
-    if (entry.compiled === undefined) {
-      try {
-        const compiled = compileQuery(schema, entry.document, entry.operationName);
-        entry.compiled = isCompiledQuery(compiled) ? compiled : null;
-      } catch {
-        entry.compiled = null;
-      }
-    }
-    return entry.compiled;
   };
 
   /** The successful answer, or null when Yoga should answer (anything that is not a plain success). */
@@ -141,10 +96,10 @@ export function createGraphqlFastPath(
     const entry = documents.get(keyOf(params.query, operationName as string | null | undefined));
     if (!entry) return null;
     const values = (variables ?? {}) as Record<string, unknown>;
-    if (containsNul(values)) return null;
-    const cost = costOf(entry, values);
-    if (cost === null || cost > options.maxCost) return null;
-    const compiled = compiledOf(entry);
+    // A refusal is Yoga's to answer: its own run of the same guards gives the error.
+    const guarded = { schema, document: entry.document, operationName: entry.operationName, variableValues: values };
+    if (firstRefusal(options.guards, guarded)) return null;
+    const compiled = options.compileCache.compiled(entry.document, entry.operationName);
     if (!compiled) return null;
     let context: RequestContext;
     try {
@@ -217,30 +172,6 @@ export function createGraphqlFastPath(
 
 const isPlainObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
-
-/** Variables under `first`/`last` arguments and directives: the only ones the page-weighted cost reads. */
-function costVariablesOf(document: DocumentNode): string[] {
-  const names = new Set<string>();
-  const collect = (value: ValueNode) =>
-    visit(value, {
-      Variable(node) {
-        names.add(node.name.value);
-      },
-    });
-  visit(document, {
-    Field(node) {
-      for (const argument of node.arguments ?? [])
-        if (argument.name.value === 'first' || argument.name.value === 'last') collect(argument.value);
-    },
-    Directive(node) {
-      for (const argument of node.arguments ?? []) collect(argument.value);
-    },
-    VariableDefinition() {
-      return false; // defaults are constants
-    },
-  });
-  return [...names];
-}
 
 // Yoga's choice of response format (plugins/result-processor): the last (processor, media type) pair
 // matching the Accept header wins, processors in the order event stream, multipart, regular. Only the

@@ -1,8 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PothosError } from '@pothos/core';
-import { GraphQLError, Kind, type DocumentNode } from 'graphql';
-import { useGraphQlJit } from '@envelop/graphql-jit';
-import { createYoga, maskError as yogaMaskError, type GraphiQLOptions } from 'graphql-yoga';
+import { GraphQLError } from 'graphql';
+import { createYoga, maskError as yogaMaskError, type GraphiQLOptions, type YogaServerOptions } from 'graphql-yoga';
 import { createRequestContext, type RequestContext } from '../context.js';
 import type { Deps } from '../deps.js';
 import { classifyError, logClassifiedError } from '../error-classifier.js';
@@ -11,7 +10,10 @@ import { schema } from '../schema/index.js';
 import { credentialsOfConnectionParams, credentialsOfFetchRequest, type Credentials } from './credentials.js';
 import { databaseUnavailableError, hardenedYogaOptions } from './protections.js';
 import { failureAlreadyLogged } from './request-id.js';
+import { createCompileCache, useCompiledExecution } from './graphql-compile.js';
 import { createGraphqlFastPath } from './graphql-fast-path.js';
+import type { DeclaredPlugin } from './graphql-plugins.js';
+import { operationGuards } from './operation-guards.js';
 
 export type GraphqlOptions = {
   /** Headers prefilled in GraphiQL (the embedded demo's token), if any. */
@@ -63,39 +65,28 @@ query Inbox {
 const credentialsOf = (request: Request, server: ServerContext): Credentials =>
   server.connectionParams ? credentialsOfConnectionParams(server.connectionParams) : credentialsOfFetchRequest(request);
 
-// Compiling costs more than running a document once: only documents seen before are compiled, so a
-// stream of one-off (or hostile, ever-different) documents never pays for compilation. Yoga's parse
-// cache hands back the same DocumentNode for the same text, which is what is counted.
-const uses = new WeakMap<DocumentNode, number>();
-const isHot = (document: DocumentNode) => {
-  const count = (uses.get(document) ?? 0) + 1;
-  uses.set(document, count);
-  return count > 1;
-};
-
-const isSubscription = (document: DocumentNode) =>
-  document.definitions.some((definition) => definition.kind === Kind.OPERATION_DEFINITION && definition.operation === 'subscription');
-
 export function createGraphqlHandler(deps: Deps, options: GraphqlOptions = {}) {
-  const hardened = hardenedYogaOptions(deps.config, deps.logger, deps.rateLimiter);
+  // One list of operation guards and one compile cache, for Yoga and the fast path alike.
+  const guards = operationGuards(deps.config.graphqlMaxCost);
+  const compileCache = createCompileCache(schema);
+  const hardened = hardenedYogaOptions(deps.config, deps.logger, deps.rateLimiter, guards);
   const fastPath = createGraphqlFastPath(deps, schema, {
-    cors: hardened.cors as never,
-    maxCost: deps.config.graphqlMaxCost,
+    cors: hardened.options.cors as never,
+    guards,
+    compileCache,
     maxBodyBytes: deps.config.maxRequestBodyBytes,
   });
-  const yoga = createYoga<ServerContext, RequestContext>({
+  const plugins: DeclaredPlugin[] = [
+    ...hardened.plugins,
+    { name: 'compiled-execution', plugin: useCompiledExecution(compileCache), fastPath: 'execution' },
+    { name: 'fast-path', plugin: fastPath.plugin, fastPath: 'feeds-fast-path' },
+  ];
+  const yogaOptions = {
     schema,
     graphqlEndpoint: '/graphql',
     landingPage: false,
-    ...hardened,
-    // Queries and mutations compiled to JavaScript once per document (graphql-jit): execution without the
-    // generic executor's per-field promise machinery (bench/RESULTS.md says what it buys). Subscriptions
-    // stay on graphql-js: under graphql-jit they lost their arguments and setup errors (tests/subscriptions.test.ts).
-    plugins: [
-      ...(hardened.plugins ?? []),
-      useGraphQlJit({}, { enableIf: ({ document }) => !isSubscription(document) && isHot(document) }),
-      fastPath.plugin,
-    ],
+    ...hardened.options,
+    plugins: plugins.map((declared) => declared.plugin),
     logging: {
       debug: (...args) => deps.logger.debug(args.map(String).join(' ')),
       info: (...args) => deps.logger.info(args.map(String).join(' ')),
@@ -144,11 +135,14 @@ export function createGraphqlHandler(deps: Deps, options: GraphqlOptions = {}) {
         return yogaMaskError(error, message, isDev);
       },
     },
-  });
+  } satisfies YogaServerOptions<ServerContext, RequestContext>;
+  const yoga = createYoga<ServerContext, RequestContext>(yogaOptions);
   // HTTP requests to /graphql: documents Yoga accepted before are served by the fast path.
   return Object.assign(yoga, {
     serveHttp: (req: IncomingMessage, res: ServerResponse) => fastPath.serve(yoga, req, res),
     fastPath: fastPath.stats,
+    /** What Yoga was built from: the declared plugins (tests/graphql-plugins.test.ts holds Yoga to them). */
+    construction: { options: yogaOptions, plugins },
   });
 }
 

@@ -60,14 +60,14 @@ export function useOperationGuards(guards: readonly OperationGuard[]): Plugin {
   };
 }
 
-/** Items assumed for a plain list field (phone numbers, consent events, links). */
-const LIST_GUESS = 10;
-
 /** A refusal for a document over one of the limits: cost here, depth, aliases, directives, tokens in protections.ts. */
 export function tooComplex(message: string, details: Record<string, unknown>): GraphQLError {
   // spec: false keeps the 400 even for `Accept: application/json`, where validation errors are otherwise 200.
   return new GraphQLError(message, { extensions: { code: 'QUERY_TOO_COMPLEX', ...details, http: { status: 400, spec: false } } });
 }
+
+/** Items assumed for a plain list field (phone numbers, consent events, links). */
+const LIST_GUESS = 10;
 
 const unwrap = (type: GraphQLOutputType) => (isNonNullType(type) ? type.ofType : type);
 

@@ -1,20 +1,6 @@
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import type { GraphQLArmorRejectCallback } from '@escape.tech/graphql-armor-types';
-import {
-  GraphQLError,
-  getNamedType,
-  getOperationAST,
-  Kind,
-  isListType,
-  isNonNullType,
-  isObjectType,
-  NoSchemaIntrospectionCustomRule,
-  type DocumentNode,
-  type GraphQLOutputType,
-  type StringValueNode,
-  type ValidationContext,
-} from 'graphql';
-import { getComplexity, type ComplexityEstimator } from 'graphql-query-complexity';
+import { GraphQLError, NoSchemaIntrospectionCustomRule, type StringValueNode, type ValidationContext } from 'graphql';
 import { handleStreamOrSingleExecutionResult, type Plugin, type YogaServerOptions } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';

@@ -9,6 +9,7 @@ import { Authenticator } from './services/auth.js';
 import { applyMessageStatus } from './services/message-status.js';
 import { SendsInDoubtSweeper } from './services/replies/index.js';
 import type { ServiceDeps } from './services/deps.js';
+import { ServiceState } from './services/state.js';
 import { TextabilityService } from './services/textability.js';
 
 /** Everything long-lived the app needs, built once here (or per test) and passed in. */
@@ -24,10 +25,11 @@ export type Deps = ServiceDeps & {
 /** Wires the long-lived services around an open, migrated database. */
 export function assembleDeps(config: Config, database: Database, logger: Logger): Deps {
   const events = createEventBus({ database, logger });
+  const state = new ServiceState();
   // The simulated provider reports statuses through the same path as Twilio's callbacks.
   const sms = createSmsProvider(config, {
     logger,
-    applyStatus: (update) => applyMessageStatus({ db: database.db, events, logger }, update),
+    applyStatus: (update) => applyMessageStatus({ db: database.db, events, logger, state }, update),
   });
   const authenticator = new Authenticator(database.db, config.authCacheTtlMs);
   return {
@@ -38,8 +40,9 @@ export function assembleDeps(config: Config, database: Database, logger: Logger)
     authenticator,
     events,
     sms,
+    state,
     textability: new TextabilityService(database.db, sms, logger, config.lookupRetryMs),
-    sendsInDoubt: new SendsInDoubtSweeper({ db: database.db, sms, events, logger, config }),
+    sendsInDoubt: new SendsInDoubtSweeper({ db: database.db, sms, events, logger, config, state }),
     rateLimiter: new RateLimiter(config.rateLimitPerMinute, {
       authFailuresPerMinute: config.authFailuresPerMinute,
       isVerifiedToken: (authorization) => authenticator.isVerified(authorization),
@@ -65,11 +68,16 @@ export async function openDeps(config: Config, logger: Logger): Promise<Deps & {
   };
 }
 
-/** Stops background work (sweeps, simulated deliveries, lookup retries, event listeners) before closing the database. */
+/**
+ * Stops background work (sweeps, simulated deliveries, lookup retries), lets the batchers write what they
+ * hold and the shared feeds end, closes the event listeners, then the database.
+ */
 export async function closeDeps(deps: Deps): Promise<void> {
   await deps.sendsInDoubt.close();
   await deps.textability.close();
   await deps.sms.close();
+  deps.logger.info({ held: deps.state.inspect() }, 'draining service state');
+  await deps.state.drain();
   await deps.events.close();
   await deps.database.close();
 }

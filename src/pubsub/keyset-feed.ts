@@ -41,6 +41,8 @@ export class KeysetFeed<T> {
   /** Key of the last row the feed read (or where it started). */
   private position: FeedKey | null;
   private readonly live = new Set<FeedReader<T>>();
+  /** Every open reader, live or behind. */
+  private readonly members = new Set<FeedReader<T>>();
   private readers = 0;
   private reading = false;
   private readAgain = false;
@@ -67,12 +69,18 @@ export class KeysetFeed<T> {
     this.readers += 1;
     if (counted) this.options.onReaders?.(1);
     const reader = new FeedReader(this, after === undefined ? this.position : after, counted);
+    this.members.add(reader);
     if (this.caughtUp(reader.position)) this.join(reader);
     return reader;
   }
 
   get readerCount(): number {
     return this.readers;
+  }
+
+  /** Ends every reader with `error` (their subscriptions report it); the feed then goes idle and closes. */
+  end(error: unknown): void {
+    for (const reader of [...this.members]) reader.fail(error);
   }
 
   /** Something new may have committed: read it (several wake-ups during a read coalesce into one more). */
@@ -105,6 +113,7 @@ export class KeysetFeed<T> {
   /** @internal */
   detach(reader: FeedReader<T>): void {
     this.live.delete(reader);
+    this.members.delete(reader);
     this.readers -= 1;
     if (reader.counted) this.options.onReaders?.(-1);
     if (this.readers === 0 && !this.closed) {

@@ -3,6 +3,7 @@ import type { Config } from '../config.js';
 import type { Db } from '../db/client.js';
 import type { SmsProvider } from '../providers/sms-provider.js';
 import type { EventBus } from '../pubsub/index.js';
+import type { ServiceState } from './state.js';
 import type { TextabilityService } from './textability.js';
 
 /**
@@ -18,4 +19,6 @@ export type ServiceDeps = {
   /** Sends texts and looks up line types: Twilio, or the simulated provider. */
   sms: SmsProvider;
   textability: TextabilityService;
+  /** What services keep in memory between calls (batchers, caches, shared feeds), drained when the instance closes. */
+  state: ServiceState;
 };

@@ -6,9 +6,10 @@ import { columnsOf, HotQuery, rawRows, rowReader } from '../db/rows.js';
 import { contacts, conversations, messages, phoneNumbers, type ContactRow, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { AppError } from '../errors.js';
 import { analyzeInbound, type MessageAnalysis } from './analysis.js';
-import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
+import { Batcher, instanceBatcher, writeOrIsolate, type Instance, type Settled } from './batcher.js';
 import { changeConsent } from './consent.js';
 import type { ServiceDeps } from './deps.js';
+import { CacheMap, stateKey, type ServiceState } from './state.js';
 import { organizationExists } from './organizations.js';
 import { normalizePhone } from './phone.js';
 
@@ -48,7 +49,7 @@ export type InboundOutcome =
     }
   | { outcome: 'duplicate'; organizationId: string };
 
-type InboundDeps = Pick<ServiceDeps, 'db' | 'events' | 'logger'>;
+type InboundDeps = Pick<ServiceDeps, 'db' | 'events' | 'logger' | 'state'>;
 
 /** A message checked and analyzed, waiting for its batch. */
 type Pending = {
@@ -83,7 +84,7 @@ async function routeByOrganization(db: Db, organizationId: string): Promise<{ or
   throw new AppError('NOT_FOUND', `No organization with id ${organizationId}.`);
 }
 
-const batcherOf = batcherPer((db: Db) => new Batcher<Pending, InboundOutcome>((items) => writeBatch(db, items), MAX_BATCH, 2));
+const batcherOf = instanceBatcher('inbound messages', (instance) => new Batcher<Pending, InboundOutcome>((items) => writeBatch(instance, items), MAX_BATCH, 2));
 
 export async function receiveInbound(deps: InboundDeps, input: InboundMessage): Promise<InboundOutcome> {
   const from = normalizePhone(input.from, 'From');
@@ -91,7 +92,7 @@ export async function receiveInbound(deps: InboundDeps, input: InboundMessage): 
   if (to === null && !input.organizationId) throw new AppError('NOT_FOUND', 'No recipient number given.');
   const routed = to === null ? await routeByOrganization(deps.db, input.organizationId!) : null;
   const body = input.body ?? '';
-  return batcherOf(deps.db).submit({
+  return batcherOf(deps).submit({
     deps,
     to,
     organizationId: input.organizationId ?? null,
@@ -107,7 +108,7 @@ export async function receiveInbound(deps: InboundDeps, input: InboundMessage): 
 }
 
 /** Writes one batch; when it fails, writes its messages one by one so that only the bad one fails. */
-const writeBatch = (db: Db, items: Pending[]) => writeOrIsolate(items, (some) => writeTogether(db, some), isDatabaseUnavailable);
+const writeBatch = (instance: Instance, items: Pending[]) => writeOrIsolate(items, (some) => writeTogether(instance, some), isDatabaseUnavailable);
 
 /** Thrown inside the batch's transaction when messages turned out to be stored already: undo, and write the rest. */
 class AlreadyStored extends Error {
@@ -118,7 +119,7 @@ class AlreadyStored extends Error {
 
 type Stored = { index: number; organizationId: string; item: Pending; message: MessageRow; conversation: ConversationRow; contact: ContactRow };
 
-async function writeTogether(db: Db, items: Pending[]): Promise<Settled<InboundOutcome>[]> {
+async function writeTogether({ db, state }: Instance, items: Pending[]): Promise<Settled<InboundOutcome>[]> {
   const results: (Settled<InboundOutcome> | undefined)[] = new Array(items.length);
   const duplicate = (index: number, organizationId: string) => {
     results[index] = { ok: true, value: { outcome: 'duplicate', organizationId } };
@@ -129,7 +130,7 @@ async function writeTogether(db: Db, items: Pending[]): Promise<Settled<InboundO
     if (open.length === 0) break;
     let stored: Stored[];
     try {
-      stored = await writeOnce(db, open, results, duplicate);
+      stored = await writeOnce(db, state, open, results, duplicate);
     } catch (error) {
       // Retries of messages stored meanwhile (by another batch or instance): the whole batch was undone,
       // so a duplicate changed nothing; the others go again without it.
@@ -160,15 +161,14 @@ type Row = { index: number; item: Pending; organizationId: string; phoneNumberId
 
 type Route = { organizationId: string; phoneNumberId: string | null };
 
-/** Routes known by `To`, per database: a sending number is never moved to another organization nor removed. */
-const knownRoutes = new WeakMap<Db, Map<string, Route & { until: number }>>();
+/** Routes known by `To`, per instance: a sending number is never moved to another organization nor removed. */
+const KNOWN_ROUTES = stateKey<CacheMap<string, Route & { until: number }>>('inbound routes');
 const ROUTE_TTL_MS = 5 * 60_000;
 const ROUTES_KEPT = 10_000;
 
 /** The organization and number of each `To` (by position; null: none to route); unknown numbers are read, and not remembered. */
-async function routesOf(db: Db, tos: (string | null)[]): Promise<Map<number, Route>> {
-  let known = knownRoutes.get(db);
-  if (!known) knownRoutes.set(db, (known = new Map()));
+async function routesOf(db: Db, state: ServiceState, tos: (string | null)[]): Promise<Map<number, Route>> {
+  const known = state.get(KNOWN_ROUTES, () => new CacheMap());
   const now = Date.now();
   const routes = new Map<number, Route>();
   const missing: { position: number; to: string }[] = [];
@@ -200,11 +200,12 @@ async function routesOf(db: Db, tos: (string | null)[]): Promise<Map<number, Rou
  */
 async function writeOnce(
   db: Db,
+  state: ServiceState,
   open: { item: Pending; index: number }[],
   results: (Settled<InboundOutcome> | undefined)[],
   duplicate: (index: number, organizationId: string) => void,
 ): Promise<Stored[]> {
-  const routeOf = await routesOf(db, open.map(({ item }) => item.to));
+  const routeOf = await routesOf(db, state, open.map(({ item }) => item.to));
 
   // Messages to write: routed, and each MessageSid once (copies in the same batch are retries).
   const rows: Row[] = [];

@@ -4,7 +4,7 @@ import { isDatabaseUnavailable } from '../db/failures.js';
 import { HotQuery } from '../db/rows.js';
 import { conversations, messages, messageStatusEvents, type MessageRow } from '../db/tables.js';
 import { PROVIDER_ERRORS } from '../providers/sms-provider.js';
-import { Batcher, batcherPer, writeOrIsolate, type Settled } from './batcher.js';
+import { Batcher, instanceBatcher, writeOrIsolate, type Settled } from './batcher.js';
 import { changeConsent } from './consent.js';
 import type { ServiceDeps } from './deps.js';
 import { uuidv7 } from './ids.js';
@@ -61,7 +61,7 @@ const LONGEST_LOOK_AGAIN_MS = 1_000;
  * does not retry a status callback by default, so acknowledging it at once would lose the status.
  */
 export async function applyMessageStatus(
-  deps: Pick<ServiceDeps, 'db' | 'events' | 'logger'>,
+  deps: Pick<ServiceDeps, 'db' | 'events' | 'logger' | 'state'>,
   update: StatusUpdate,
   options: { waitForMessageMs?: number } = {},
 ): Promise<StatusOutcome> {
@@ -107,14 +107,15 @@ type Applied = {
 
 type PendingStatus = { update: StatusUpdate; status: string; errorCode: number | null };
 
-const statusBatcherOf = batcherPer(
-  (db: Db) =>
+const statusBatcherOf = instanceBatcher(
+  'status callbacks',
+  ({ db }) =>
     new Batcher<PendingStatus, Applied>((items) => writeOrIsolate(items, (some) => writeStatuses(db, some), isDatabaseUnavailable), 500),
 );
 
 /** The common case, batched with the callbacks arriving at the same time (see batcher.ts). */
-function applyBatched(deps: Pick<ServiceDeps, 'db'>, update: StatusUpdate, status: string, errorCode: number | null): Promise<Applied> {
-  return statusBatcherOf(deps.db).submit({ update, status, errorCode });
+function applyBatched(deps: Pick<ServiceDeps, 'db' | 'state'>, update: StatusUpdate, status: string, errorCode: number | null): Promise<Applied> {
+  return statusBatcherOf(deps).submit({ update, status, errorCode });
 }
 
 /**

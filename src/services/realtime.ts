@@ -3,18 +3,18 @@ import type { DbOrTx } from '../db/client.js';
 import { columnsOf, HotQuery, indexReader } from '../db/rows.js';
 import { conversations, messages, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { AppError } from '../errors.js';
-import type { EventBus } from '../pubsub/index.js';
 import { KeysetFeed, type FeedReader } from '../pubsub/keyset-feed.js';
 import { wakeableStream } from '../pubsub/wakeable-stream.js';
 import { conversationsByIds, conversationsByPhones } from './conversations.js';
 import { decodeCursorWithScope, type Keyset } from './cursors.js';
 import type { ServiceDeps } from './deps.js';
 import { messagesByIds } from './messages.js';
+import { shuttingDown, stateKey, type StatePart } from './state.js';
 
 // The streams behind the GraphQL subscriptions. Events carry ids only; every row a subscriber receives
 // is read here, scoped to the subscriber's organization, when it is delivered (so it is current).
 
-type StreamDeps = Pick<ServiceDeps, 'db' | 'events'>;
+type StreamDeps = Pick<ServiceDeps, 'db' | 'events' | 'state'>;
 
 /** Rows read per statement by a feed, or by a subscriber replaying or catching up. */
 const REPLAY_PAGE = 200;
@@ -157,8 +157,22 @@ async function resumePosition(db: DbOrTx, organizationId: string, cursor: string
   return key;
 }
 
-/** The shared inbound feeds of one event bus (so of one gateway instance), by organization and narrowing. */
-const inboundFeeds = new WeakMap<EventBus, Map<string, Promise<KeysetFeed<MessageRow>>>>();
+/** The shared inbound feeds of one gateway instance, by organization and narrowing. */
+class InboundFeeds implements StatePart {
+  readonly byName = new Map<string, Promise<KeysetFeed<MessageRow>>>();
+
+  held(): number {
+    return this.byName.size;
+  }
+
+  /** Ends the subscriptions still reading (a closing instance has already closed its connections, normally). */
+  async drain(): Promise<void> {
+    const opening = [...this.byName.values()];
+    this.byName.clear();
+    for (const result of await Promise.allSettled(opening)) if (result.status === 'fulfilled') result.value.end(shuttingDown());
+  }
+}
+const INBOUND_FEEDS = stateKey<InboundFeeds>('inbound message feeds');
 
 /**
  * A reader of the feed of an organization's inbound messages (or one conversation's), which all their
@@ -171,8 +185,7 @@ async function readInboundFeed(
   after: Keyset | null | undefined,
   counted: boolean,
 ): Promise<FeedReader<MessageRow>> {
-  let feeds = inboundFeeds.get(deps.events);
-  if (!feeds) inboundFeeds.set(deps.events, (feeds = new Map()));
+  const feeds = deps.state.get(INBOUND_FEEDS, () => new InboundFeeds()).byName;
   const name = `${organizationId}|${phoneNumber ?? ''}`;
   for (;;) {
     let opening = feeds.get(name);

@@ -7,7 +7,7 @@ import { receiveInbound } from '../../services/inbound.js';
 import { applyMessageStatus } from '../../services/message-status.js';
 import { readBody } from '../body.js';
 import { INBOUND_FLOOD_PER_MINUTE } from '../rate-limit.js';
-import { sendErrorJson, sendJson } from '../respond.js';
+import { sendErrorJson } from '../respond.js';
 
 // Twilio's webhooks: inbound messages and delivery status callbacks. Both are verified against
 // X-Twilio-Signature before anything is read into the data layer, and answered only after the

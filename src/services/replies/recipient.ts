@@ -4,7 +4,7 @@ import { isDatabaseUnavailable } from '../../db/failures.js';
 import { columnsOf, HotQuery, rowReader } from '../../db/rows.js';
 import { contacts, organizations, phoneNumbers, type ContactRow } from '../../db/tables.js';
 import { AppError } from '../../errors.js';
-import { Batcher, batcherPer, writeOrIsolate, type Settled } from '../batcher.js';
+import { Batcher, instanceBatcher, writeOrIsolate, type Settled } from '../batcher.js';
 import { hasInboundFrom } from '../contacts.js';
 import { isUuid } from '../cursors.js';
 import type { ServiceDeps } from '../deps.js';
@@ -12,7 +12,7 @@ import { contactRefusal, fromNumberRefusal, textabilityPending } from './refusal
 import type { SendReplyInput } from './types.js';
 
 /** What reading a send's recipient needs: the database, the textability lookup, the public base URL. */
-export type RecipientDeps = Pick<ServiceDeps, 'db' | 'textability' | 'config'>;
+export type RecipientDeps = Pick<ServiceDeps, 'db' | 'textability' | 'config' | 'state'>;
 
 export type Recipient = {
   phoneNumber: string;
@@ -51,8 +51,9 @@ async function readRecipients(db: Db, keys: RecipientKey[]): Promise<Settled<Rec
   return keys.map((_, i) => ({ ok: true, value: byIndex.get(i) }));
 }
 
-const recipientBatcherOf = batcherPer(
-  (db: Db) =>
+const recipientBatcherOf = instanceBatcher(
+  'reply recipients',
+  ({ db }) =>
     new Batcher<RecipientKey, Record<string, unknown> | undefined>(
       (keys) => writeOrIsolate(keys, (some) => readRecipients(db, some), isDatabaseUnavailable),
       500,
@@ -74,7 +75,7 @@ export async function resolveRecipient(
   input: SendReplyInput,
 ): Promise<Recipient | AppError> {
   const { wanted, byId, wantedId } = numberWanted(input);
-  const row = await recipientBatcherOf(deps.db).submit({ org: organizationId, phone: phoneNumber, byId, wanted: wantedId });
+  const row = await recipientBatcherOf(deps).submit({ org: organizationId, phone: phoneNumber, byId, wanted: wantedId });
   if (!row) return new AppError('NOT_FOUND', 'Organization not found.');
 
   let contact = row.c_id === null || row.c_id === undefined ? null : readRecipientContact(row);

@@ -1,10 +1,10 @@
 import { sql } from 'drizzle-orm';
-import type { Db, DbOrTx } from '../../db/client.js';
+import type { DbOrTx } from '../../db/client.js';
 import { isDatabaseUnavailable, violatedUniqueConstraint } from '../../db/failures.js';
 import { columnsOf, HotQuery, rowReader } from '../../db/rows.js';
 import { contacts, conversations, messages, messageStatusEvents, organizations, phoneNumbers, type MessageRow } from '../../db/tables.js';
 import { AppError } from '../../errors.js';
-import { Batcher, batcherPer, writeOrIsolate, type Settled } from '../batcher.js';
+import { Batcher, instanceBatcher, writeOrIsolate, type Settled } from '../batcher.js';
 import type { ServiceDeps } from '../deps.js';
 import { uuidv7 } from '../ids.js';
 import type { Composition } from './compose.js';
@@ -48,8 +48,9 @@ export type DirectSend = {
   at: string;
 };
 
-const directBatcherOf = batcherPer(
-  (db: Db) =>
+const directBatcherOf = instanceBatcher(
+  'reply reservations',
+  ({ db }) =>
     new Batcher<DirectSend, Record<string, unknown>>(
       (items) => writeOrIsolate(items, (some) => reserveDirect(db, some), isDatabaseUnavailable),
       200,
@@ -174,7 +175,7 @@ export type DirectOutcome =
 
 /** A send without links: reserved in one statement (reserveDirect), or why not. Throws on a taken idempotency key. */
 export async function reserveWithoutLinks(
-  deps: Pick<ServiceDeps, 'db' | 'sms'>,
+  deps: Pick<ServiceDeps, 'db' | 'sms' | 'state'>,
   organizationId: string,
   phoneNumber: string,
   input: SendReplyInput,
@@ -183,7 +184,7 @@ export async function reserveWithoutLinks(
 ): Promise<DirectOutcome> {
   const { wanted, byId, wantedId } = numberWanted(input);
   const send: DirectSend = { provider: deps.sms.name, organizationId, phoneNumber, byId, wantedId, composed, messageId: uuidv7(), key, at: new Date().toISOString() };
-  let row = await directBatcherOf(deps.db).submit(send);
+  let row = await directBatcherOf(deps).submit(send);
   // The batch's credits ran out before this send: alone, it is charged if the balance covers it now.
   if (row.eligible && !row.accepted) row = await reserveAlone(deps.db, send);
   return directOutcome(row, phoneNumber, wanted);

@@ -14,7 +14,7 @@ import { failReservedSend, storeProviderAnswer } from './settle.js';
 // by two (instances, or a late answer and a sweep) is settled once. A send that charged nothing (an MMS at
 // MMS_CREDIT_PRICE=0) is not swept: no money is held, and the index stays off the status column.
 
-type SweepDeps = Pick<ServiceDeps, 'db' | 'sms' | 'events' | 'logger' | 'config'>;
+type SweepDeps = Pick<ServiceDeps, 'db' | 'sms' | 'events' | 'logger' | 'config' | 'state'>;
 
 export type SweepResult = { sent: number; failed: number; unknown: number };
 

@@ -4,7 +4,7 @@ import { isDatabaseUnavailable } from '../../db/failures.js';
 import { HotQuery, rowReader } from '../../db/rows.js';
 import { contacts, messages, messageStatusEvents, type MessageRow } from '../../db/tables.js';
 import { PROVIDER_ERRORS } from '../../providers/sms-provider.js';
-import { Batcher, batcherPer, writeOrIsolate, type Settled } from '../batcher.js';
+import { Batcher, instanceBatcher, writeOrIsolate, type Settled } from '../batcher.js';
 import { changeConsent } from '../consent.js';
 import { refundCredits } from '../credits.js';
 import type { ServiceDeps } from '../deps.js';
@@ -63,8 +63,9 @@ async function writeAnswers(db: Db, answers: Answer[]): Promise<Settled<Answered
 
 // Two batches of answers at once: answers touch distinct messages, so a second batch never waits on the
 // first one's locks, only runs while it commits.
-const answerBatcherOf = batcherPer(
-  (db: Db) => new Batcher<Answer, Answered | null>((answers) => writeOrIsolate(answers, (some) => writeAnswers(db, some), isDatabaseUnavailable), 500, 2),
+const answerBatcherOf = instanceBatcher(
+  'provider answers',
+  ({ db }) => new Batcher<Answer, Answered | null>((answers) => writeOrIsolate(answers, (some) => writeAnswers(db, some), isDatabaseUnavailable), 500, 2),
 );
 
 /**
@@ -73,14 +74,14 @@ const answerBatcherOf = batcherPer(
  * settled meanwhile, by its own call or by the sweep of sends in doubt.
  */
 export async function storeProviderAnswer(
-  deps: Pick<ServiceDeps, 'db' | 'events'>,
+  deps: Pick<ServiceDeps, 'db' | 'events' | 'state'>,
   organizationId: string,
   queued: Pick<MessageRow, 'id' | 'conversationId'>,
   providerMessageId: string,
   status: string,
 ): Promise<Answered | null> {
   const moves = statusMovesForward('queued', status) ? status : 'queued';
-  const answered = await answerBatcherOf(deps.db).submit({ organizationId, messageId: queued.id, providerMessageId, status: moves });
+  const answered = await answerBatcherOf(deps).submit({ organizationId, messageId: queued.id, providerMessageId, status: moves });
   if (answered && answered.status !== 'queued') {
     deps.events.publish('messageStatusChanged', organizationId, { messageId: queued.id, conversationId: queued.conversationId });
   }

@@ -10,8 +10,8 @@ import { classifyError, logClassifiedError } from '../error-classifier.js';
 import type { AppError } from '../errors.js';
 import { createLoaders } from '../loaders/index.js';
 import type { FeedKey } from '../pubsub/keyset-feed.js';
+import { sharedExecutionOf, type SharedExecution, type StreamHints } from '../pubsub/shared-execution.js';
 import { ResultGroup } from '../pubsub/shared-results.js';
-import { STREAM_HINTS, type StreamHints } from '../services/realtime.js';
 import { credentialsOfConnectionParams } from './credentials.js';
 import type { GraphqlHandler } from './graphql.js';
 import type { Revocations } from './revocations.js';
@@ -19,10 +19,11 @@ import type { Revocations } from './revocations.js';
 // graphql-ws (the graphql-transport-ws protocol) on the same server and path as HTTP GraphQL. Operations
 // run through Yoga's envelop (getEnveloped), so they get the same context, auth, masking and plugins.
 //
-// Subscribers of messageReceived with the same document, variables and organization (and no `after`)
-// share one execution: one subscription runs for the group, and every member gets the same result
-// objects (src/pubsub/shared-results.ts). Each member's own operation still runs through envelop once
-// to be admitted (rate limit, cost, argument checks), opening no stream of its own.
+// Subscribers of a field declared shareable (pubsub/shared-execution.ts; messageReceived) with the same
+// document, variables and organization (and no resume argument) share one execution: one subscription
+// runs for the group, and every member gets the same result objects (src/pubsub/shared-results.ts). Each
+// member's own operation still runs through envelop once to be admitted (rate limit, cost, argument
+// checks), opening no stream of its own.
 
 type Envelope = {
   execute: (args: ExecutionArgs) => unknown;
@@ -35,7 +36,6 @@ type Envelope = {
   connection: Socket;
 };
 type EnvelopedArgs = ExecutionArgs & { rootValue: Envelope };
-type Hinted = { [STREAM_HINTS]?: StreamHints };
 
 /** A connection with this much unsent (bytes) is too slow for a shared group: it continues on its own stream. */
 const MAX_BUFFERED_BYTES = 512 * 1024;
@@ -44,19 +44,22 @@ const isAsyncIterator = (value: unknown): value is AsyncIterableIterator<Executi
   typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
 
 /**
- * The group an operation can share, or null: a messageReceived subscription alone at the root, without
- * directives there and without `after` (a resuming subscriber replays on its own stream).
+ * The group an operation can share, or null: a subscription to a field declared shareable, alone at the
+ * root, without directives there and without the field's resume argument (a resuming subscriber replays
+ * on its own stream).
  */
-function groupName(args: EnvelopedArgs): string | null {
+function groupOf(args: EnvelopedArgs): { name: string; declared: SharedExecution } | null {
   const operation = getOperationAST(args.document, args.operationName);
   if (operation?.operation !== 'subscription' || args.document.definitions.length !== 1) return null;
   const [field, ...others] = operation.selectionSet.selections;
-  if (others.length > 0 || field?.kind !== Kind.FIELD || field.name.value !== 'messageReceived' || field.directives?.length) return null;
+  if (others.length > 0 || field?.kind !== Kind.FIELD || field.directives?.length) return null;
+  const declared = sharedExecutionOf(args.schema.getSubscriptionType(), field.name.value);
+  if (!declared) return null;
   const variables = (args.variableValues ?? {}) as Record<string, unknown>;
-  const after = field.arguments?.find((argument) => argument.name.value === 'after')?.value;
-  if (after && after.kind !== Kind.NULL && !(after.kind === Kind.VARIABLE && variables[after.name.value] == null)) return null;
+  const resume = declared.resumeArgument && field.arguments?.find((argument) => argument.name.value === declared.resumeArgument)?.value;
+  if (resume && resume.kind !== Kind.NULL && !(resume.kind === Kind.VARIABLE && variables[resume.name.value] == null)) return null;
   const { caller } = args.contextValue as RequestContext;
-  return JSON.stringify([caller.organizationId, args.operationName ?? null, args.rootValue.query, variables]);
+  return { name: JSON.stringify([caller.organizationId, args.operationName ?? null, args.rootValue.query, variables]), declared };
 }
 
 /** The `payload` of a graphql-ws `next` message, as graphql-ws itself would write it, encoded once for every member. */
@@ -66,14 +69,14 @@ function nextPayload(result: ExecutionResult): Buffer {
 }
 
 /** The start of a member's `next` messages, up to its payload: `{"id":<id>,"type":"next","payload":`. */
-const nextHead = (id: string) => Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":`);
+export const nextHead = (id: string) => Buffer.from(`{"id":${JSON.stringify(id)},"type":"next","payload":`);
 
 /**
  * A member's `next` message as a whole WebSocket text frame (RFC 6455 §5.2: FIN, opcode 1, unmasked from
  * a server, no extension negotiated): the bytes ws would send for the same text, in one buffer, so it
  * leaves in one write without converting the shared payload again for each member.
  */
-function nextFrame(head: Buffer, payload: Buffer): Buffer {
+export function nextFrame(head: Buffer, payload: Buffer): Buffer {
   const length = head.length + payload.length + 1;
   const headerLength = length < 126 ? 2 : length < 65_536 ? 4 : 10;
   const frame = Buffer.allocUnsafe(headerLength + length);
@@ -125,11 +128,11 @@ function sharedSubscriptions(deps: Deps) {
   const write = tickWriter();
 
   /** A context for an operation run on behalf of subscribers already admitted (no socket: not rate limited again). */
-  const internalContext = (member: Pick<RequestContext, 'deps' | 'caller'>, hints: StreamHints): RequestContext & Hinted => ({
+  const internalContext = (member: Pick<RequestContext, 'deps' | 'caller'>, streamHints: StreamHints): RequestContext => ({
     deps: member.deps,
     caller: member.caller,
     loaders: createLoaders(member.deps.db, member.caller.organizationId),
-    [STREAM_HINTS]: hints,
+    streamHints,
   });
 
   /** Runs the operation again with an internal context; keeps nothing of the member's connection. */
@@ -143,7 +146,11 @@ function sharedSubscriptions(deps: Deps) {
         | ExecutionResult;
   };
 
-  async function open(args: EnvelopedArgs, forget: () => void): Promise<ResultGroup<ExecutionResult, Buffer> | ExecutionResult> {
+  async function open(
+    args: EnvelopedArgs,
+    declared: SharedExecution,
+    forget: () => void,
+  ): Promise<ResultGroup<ExecutionResult, Buffer> | ExecutionResult> {
     const { caller } = args.contextValue as RequestContext;
     let start: FeedKey | null = null;
     let lastKey: FeedKey | null = null;
@@ -153,28 +160,30 @@ function sharedSubscriptions(deps: Deps) {
     return new ResultGroup<ExecutionResult, Buffer>(results, start, () => lastKey, {
       serialize: nextPayload,
       onIdle: forget,
-      onMembers: (delta) => deps.events.countShared('messageReceived', caller.organizationId, delta),
+      onMembers: (delta) => deps.events.countShared(declared.topic, caller.organizationId, delta),
     });
   }
 
   return async function subscribe(args: EnvelopedArgs): Promise<unknown> {
-    const name = groupName(args);
-    if (!name) return args.rootValue.subscribe(args);
+    const group = groupOf(args);
+    if (!group) return args.rootValue.subscribe(args);
+    const { name, declared } = group;
     // Admission: the member's own operation through every plugin (rate limit, cost, argument checks),
     // opening no stream.
-    (args.contextValue as Hinted)[STREAM_HINTS] = { admissionOnly: true };
+    (args.contextValue as RequestContext).streamHints = { admissionOnly: true };
     const admitted = await args.rootValue.subscribe(args);
     if (!isAsyncIterator(admitted)) return admitted;
     await admitted.return?.();
 
     const { id, socket, connection } = args.rootValue;
     const head = nextHead(id);
-    // Written directly: the same bytes graphql-ws (through ws) would send, without serializing per subscriber.
-    // Ordered with ws's own writes (pings, graphql-ws's complete, the close frame): all are synchronous writes
-    // to this connection.
+    // Written directly: the bytes ws would send for graphql-ws's message (tests/websocket-frames.test.ts
+    // holds nextFrame to ws's own Sender, and checks that no connection negotiates an extension), without
+    // serializing per subscriber, and ordered with ws's own writes (pings, graphql-ws's complete, the close
+    // frame), which are synchronous writes to this connection too.
     const sink = (payload: Buffer) => {
       if (socket.readyState !== socket.OPEN) return true; // closing: graphql-ws ends the subscription
-      if (connection.writableLength > MAX_BUFFERED_BYTES) return false;
+      if (socket.bufferedAmount > MAX_BUFFERED_BYTES) return false; // bytes unsent on the connection and in ws's queue
       write(connection, nextFrame(head, payload));
       return true;
     };
@@ -187,13 +196,13 @@ function sharedSubscriptions(deps: Deps) {
         const forget = () => {
           if (groups.get(name) === opening) groups.delete(name);
         };
-        opening = open(args, forget);
+        opening = open(args, declared, forget);
         groups.set(name, opening);
         opening.then((group) => !(group instanceof ResultGroup) && forget(), forget);
       }
-      const group = await opening;
-      if (!(group instanceof ResultGroup)) return group;
-      if (!group.closed) return group.join(sink, resume);
+      const shared = await opening;
+      if (!(shared instanceof ResultGroup)) return shared;
+      if (!shared.closed) return shared.join(sink, resume);
       if (groups.get(name) === opening) groups.delete(name);
     }
   };
@@ -221,7 +230,8 @@ export const REVOKED_CLOSE_REASON = 'Unauthorized: the API token was revoked';
 export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps, revocations: Revocations) {
   const subscribeShared = sharedSubscriptions(deps);
   // ws accepts 100 MiB frames by default; a GraphQL operation is a few kilobytes.
-  // No permessage-deflate: shared results are written as plain frames (nextFrame).
+  // No permessage-deflate: shared results leave as plain frames (nextFrame), and compressing each member's
+  // copy would cost more CPU than it saves on small JSON messages.
   const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint, maxPayload: 1024 * 1024, perMessageDeflate: false });
   const handle = useServer(
     {

@@ -4,6 +4,7 @@ import { columnsOf, HotQuery, indexReader } from '../db/rows.js';
 import { conversations, messages, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { AppError } from '../errors.js';
 import { KeysetFeed, type FeedReader } from '../pubsub/keyset-feed.js';
+import type { StreamHints } from '../pubsub/shared-execution.js';
 import { wakeableStream } from '../pubsub/wakeable-stream.js';
 import { conversationsByIds, conversationsByPhones } from './conversations.js';
 import { decodeCursorWithScope, type Keyset } from './cursors.js';
@@ -268,24 +269,6 @@ export async function messageReceivedStream(
   hints.onStart?.(reader.position);
   return reader;
 }
-
-/**
- * What a transport that executes once for many subscribers (src/http/graphql-ws.ts) tells a
- * messageReceived stream, through the operation's context (STREAM_HINTS).
- */
-export type StreamHints = {
-  /** Check the arguments and run the operation's plugins (rate limit, cost, ...), but open no stream. */
-  admissionOnly?: boolean;
-  /** Start right after this row (null: at the first): a member of a shared group continuing on its own (already admitted). */
-  resumeAfter?: Keyset | null;
-  /** Told where the stream starts (after this row; null: at the first). */
-  onStart?: (after: Keyset | null) => void;
-  /** Not a subscriber itself: a group's stream, whose members are counted instead. */
-  uncounted?: boolean;
-  /** Told the key of each row as it is delivered, so results can be matched to rows. */
-  onRow?: (key: Keyset) => void;
-};
-export const STREAM_HINTS = Symbol('streamHints');
 
 /**
  * A stream of rows named by live events: ids coalesce while the subscriber is busy (it gets the

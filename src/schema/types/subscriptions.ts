@@ -2,13 +2,8 @@ import type { RequestContext } from '../../context.js';
 import { createLoaders } from '../../loaders/index.js';
 import { messageCursor } from '../../services/messages.js';
 import { normalizePhone } from '../../services/phone.js';
-import {
-  conversationUpdatedStream,
-  messageReceivedStream,
-  messageStatusStream,
-  STREAM_HINTS,
-  type StreamHints,
-} from '../../services/realtime.js';
+import { SHARED_EXECUTION, type SharedExecution } from '../../pubsub/shared-execution.js';
+import { conversationUpdatedStream, messageReceivedStream, messageStatusStream } from '../../services/realtime.js';
 import { builder } from '../builder.js';
 import { ConversationRef } from './refs.js';
 import { MessageRef } from './message.js';
@@ -24,9 +19,6 @@ function deliver<T extends { id: string }>(row: T, ctx: RequestContext): T {
   ctx.loaders = createLoaders(ctx.deps.db, ctx.caller.organizationId);
   return row;
 }
-
-/** Set by a transport that shares one execution between subscribers (src/http/graphql-ws.ts). */
-const hintsOf = (ctx: RequestContext): StreamHints | undefined => (ctx as RequestContext & { [STREAM_HINTS]?: StreamHints })[STREAM_HINTS];
 
 /** A stream with nothing in it: the operation was only being admitted. */
 const nothing = (): AsyncIterableIterator<never> => ({
@@ -59,14 +51,17 @@ builder.subscriptionFields((t) => ({
       phoneNumber: t.arg.string({ description: 'Only this conversation (any standard US format).' }),
       after: t.arg.string({ description: 'Resume after this message cursor.' }),
     },
+    // Subscribers with the same operation share one execution over WebSocket (one read and one
+    // serialization per message for all of them); one resuming with `after` replays on its own.
+    extensions: { [SHARED_EXECUTION]: { topic: 'messageReceived', resumeArgument: 'after' } satisfies SharedExecution },
     subscribe: (_root, args, ctx) => {
       const phoneNumber = phoneArg(args.phoneNumber);
-      const hints = hintsOf(ctx);
+      const hints = ctx.streamHints;
       if (hints?.admissionOnly) return nothing();
       return messageReceivedStream(ctx.deps, ctx.caller.organizationId, { phoneNumber, after: args.after ?? null, hints });
     },
     resolve: (row, _args, ctx) => {
-      hintsOf(ctx)?.onRow?.({ at: row.createdAt, id: row.id });
+      ctx.streamHints?.onRow?.({ at: row.createdAt, id: row.id });
       return deliver(row, ctx);
     },
   }),

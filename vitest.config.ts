@@ -12,5 +12,6 @@ export default defineConfig({
     pool: 'forks',
     // Each file gets its own database (PGlite in memory, or a fresh PostgreSQL database).
     fileParallelism: true,
+    maxWorkers: 2,
   },
 });

@@ -17,8 +17,17 @@ const run = promisify(execFile);
 let env: Record<string, string>;
 let cleanup: () => Promise<void>;
 
+// The build tests/global-setup.ts made (the same src/cli.ts, without tsx compiling it at every start);
+// the first command runs exactly as the README writes it.
 async function cli(...args: string[]) {
-  const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args, '--json'], {
+  const { stdout, stderr } = await run(process.execPath, ['dist/cli.js', ...args, '--json'], {
+    env: { ...process.env, ...env, LOG_LEVEL: 'info' },
+  });
+  return { json: JSON.parse(stdout) as Record<string, any>, stdout, stderr };
+}
+
+async function cliAsReadme(...args: string[]) {
+  const { stdout, stderr } = await run('npm', ['run', '-s', 'cli', '--', ...args, '--json'], {
     env: { ...process.env, ...env, LOG_LEVEL: 'info' },
   });
   return { json: JSON.parse(stdout) as Record<string, any>, stdout, stderr };
@@ -64,7 +73,7 @@ describe('cli', { timeout: 120_000 }, () => {
   let extraToken: string;
 
   it('creates an organization, a number, a contact and a token, printing only JSON on stdout', async () => {
-    const org = await cli('org', 'create', '--name', 'CLI Org', '--credits', '75', '--timezone', 'America/Chicago');
+    const org = await cliAsReadme('org', 'create', '--name', 'CLI Org', '--credits', '75', '--timezone', 'America/Chicago');
     expect(org.stdout.trim().split('\n')).toHaveLength(1);
     expect(org.json).toEqual({ organizationId: expect.any(String), apiToken: expect.stringMatching(/^cgw_/) });
     ({ organizationId, apiToken } = org.json as { organizationId: string; apiToken: string });

@@ -1,7 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { promisify } from 'node:util';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,7 +7,7 @@ import { buildApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { createDatabase, type Database } from '../src/db/client.js';
 import { assembleDeps, type Deps } from '../src/deps.js';
-import { createTestDatabase, postgresUrl } from './helpers/database.js';
+import { createPgliteDataDir, createTestDatabase, postgresUrl } from './helpers/database.js';
 import { connectWs, subscribeWs, until } from './helpers/realtime.js';
 
 // `cli inbound` as an operator runs it: a separate process on the same store, through the same inbound
@@ -21,7 +19,7 @@ let env: Record<string, string>;
 let cleanup: () => Promise<void>;
 
 async function cli(...args: string[]) {
-  const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args, '--json'], { env: { ...process.env, ...env } });
+  const { stdout } = await run(process.execPath, ['dist/cli.js', ...args, '--json'], { env: { ...process.env, ...env } });
   return JSON.parse(stdout) as Record<string, any>;
 }
 
@@ -50,7 +48,7 @@ beforeAll(async () => {
     env = { DATABASE_URL: (database as { url?: string }).url!, DATA_DIR: '' };
     cleanup = () => database.close();
   } else {
-    const dir = mkdtempSync(join(tmpdir(), 'gw-inbound-cli-'));
+    const dir = createPgliteDataDir('gw-inbound-cli-');
     env = { DATA_DIR: dir, DATABASE_URL: '' };
     cleanup = async () => rmSync(dir, { recursive: true, force: true });
   }

@@ -53,7 +53,12 @@ export class StatementLog implements DrizzleLogger {
 
 export type DatabaseOptions =
   | { kind: 'postgres'; url: string; poolSize?: number }
-  | { kind: 'pglite'; dataDir?: string /* undefined: in memory */ };
+  | {
+      kind: 'pglite';
+      dataDir?: string /* undefined: in memory */;
+      /** A data directory dumped by PGlite's dumpDataDir to start from (tests start from a migrated one). */
+      loadDataDir?: Blob;
+    };
 
 export async function createDatabase(options: DatabaseOptions): Promise<Database> {
   const statementLog = new StatementLog();
@@ -85,7 +90,7 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
   }
 
   if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
-  const client = options.dataDir ? new PGlite(options.dataDir) : new PGlite();
+  const client = new PGlite({ dataDir: options.dataDir, loadDataDir: options.loadDataDir });
   await client.waitReady;
   const db = drizzlePglite(client, { schema: tables, logger: statementLog }) as unknown as Db;
   return {

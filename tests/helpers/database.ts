@@ -1,5 +1,9 @@
 import { randomBytes } from 'node:crypto';
+import { cpSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import postgres from 'postgres';
+import { inject } from 'vitest';
 import { createDatabase, type Database } from '../../src/db/client.js';
 
 /** The PostgreSQL server under test, if any: the suite runs on PGlite when DATABASE_URL is unset. */
@@ -17,13 +21,14 @@ export function databaseUrlFor(name: string): string {
  */
 export async function createTestDatabase(): Promise<Database & { url?: string }> {
   if (!postgresUrl) {
-    const database = await createDatabase({ kind: 'pglite' });
+    const database = await createDatabase({ kind: 'pglite', loadDataDir: pgliteTemplateDump() });
     await database.migrate();
     return database;
   }
   const name = `gw_test_${randomBytes(6).toString('hex')}`;
   const admin = postgres(postgresUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name}`);
+  const template = inject('postgresTemplate');
+  await admin.unsafe(template ? `create database ${name} template ${template}` : `create database ${name}`);
   await admin.end();
   const url = databaseUrlFor(name);
   const database = await createDatabase({ kind: 'postgres', url, poolSize: 10 });
@@ -38,4 +43,21 @@ export async function createTestDatabase(): Promise<Database & { url?: string }>
       await dropper.end();
     },
   };
+}
+
+// The migrated template of tests/global-setup.ts (null when a test file runs outside that setup).
+
+let dump: Blob | undefined;
+function pgliteTemplateDump(): Blob | undefined {
+  const template = inject('pgliteTemplate');
+  if (template) dump ??= new Blob([readFileSync(template.dump)]);
+  return dump;
+}
+
+/** A new PGlite data directory for a store on disk, already migrated when the template exists. */
+export function createPgliteDataDir(prefix = 'gw-pglite-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const template = inject('pgliteTemplate');
+  if (template) cpSync(template.dataDir, dir, { recursive: true });
+  return dir;
 }

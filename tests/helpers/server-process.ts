@@ -1,10 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDatabase, type Database } from '../../src/db/client.js';
-import { createTestDatabase, postgresUrl } from './database.js';
+import { createPgliteDataDir, createTestDatabase, postgresUrl } from './database.js';
 
 // The real server process (`node --max-semi-space-size=64 --enable-source-maps dist/main.js`, as `npm start` runs it,
 // from the build tests/global-setup.ts makes) for process-level tests: signals, crashes and restarts. Its store is a fresh PostgreSQL database when DATABASE_URL is
@@ -42,7 +41,7 @@ export async function createServerStore(): Promise<ServerStore> {
       destroy: () => database.close(),
     };
   }
-  const dir = mkdtempSync(join(tmpdir(), 'gw-pglite-'));
+  const dir = createPgliteDataDir();
   return {
     env: { DATA_DIR: dir },
     open: async () => {

@@ -3,7 +3,10 @@ import { ConfigError, loadConfig } from './config.js';
 import { openDeps, type Deps } from './deps.js';
 import { AppError } from './errors.js';
 import { createLogger } from './logger.js';
-import { issueApiToken, revokeApiToken } from './services/auth.js';
+import { operatorCaller } from './services/access.js';
+import { issueApiToken, requireMember, revokeApiToken } from './services/api-tokens.js';
+import { recordAudit } from './services/audit.js';
+import { addMember } from './services/members.js';
 import { createContact } from './services/contacts.js';
 import { createDemoOrganization } from './services/demo.js';
 import { receiveInbound } from './services/inbound.js';
@@ -53,17 +56,59 @@ org
     ),
   );
 
+const ROLES = ['owner', 'admin', 'agent'] as const;
+
+program
+  .command('user')
+  .description('people')
+  .command('create')
+  .description('add a user (created when the email is new) to an organization with a role, and issue them a token')
+  .requiredOption('--org <id>', 'organization id')
+  .requiredOption('--email <email>', 'email (compared case-insensitively)')
+  .option('--name <name>', 'name')
+  .requiredOption('--role <role>', 'owner, admin or agent')
+  .action((opts: { org: string; email: string; name?: string; role: string }) =>
+    run(
+      async (deps) => {
+        const role = ROLES.find((known) => known === opts.role.toLowerCase());
+        if (!role) throw new AppError('BAD_USER_INPUT', '--role must be owner, admin or agent.');
+        await requireOrganization(deps, opts.org);
+        const member = await addMember(deps, operatorCaller(opts.org), { email: opts.email, name: opts.name, role });
+        // The operator's token for a user acts in every organization the user belongs to.
+        const { apiToken, tokenId } = await issueOperatorToken(deps, opts.org, member.user.id);
+        return { userId: member.user.id, apiToken, tokenId };
+      },
+      (r) => `Added user ${r.userId}\nAPI token (shown once): ${r.apiToken}`,
+    ),
+  );
+
+/** A token made by the operator, audited as the operator's. */
+async function issueOperatorToken(deps: Deps, organizationId: string, userId: string | null, name?: string) {
+  return deps.db.transaction(async (tx) => {
+    if (userId !== null) await requireMember(tx, organizationId, userId);
+    const issued = await issueApiToken(tx, organizationId, { name, userId, anyOrganization: userId !== null });
+    await recordAudit(tx, operatorCaller(organizationId), {
+      action: 'token.created',
+      objectType: 'api_token',
+      objectId: issued.tokenId,
+      data: { userId, name: name ?? null },
+    });
+    return issued;
+  });
+}
+
 const token = program.command('token').description('API tokens');
 token
   .command('create')
-  .description('issue another API token for an organization')
+  .description("issue another API token for an organization (an integration token), or with --user a member's token")
   .requiredOption('--org <id>', 'organization id')
+  .option('--user <userId>', "a member's token: acts as that user, in every organization they belong to")
   .option('--name <name>', 'a label for the token')
-  .action((opts: { org: string; name?: string }) =>
+  .action((opts: { org: string; user?: string; name?: string }) =>
     run(
       async (deps) => {
         await requireOrganization(deps, opts.org);
-        const { apiToken, tokenId } = await issueApiToken(deps.db, opts.org, opts.name);
+        const { apiToken, tokenId } = await issueOperatorToken(deps, opts.org, opts.user ?? null, opts.name);
         return { apiToken, tokenId };
       },
       (r) => `API token (shown once): ${r.apiToken}`,
@@ -144,9 +189,19 @@ program
     run(
       async (deps) => {
         const demo = await createDemoOrganization(deps.db, opts);
-        return { organizationId: demo.organizationId, apiToken: demo.apiToken, phoneNumber: demo.phoneNumber, contacts: demo.contacts, messages: demo.messages };
+        return {
+          organizationId: demo.organizationId,
+          apiToken: demo.apiToken,
+          integrationToken: demo.integrationToken,
+          phoneNumber: demo.phoneNumber,
+          contacts: demo.contacts,
+          messages: demo.messages,
+          team: demo.team,
+        };
       },
-      (r) => `Demo organization ${r.organizationId} (${r.contacts} contacts, ${r.messages} messages, sending number ${r.phoneNumber})\nAPI token (shown once): ${r.apiToken}`,
+      (r) =>
+        `Demo organization ${r.organizationId} (${r.contacts} contacts, ${r.messages} messages, sending number ${r.phoneNumber})\n` +
+        `API token of the OWNER (shown once): ${r.apiToken}\nIntegration token (shown once): ${r.integrationToken}`,
     ),
   );
 

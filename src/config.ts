@@ -62,6 +62,14 @@ const configSchema = z.object({
   SIMULATED_STATUS_DELAY_MS: z.coerce.number().int().min(0).default(1_000),
   /** First retry delay of a failed textability lookup; each further retry waits twice as long. */
   LOOKUP_RETRY_MS: z.coerce.number().int().min(1).default(5_000),
+  /** An identity provider's JSON Web Key Set: Bearer JWTs signed by it are accepted, their `email` naming the user. */
+  AUTH_JWKS_URL: z.string().url().optional(),
+  /** The `iss` those tokens must carry (required with AUTH_JWKS_URL). */
+  AUTH_JWT_ISSUER: z.string().optional(),
+  /** The `aud` those tokens must carry (required with AUTH_JWKS_URL). */
+  AUTH_JWT_AUDIENCE: z.string().optional(),
+  /** How often each instance looks for snoozes that ended (they end within this much of snoozedUntil). */
+  SNOOZE_SWEEP_MS: z.coerce.number().int().min(100).max(5_000).default(1_000),
 });
 
 export type Config = {
@@ -95,6 +103,9 @@ export type Config = {
   statusCallbackWaitMs: number;
   simulatedStatusDelayMs: number;
   lookupRetryMs: number;
+  /** Bearer JWTs from an identity provider (AUTH_JWKS_URL); null: API tokens only. */
+  jwt: { jwksUrl: string; issuer: string; audience: string } | null;
+  snoozeSweepMs: number;
 };
 
 export class ConfigError extends Error {}
@@ -128,6 +139,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       `Invalid configuration: SENDS_IN_DOUBT_AFTER_MS (${c.SENDS_IN_DOUBT_AFTER_MS}) must be longer than SMS_PROVIDER_TIMEOUT_MS (${c.SMS_PROVIDER_TIMEOUT_MS}): a send is in doubt only once no live call can still answer it.`,
     );
   }
+  if (c.AUTH_JWKS_URL && (!c.AUTH_JWT_ISSUER || !c.AUTH_JWT_AUDIENCE)) {
+    throw new ConfigError(
+      'Invalid configuration: AUTH_JWKS_URL needs AUTH_JWT_ISSUER and AUTH_JWT_AUDIENCE: a token is accepted only from that issuer, for this audience.',
+    );
+  }
   return {
     env: c.NODE_ENV,
     host: c.HOST,
@@ -158,5 +174,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     statusCallbackWaitMs: c.STATUS_CALLBACK_WAIT_MS,
     simulatedStatusDelayMs: c.SIMULATED_STATUS_DELAY_MS,
     lookupRetryMs: c.LOOKUP_RETRY_MS,
+    jwt: c.AUTH_JWKS_URL ? { jwksUrl: c.AUTH_JWKS_URL, issuer: c.AUTH_JWT_ISSUER!, audience: c.AUTH_JWT_AUDIENCE! } : null,
+    snoozeSweepMs: c.SNOOZE_SWEEP_MS,
   };
 }

@@ -6,6 +6,8 @@ import { RateLimiter } from './http/rate-limit.js';
 import { createSmsProvider } from './providers/index.js';
 import { createEventBus } from './pubsub/index.js';
 import { Authenticator } from './services/auth.js';
+import { SnoozeSweeper } from './services/conversation-status.js';
+import { JwtVerifier } from './services/jwt.js';
 import { applyMessageStatus } from './services/message-status.js';
 import { SendsInDoubtSweeper } from './services/replies/index.js';
 import type { ServiceDeps } from './services/deps.js';
@@ -18,6 +20,8 @@ export type Deps = ServiceDeps & {
   authenticator: Authenticator;
   /** Settles replies whose process stopped while the provider had them (started by main.ts). */
   sendsInDoubt: SendsInDoubtSweeper;
+  /** Opens snoozed conversations when their snooze ends (started by main.ts). */
+  snoozes: SnoozeSweeper;
   /** Per-token request budget for /graphql and /api (RATE_LIMIT_PER_MINUTE). */
   rateLimiter: RateLimiter;
 };
@@ -31,7 +35,7 @@ export function assembleDeps(config: Config, database: Database, logger: Logger)
     logger,
     applyStatus: (update) => applyMessageStatus({ db: database.db, events, logger, state }, update),
   });
-  const authenticator = new Authenticator(database.db, config.authCacheTtlMs);
+  const authenticator = new Authenticator(database.db, config.authCacheTtlMs, config.jwt ? new JwtVerifier(config.jwt) : null);
   return {
     config,
     database,
@@ -43,6 +47,7 @@ export function assembleDeps(config: Config, database: Database, logger: Logger)
     state,
     textability: new TextabilityService(database.db, sms, logger, config.lookupRetryMs),
     sendsInDoubt: new SendsInDoubtSweeper({ db: database.db, sms, events, logger, config, state }),
+    snoozes: new SnoozeSweeper({ db: database.db, events, logger, config }),
     rateLimiter: new RateLimiter(config.rateLimitPerMinute, {
       authFailuresPerMinute: config.authFailuresPerMinute,
       isVerifiedToken: (authorization) => authenticator.isVerified(authorization),
@@ -72,12 +77,14 @@ export async function openDeps(config: Config, logger: Logger): Promise<Deps & {
  * Stops background work (sweeps, simulated deliveries, lookup retries), lets the batchers write what they
  * hold and the shared feeds end, closes the event listeners, then the database.
  */
-export async function closeDeps(deps: Deps): Promise<void> {
+export async function closeDeps(deps: Deps, options: { database?: boolean } = {}): Promise<void> {
   await deps.sendsInDoubt.close();
+  await deps.snoozes.close();
   await deps.textability.close();
   await deps.sms.close();
   deps.logger.info({ held: deps.state.inspect() }, 'draining service state');
   await deps.state.drain();
   await deps.events.close();
-  await deps.database.close();
+  // false: the database is shared with another instance in this process (tests of several instances on PGlite).
+  if (options.database !== false) await deps.database.close();
 }

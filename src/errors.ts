@@ -14,6 +14,14 @@ export const errorCatalog = {
   INVALID_PARAMETER: { status: 400, category: 'BAD_USER_INPUT' },
   INVALID_BODY: { status: 400, category: 'BAD_USER_INPUT' },
   NOT_FOUND: { status: 404, category: 'NOT_FOUND' },
+  /** A user token of someone in several organizations, without x-organization-id to pick one. */
+  ORGANIZATION_REQUIRED: { status: 400, category: 'BAD_USER_INPUT' },
+  /** A user id that names no member of the caller's organization. */
+  MEMBER_NOT_FOUND: { status: 400, category: 'BAD_USER_INPUT' },
+  /** addMember for someone who is a member already. */
+  MEMBER_ALREADY_EXISTS: { status: 409, category: 'BAD_USER_INPUT' },
+  /** A change that would leave the organization without an OWNER. */
+  LAST_OWNER: { status: 400, category: 'BAD_USER_INPUT' },
   METHOD_NOT_ALLOWED: { status: 405, category: 'BAD_REQUEST' },
   PAYLOAD_TOO_LARGE: { status: 413, category: 'BAD_USER_INPUT' },
   /** Too many requests for one API token in the current minute (RATE_LIMIT_PER_MINUTE); retry after Retry-After. */
@@ -42,13 +50,19 @@ export class AppError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
   readonly details: Record<string, unknown> | undefined;
+  /**
+   * A refusal of one field (a role without the right to it), not of the whole request: on GraphQL the
+   * rest of the operation still answers, with HTTP 200.
+   */
+  readonly fieldLevel: boolean;
 
-  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>) {
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>, options: { fieldLevel?: boolean } = {}) {
     super(message);
     this.name = 'AppError';
     this.code = code;
     this.status = errorCatalog[code].status;
     this.details = details;
+    this.fieldLevel = options.fieldLevel ?? false;
   }
 }
 
@@ -69,7 +83,7 @@ export function toGraphQLError(error: AppError, located?: GraphQLError): GraphQL
       ...(category !== error.code ? { errorCode: error.code } : {}),
       ...error.details,
       // Only errors that concern the whole request set the HTTP status; a field error keeps 200.
-      ...(error.code === 'UNAUTHENTICATED' || error.code === 'FORBIDDEN' ? { http: { status: error.status } } : {}),
+      ...((error.code === 'UNAUTHENTICATED' || error.code === 'FORBIDDEN') && !error.fieldLevel ? { http: { status: error.status } } : {}),
     },
   });
 }

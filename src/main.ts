@@ -8,7 +8,8 @@ import { organizations } from './db/tables.js';
 import { createDemoOrganization } from './services/demo.js';
 import { organizationExists } from './services/organizations.js';
 
-type DemoCredentials = { organizationId: string; apiToken: string };
+/** `owner`: who the token acts as (demos seeded before the team existed saved an integration token, and no owner). */
+type DemoCredentials = { organizationId: string; apiToken: string; owner?: string };
 
 /**
  * On a fresh store, seeds the demo inbox once. Its token is kept in DATA_DIR/demo-credentials.json
@@ -24,7 +25,8 @@ async function ensureDemo(config: Config, deps: Deps): Promise<DemoCredentials |
   if (any.length > 0) return null;
   const demo = await createDemoOrganization(deps.db);
   deps.logger.info({ organizationId: demo.organizationId, messages: demo.messages }, 'seeded the demo inbox');
-  const credentials = { organizationId: demo.organizationId, apiToken: demo.apiToken };
+  const owner = demo.team.find((member) => member.role === 'owner')!;
+  const credentials = { organizationId: demo.organizationId, apiToken: demo.apiToken, owner: `${owner.name} <${owner.email}>, OWNER` };
   writeFileSync(file, `${JSON.stringify(credentials, null, 2)}\n`, { mode: 0o600 });
   return credentials;
 }
@@ -42,11 +44,14 @@ async function main() {
   void deps.textability.resumePending().catch((error) => logger.warn({ err: error }, 'could not resume textability lookups'));
   // Replies a stopped process left with the provider, unanswered (and those any instance leaves from now on).
   deps.sendsInDoubt.start();
+  // Snoozes that end (and those that ended while no instance ran).
+  deps.snoozes.start();
 
   const lines = [``, `  Conversations gateway on ${deps.database.kind === 'pglite' ? `embedded PGlite (${resolve(config.dataDir)})` : 'PostgreSQL'}`];
   lines.push(`  GraphiQL:        ${url}/graphql`);
   if (demo) {
     lines.push(`  Organization id: ${demo.organizationId}`, `  API token:       ${demo.apiToken}`);
+    if (demo.owner) lines.push(`  Signed in as:    ${demo.owner}`);
     lines.push(``, `  curl -s ${url}/graphql -H 'content-type: application/json' \\`);
     lines.push(`    -H 'authorization: Bearer ${demo.apiToken}' -H 'x-organization-id: ${demo.organizationId}' \\`);
     lines.push(`    -d '{"query":"{ conversations(first: 5) { edges { node { phoneNumber unreadCount lastMessage { body } } } } }"}'`);

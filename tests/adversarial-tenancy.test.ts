@@ -231,3 +231,59 @@ describe('subscriptions and short links', () => {
     }
   });
 });
+
+describe('users and memberships of A stay out of B\'s reach', () => {
+  it("B's members reach no user, token, membership or audit event of A, and A's members reach nothing of B", async () => {
+    const aOwner = await t.addMember(a, { email: `owner.${MARKER.toLowerCase()}@victim.example.com`, name: `Vera${MARKER}`, role: 'owner' });
+    const aAgent = await t.addMember(a, { email: `agent.${MARKER.toLowerCase()}@victim.example.com`, name: `Vic${MARKER}`, role: 'agent' }, { anyOrganization: true });
+    const aToken = await asA(`mutation { createApiToken(input: { name: "${MARKER} crm" }) { apiToken { uuid } } }`);
+    await t.graphql(`mutation { setConversationStatus(phoneNumber: "${A_ONLY[1]}", status: RESOLVED) { status } }`, {}, { headers: { authorization: `Bearer ${aOwner.apiToken}`, 'x-organization-id': a.organizationId } });
+    const audit = await t.graphql(`{ organization { auditEvents(first: 1) { pageInfo { endCursor } } } }`, {}, { headers: { authorization: `Bearer ${aOwner.apiToken}`, 'x-organization-id': a.organizationId } });
+    const aAuditCursor: string = audit.body.data.organization.auditEvents.pageInfo.endCursor;
+    const bAdmin = await t.addMember(b, { email: 'admin@attacker.example.com', role: 'admin' });
+    const asBAdmin = (query: string, variables: Record<string, unknown> = {}) =>
+      t.graphql(query, variables, { headers: { authorization: `Bearer ${bAdmin.apiToken}`, 'x-organization-id': b.organizationId } });
+    const before = await fingerprint(t.db, a.organizationId);
+
+    const aUsers = [aOwner.userId, aAgent.userId].flatMap((uuid) => [uuid, Buffer.from(`User:${uuid}`).toString('base64')]);
+    const aTokens = [aToken.body.data.createApiToken.apiToken.uuid].flatMap((uuid) => [uuid, Buffer.from(`ApiToken:${uuid}`).toString('base64')]);
+    const operation = fc.oneof(
+      fc.constantFrom(...aUsers, ...aTokens).map((v) => ({ query: `query($v: ID!) { node(id: $v) { id ... on User { email name } ... on ApiToken { name } } }`, v, expect: 'null' })),
+      fc.constantFrom(...aUsers).map((v) => ({ query: `mutation($v: ID!) { setMemberRole(userId: $v, role: AGENT) { role } }`, v, expect: 'MEMBER_NOT_FOUND' })),
+      fc.constantFrom(...aUsers).map((v) => ({ query: `mutation($v: ID!) { removeMember(userId: $v) { role } }`, v, expect: 'MEMBER_NOT_FOUND' })),
+      fc.constantFrom(...aUsers).map((v) => ({ query: `mutation($v: ID) { createApiToken(input: { userId: $v }) { token } }`, v, expect: 'MEMBER_NOT_FOUND' })),
+      fc.constantFrom(...aUsers).map((v) => ({ query: `mutation($v: ID) { assignConversation(phoneNumber: "${SHARED}", userId: $v) { id } }`, v, expect: 'MEMBER_NOT_FOUND' })),
+      fc.constantFrom(...aUsers).map((v) => ({ query: `query($v: ID) { conversations(first: 50, filter: { assignedTo: $v }) { edges { node { id } } } }`, v, expect: 'empty' })),
+      fc.constantFrom(...aTokens).map((v) => ({ query: `mutation($v: ID!) { revokeApiToken(id: $v) { uuid } }`, v, expect: 'NOT_FOUND' })),
+      fc.constant({ query: `query($v: String) { organization { auditEvents(first: 5, after: $v) { edges { node { action } } } } }`, v: aAuditCursor, expect: 'INVALID_CURSOR' }),
+      fc.constant({ query: `query($v: String) { organization { members { user { email name } } auditEvents(first: 50) { edges { node { data objectId } } } } }`, v: null, expect: 'ok' }),
+    );
+    await fc.assert(
+      fc.asyncProperty(operation, async ({ query, v, expect: outcome }) => {
+        const res = await asBAdmin(query, { v });
+        expectNoLeak(res, { query, v });
+        const context = JSON.stringify({ query, v });
+        if (outcome === 'null') expect(res.body.data?.node ?? null, context).toBeNull();
+        else if (outcome === 'empty') expect(res.body.data.conversations.edges, context).toEqual([]);
+        else if (outcome === 'ok') expect(res.body.errors, context).toBeUndefined();
+        else expect(res.body.errors?.[0]?.extensions?.errorCode ?? res.body.errors?.[0]?.extensions?.code, context).toBe(outcome);
+      }),
+      { numRuns: 60 },
+    );
+    expect(await fingerprint(t.db, a.organizationId)).toEqual(before);
+
+    // A's members with B's organization id: refused on every surface.
+    for (const member of [aOwner, aAgent]) {
+      const headers = { authorization: `Bearer ${member.apiToken}`, 'x-organization-id': b.organizationId };
+      const graphql = await t.graphql(`{ conversations(first: 5) { edges { node { id } } } }`, {}, { headers });
+      expect(graphql.status).toBe(403);
+      const rest = await fetch(`${t.url}/api/conversations`, { headers });
+      expect(rest.status).toBe(403);
+      const socket = connectWs(t.url, { authorization: headers.authorization, organizationId: b.organizationId });
+      const refused = subscribeWs(socket, `subscription { messageReceived { body } }`);
+      const error = await refused.waitForError();
+      expect(JSON.stringify(error)).toContain('4403');
+      await socket.client.dispose();
+    }
+  });
+});

@@ -7,7 +7,7 @@ import { createDatabase, type Database } from '../src/db/client.js';
 import { messages, messageStatusEvents, organizations } from '../src/db/tables.js';
 import { assembleDeps, type Deps } from '../src/deps.js';
 import { requestLogMixin } from '../src/http/request-id.js';
-import { revokeApiToken } from '../src/services/auth.js';
+import { revokeApiToken } from '../src/services/api-tokens.js';
 import { addPhoneNumber, createOrganization } from '../src/services/organizations.js';
 import { createContact } from '../src/services/contacts.js';
 import { createTestApp, type TestApp, type TestOrg } from './helpers/app.js';

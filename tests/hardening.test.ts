@@ -10,7 +10,7 @@ import { conversations, messages } from '../src/db/tables.js';
 import { assembleDeps, closeDeps } from '../src/deps.js';
 import { INTROSPECTION_MAX_COST } from '../src/http/operation-guards.js';
 import { requestLogMixin } from '../src/http/request-id.js';
-import { issueApiToken, revokeApiToken } from '../src/services/auth.js';
+import { issueApiToken, revokeApiToken } from '../src/services/api-tokens.js';
 import { addPhoneNumber, createOrganization } from '../src/services/organizations.js';
 import { createTestApp, type TestApp, type TestOrg } from './helpers/app.js';
 import { createTestDatabase } from './helpers/database.js';

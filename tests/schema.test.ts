@@ -21,7 +21,7 @@ describe('schema.graphql', () => {
     expect(signature(fieldOf('Query', 'node'))).toBe('node(id: ID!): Node');
     expect(signature(fieldOf('Query', 'organization'))).toBe('organization(): Organization!');
     expect(signature(fieldOf('Query', 'conversations'))).toBe(
-      'conversations(after: String, filter: ConversationFilter, first: Int): ConversationConnection!',
+      'conversations(after: String, filter: ConversationFilter, first: Int, orderBy: ConversationOrder): ConversationConnection!',
     );
     expect(signature(fieldOf('Query', 'conversation'))).toBe('conversation(phoneNumber: String!): Conversation');
     expect(signature(fieldOf('Conversation', 'messages'))).toBe(
@@ -83,9 +83,54 @@ describe('schema.graphql', () => {
       search: 'String',
       includeArchived: 'Boolean',
       starred: 'Boolean',
+      status: '[ConversationStatus!]',
+      assignedTo: 'ID',
+      unassigned: 'Boolean',
+      mine: 'Boolean',
     });
     expect(
       String(schema.getType('MessageDirection') && (schema.getType('MessageDirection') as any).getValues().map((v: any) => v.name)),
     ).toBe('INCOMING,OUTGOING');
+  });
+
+  it('carries the team-inbox contract (people, roles, status, assignment, counts, audit)', () => {
+    expect(signature(fieldOf('Query', 'viewer'))).toBe('viewer(): Viewer!');
+    expect(signature(fieldOf('Query', 'conversationCounts'))).toBe('conversationCounts(filter: ConversationFilter): ConversationCounts!');
+    expect(signature(fieldOf('Mutation', 'addMember'))).toBe('addMember(input: AddMemberInput!): Member!');
+    expect(signature(fieldOf('Mutation', 'setMemberRole'))).toBe('setMemberRole(role: MemberRole!, userId: ID!): Member!');
+    expect(signature(fieldOf('Mutation', 'removeMember'))).toBe('removeMember(userId: ID!): Member!');
+    expect(signature(fieldOf('Mutation', 'createApiToken'))).toBe('createApiToken(input: CreateApiTokenInput!): CreateApiTokenPayload!');
+    expect(signature(fieldOf('Mutation', 'revokeApiToken'))).toBe('revokeApiToken(id: ID!): ApiToken!');
+    expect(signature(fieldOf('Mutation', 'setConversationStatus'))).toBe(
+      'setConversationStatus(phoneNumber: String!, snoozedUntil: DateTime, status: ConversationStatus!): Conversation!',
+    );
+    expect(signature(fieldOf('Mutation', 'assignConversation'))).toBe('assignConversation(phoneNumber: String!, userId: ID): Conversation!');
+    expect(signature(fieldOf('Organization', 'auditEvents'))).toBe('auditEvents(after: String, first: Int): AuditEventConnection!');
+    const fieldsOf = (type: string) =>
+      Object.fromEntries(Object.values((schema.getType(type) as GraphQLObjectType).getFields()).map((f) => [f.name, String(f.type)]));
+    expect(fieldsOf('Viewer')).toEqual({ user: 'User', role: 'MemberRole!', organizations: '[Organization!]!' });
+    expect(fieldsOf('Member')).toMatchObject({ user: 'User!', role: 'MemberRole!' });
+    expect(fieldsOf('User')).toMatchObject({ id: 'ID!', uuid: 'String!', email: 'String!', name: 'String' });
+    expect(fieldsOf('CreateApiTokenPayload')).toMatchObject({ token: 'String!' });
+    expect(fieldsOf('Organization')).toMatchObject({ members: '[Member!]!' });
+    expect(fieldsOf('Conversation')).toMatchObject({
+      status: 'ConversationStatus!',
+      snoozedUntil: 'DateTime',
+      resolvedAt: 'DateTime',
+      assignee: 'User',
+      waitingSince: 'DateTime',
+    });
+    expect(fieldsOf('Message')).toMatchObject({ sentBy: 'User' });
+    expect(Object.keys(fieldsOf('ConversationCounts')).sort()).toEqual(
+      ['all', 'open', 'pending', 'snoozed', 'resolved', 'unread', 'unassigned', 'mine', 'waiting'].sort(),
+    );
+    const values = (type: string) => (schema.getType(type) as any).getValues().map((v: any) => v.name);
+    expect(values('MemberRole')).toEqual(['OWNER', 'ADMIN', 'AGENT', 'INTEGRATION']);
+    expect(values('ConversationStatus')).toEqual(['OPEN', 'PENDING', 'SNOOZED', 'RESOLVED']);
+    expect(values('ConversationOrder')).toEqual(['LAST_ACTIVITY', 'WAITING_LONGEST']);
+    const input = (type: string) =>
+      Object.fromEntries(Object.entries((schema.getType(type) as any).getFields()).map(([k, v]: [string, any]) => [k, String(v.type)]));
+    expect(input('AddMemberInput')).toEqual({ email: 'String!', name: 'String', role: 'MemberRole!' });
+    expect(input('CreateApiTokenInput')).toEqual({ userId: 'ID', name: 'String' });
   });
 });

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../src/app.js';
 import { createDatabase } from '../src/db/client.js';
 import { assembleDeps } from '../src/deps.js';
-import { issueApiToken, revokeApiToken } from '../src/services/auth.js';
+import { issueApiToken, revokeApiToken } from '../src/services/api-tokens.js';
 import { createTestApp, type TestApp, type TestOrg } from './helpers/app.js';
 import { postgresUrl } from './helpers/database.js';
 import {

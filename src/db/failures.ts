@@ -56,10 +56,19 @@ export function isRefusedValue(error: unknown): boolean {
  * postgres.js names it `constraint_name`, PGlite `constraint`; either may be wrapped in a cause.
  */
 export function violatedUniqueConstraint(error: unknown): string | null {
+  return violatedConstraint(error, '23505');
+}
+
+/** The constraint a foreign-key violation (SQLSTATE 23503) names, or null when the error is not one. */
+export function violatedForeignKey(error: unknown): string | null {
+  return violatedConstraint(error, '23503');
+}
+
+function violatedConstraint(error: unknown, sqlState: string): string | null {
   let current: unknown = error;
   for (let depth = 0; current && typeof current === 'object' && depth < 8; depth += 1) {
     const { code, constraint_name: constraintName, constraint } = current as { code?: unknown; constraint_name?: unknown; constraint?: unknown };
-    if (code === '23505') return String(constraintName ?? constraint ?? '');
+    if (code === sqlState) return String(constraintName ?? constraint ?? '');
     current = (current as { cause?: unknown }).cause;
   }
   return null;

@@ -6,6 +6,7 @@ import {
   foreignKey,
   index,
   integer,
+  jsonb,
   pgTable,
   primaryKey,
   text,
@@ -36,9 +37,51 @@ export const organizations = pgTable(
   (t) => [check('organizations_credits_non_negative', sql`${t.credits} >= 0`)],
 );
 
+/**
+ * People. Global, not per organization: one person may work in several organizations (memberships), and
+ * signs in with one email. Emails are unique compared case-insensitively and kept as the person wrote them.
+ */
+export const users = pgTable(
+  'users',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    email: text('email').notNull(),
+    name: text('name'),
+    createdAt: timestamptz('created_at').notNull().defaultNow(),
+    updatedAt: timestamptz('updated_at').notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex('users_email_key').on(sql`lower(${t.email})`)],
+);
+
+export const MEMBER_ROLES = ['owner', 'admin', 'agent'] as const;
+export type MemberRoleValue = (typeof MEMBER_ROLES)[number];
+
+/** A user's role in one organization. */
+export const memberships = pgTable(
+  'memberships',
+  {
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id, { onDelete: 'cascade' }),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    role: text('role', { enum: MEMBER_ROLES }).notNull(),
+    createdAt: timestamptz('created_at').notNull().defaultNow(),
+    updatedAt: timestamptz('updated_at').notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.organizationId, t.userId] }),
+    // A user's organizations (a user token without x-organization-id).
+    index('memberships_user_idx').on(t.userId),
+    check('memberships_role_known', sql`${t.role} in ('owner', 'admin', 'agent')`),
+  ],
+);
+
 export const apiTokens = pgTable(
   'api_tokens',
   {
+    /** The organization the token was issued in; an integration token acts only there. */
     organizationId: uuid('organization_id')
       .notNull()
       .references(() => organizations.id, { onDelete: 'cascade' }),
@@ -46,6 +89,14 @@ export const apiTokens = pgTable(
     /** SHA-256 hex of the token; the token itself is never stored. */
     tokenHash: text('token_hash').notNull(),
     name: text('name'),
+    /** null: an integration token (no person). Otherwise the token acts as this user. */
+    userId: uuid('user_id').references(() => users.id, { onDelete: 'cascade' }),
+    /**
+     * A user token that acts in every organization its user belongs to (one the user made for itself, or the
+     * operator's CLI made). false: only in the organization that issued it, so an ADMIN of one organization
+     * cannot mint a token that acts in another.
+     */
+    anyOrganization: boolean('any_organization').notNull().default(false),
     createdAt: timestamptz('created_at').notNull().defaultNow(),
     revokedAt: timestamptz('revoked_at'),
   },
@@ -94,6 +145,9 @@ export const contacts = pgTable(
   ],
 );
 
+export const CONVERSATION_STATUSES = ['open', 'pending', 'snoozed', 'resolved'] as const;
+export type ConversationStatusValue = (typeof CONVERSATION_STATUSES)[number];
+
 export const conversations = pgTable(
   'conversations',
   {
@@ -111,12 +165,40 @@ export const conversations = pgTable(
     unreadCount: integer('unread_count').notNull().default(0),
     isArchived: boolean('is_archived').notNull().default(false),
     isStarred: boolean('is_starred').notNull().default(false),
+    status: text('status', { enum: CONVERSATION_STATUSES }).notNull().default('open'),
+    /** When a snooze ends (the conversation is OPEN again); set only while SNOOZED. */
+    snoozedUntil: timestamptz('snoozed_until'),
+    /** When it was resolved; set only while RESOLVED. */
+    resolvedAt: timestamptz('resolved_at'),
+    /** The member who owns the thread; always a member of the organization (conversations_assignee_fk). */
+    assigneeUserId: uuid('assignee_user_id'),
+    /**
+     * The oldest inbound message after our last outgoing one: how long the contact has waited for an answer.
+     * null when the last message is ours, or there is none. Kept by every writer of messages.
+     */
+    waitingSince: timestamptz('waiting_since'),
     createdAt: timestamptz('created_at').notNull().defaultNow(),
     updatedAt: timestamptz('updated_at').notNull().defaultNow(),
   },
   (t) => [
     primaryKey({ columns: [t.organizationId, t.id] }),
     uniqueIndex('conversations_org_phone_key').on(t.organizationId, t.phoneNumber),
+    // "Mine" and "assigned to": one member's threads in inbox order, without walking everyone else's.
+    index('conversations_org_assignee_recent_idx')
+      .on(t.organizationId, t.assigneeUserId, t.lastMessageAt.desc().nullsFirst(), t.id.desc().nullsFirst())
+      .where(sql`${t.assigneeUserId} is not null`),
+    // WAITING_LONGEST: the waiting threads, oldest wait first; the others follow in inbox order.
+    index('conversations_org_waiting_idx')
+      .on(t.organizationId, t.waitingSince, t.id)
+      .where(sql`${t.waitingSince} is not null`),
+    // Snoozes that end: the sweep reads the due ones only.
+    index('conversations_snoozed_until_idx').on(t.snoozedUntil).where(sql`${t.status} = 'snoozed'`),
+    foreignKey({
+      name: 'conversations_assignee_fk',
+      columns: [t.organizationId, t.assigneeUserId],
+      foreignColumns: [memberships.organizationId, memberships.userId],
+    }),
+    check('conversations_status_known', sql`${t.status} in ('open', 'pending', 'snoozed', 'resolved')`),
     // DESC with PostgreSQL's default NULLS FIRST (Drizzle's bare .desc() writes NULLS LAST), so a plain
     // `ORDER BY last_message_at DESC, id DESC` walks the index, from any client, instead of sorting.
     index('conversations_org_recent_idx').on(t.organizationId, t.lastMessageAt.desc().nullsFirst(), t.id.desc().nullsFirst()),
@@ -156,6 +238,11 @@ export const messages = pgTable(
     encoding: text('encoding'),
     creditsCharged: integer('credits_charged').notNull().default(0),
     idempotencyKey: text('idempotency_key'),
+    /**
+     * Outgoing: the member who sent it (null for integration tokens and automatic sends). No foreign key:
+     * users are never deleted, and a check on every send would buy nothing.
+     */
+    sentByUserId: uuid('sent_by_user_id'),
     /** Inbound: arrived while its sender was flooding the number (over INBOUND_FLOOD_PER_MINUTE); stored all the same. */
     flaggedAsFlood: boolean('flagged_as_flood').notNull().default(false),
     createdAt: timestamptz('created_at').notNull().defaultNow(),
@@ -274,7 +361,39 @@ export const shortLinks = pgTable(
   ],
 );
 
+/**
+ * Who changed what, written in the transaction of the change. The actor is a user (possibly through a
+ * token), or an integration token; automatic changes (an inbound message reopening a thread, a snooze
+ * ending) are not audited: their cause is in the thread itself.
+ */
+export const auditEvents = pgTable(
+  'audit_events',
+  {
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id, { onDelete: 'cascade' }),
+    id: uuid('id').notNull().defaultRandom(),
+    /** member.added, member.role_changed, member.removed, token.created, token.revoked, conversation.assigned, conversation.status_changed */
+    action: text('action').notNull(),
+    actorUserId: uuid('actor_user_id'),
+    actorTokenId: uuid('actor_token_id'),
+    /** user, api_token, conversation */
+    objectType: text('object_type').notNull(),
+    objectId: uuid('object_id').notNull(),
+    /** What changed (from/to values), never secrets. */
+    data: jsonb('data').$type<Record<string, unknown>>().notNull().default({}),
+    createdAt: timestamptz('created_at').notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.organizationId, t.id] }),
+    index('audit_events_org_recent_idx').on(t.organizationId, t.createdAt.desc().nullsFirst(), t.id.desc().nullsFirst()),
+  ],
+);
+
 export type OrganizationRow = typeof organizations.$inferSelect;
+export type UserRow = typeof users.$inferSelect;
+export type MembershipRow = typeof memberships.$inferSelect;
+export type AuditEventRow = typeof auditEvents.$inferSelect;
 export type ApiTokenRow = typeof apiTokens.$inferSelect;
 export type PhoneNumberRow = typeof phoneNumbers.$inferSelect;
 export type ContactRow = typeof contacts.$inferSelect;

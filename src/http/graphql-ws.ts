@@ -226,6 +226,7 @@ function closeOf(error: AppError): [number, string] {
 
 /** graphql-ws clients give up on 4401 (they retry 4403), which is what a revoked token calls for. */
 export const REVOKED_CLOSE_REASON = 'Unauthorized: the API token was revoked';
+export const MEMBERSHIP_CHANGED_CLOSE_REASON = "Forbidden: the user's membership of this organization changed; reconnect";
 
 export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps, revocations: Revocations) {
   const subscribeShared = sharedSubscriptions(deps);
@@ -251,7 +252,12 @@ export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps
         try {
           const caller = await deps.authenticator.authenticate(credentials.authorization, credentials.organizationId);
           const socket = ctx.extra.socket;
-          const untrack = revocations.track(caller.tokenId, () => socket.close(CloseCode.Unauthorized, REVOKED_CLOSE_REASON));
+          const untrack = revocations.track(caller, (why) =>
+            why === 'revoked'
+              ? socket.close(CloseCode.Unauthorized, REVOKED_CLOSE_REASON)
+              : // 4403: graphql-ws clients retry it, and the new connection gets what the user may do now.
+                socket.close(CloseCode.Forbidden, MEMBERSHIP_CHANGED_CLOSE_REASON),
+          );
           if (socket.readyState >= socket.CLOSING) untrack();
           else socket.once('close', untrack);
           return true;

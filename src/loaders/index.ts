@@ -14,6 +14,7 @@ import {
   type MessagePageRequest,
   type PageArgs,
 } from '../services/messages.js';
+import { membersByUserIds, type Member } from '../services/members.js';
 import { phoneNumbersByIds } from '../services/organizations.js';
 import { shortLinksByMessageIds } from '../services/short-links.js';
 
@@ -40,6 +41,8 @@ export function createLoaders(db: DbOrTx, organizationId: string) {
   );
   const message = rowLoader<string, MessageRow>((ids) => messagesByIds(db, organizationId, ids), (row) => row.id);
   const phoneNumber = rowLoader<string, PhoneNumberRow>((ids) => phoneNumbersByIds(db, organizationId, ids), (row) => row.id);
+  // Users are visible only while members of this organization (a former member's messages show no sender).
+  const member = rowLoader<string, Member>((ids) => membersByUserIds(db, organizationId, ids), (row) => row.user.id);
   // A contact's consent history (oldest first); batched over every contact of a page.
   const consentEvents = new DataLoader<string, ConsentEventRow[]>(async (contactIds) => {
     const byContact = new Map<string, ConsentEventRow[]>();
@@ -90,6 +93,7 @@ export function createLoaders(db: DbOrTx, organizationId: string) {
     conversationByPhone,
     message,
     phoneNumber,
+    member,
     consentEvents,
     shortLinks,
     messagePage,

@@ -56,7 +56,7 @@ SchemaBuilder.registerPlugin('leanResolvers', LeanResolversPlugin);
 
 export const builder = new SchemaBuilder<{
   Context: RequestContext;
-  Scalars: { DateTime: { Input: Date; Output: Date } };
+  Scalars: { DateTime: { Input: Date; Output: Date }; JSONObject: { Input: Record<string, unknown>; Output: Record<string, unknown> } };
   DefaultFieldNullability: false;
 }>({
   plugins: [ErrorsPlugin, RelayPlugin, 'leanResolvers'],
@@ -81,5 +81,17 @@ builder.scalarType('DateTime', {
     const date = typeof value === 'string' ? new Date(value) : null;
     if (!date || Number.isNaN(date.getTime())) throw badUserInput('DateTime must be an ISO 8601 string.');
     return date;
+  },
+});
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+builder.scalarType('JSONObject', {
+  description: 'A JSON object.',
+  serialize: (value) => value,
+  parseValue: (value) => {
+    if (!isPlainObject(value)) throw badUserInput('JSONObject must be a JSON object.');
+    return value;
   },
 });

@@ -1,7 +1,11 @@
 import { builder } from './builder.js';
 import './types/organization.js';
+import './types/user.js';
+import './types/api-token.js';
+import './types/audit-event.js';
 import './types/contact.js';
 import './types/conversation.js';
+import './types/conversation-status.js';
 import './types/message.js';
 import './types/errors.js';
 import './types/reply.js';

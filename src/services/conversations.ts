@@ -1,9 +1,17 @@
 import { and, eq, getTableColumns, gt, inArray, or, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
 import { columnIndex, columnsOf, HotQuery, indexReader } from '../db/rows.js';
-import { contacts, conversations, messages, type ContactRow, type ConversationRow, type MessageRow } from '../db/tables.js';
+import {
+  contacts,
+  conversations,
+  messages,
+  type ContactRow,
+  type ConversationRow,
+  type ConversationStatusValue,
+  type MessageRow,
+} from '../db/tables.js';
 import { AppError } from '../errors.js';
-import { decodeCursor, encodeCursor, isUuid } from './cursors.js';
+import { decodeCursor, decodeCursorWithScope, encodeCursor, isUuid, type Keyset } from './cursors.js';
 import type { ServiceDeps } from './deps.js';
 
 export type ConversationFilter = {
@@ -17,7 +25,17 @@ export type ConversationFilter = {
   includeArchived?: boolean | null;
   /** true: only starred conversations. */
   starred?: boolean | null;
+  /** Only these statuses (absent or empty: every status). */
+  status?: readonly ConversationStatusValue[] | null;
+  /** Only conversations assigned to this user. */
+  assignedTo?: string | null;
+  /** true: only unassigned conversations. */
+  unassigned?: boolean | null;
+  /** true: only conversations assigned to the viewer (none for an integration token, which is no one). */
+  mine?: boolean | null;
 };
+
+export type ConversationOrder = 'LAST_ACTIVITY' | 'WAITING_LONGEST';
 
 /** A conversation with its contact and last message, read in the same statement. */
 export type ConversationListItem = {
@@ -28,78 +46,201 @@ export type ConversationListItem = {
 
 const escapeLike = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
 
-/** The filter's conditions, with placeholders for its values (`organizationId`, `pattern`, `digits`). */
-function filterConditions(filter: ConversationFilter, term: string | undefined, digits: string): SQL[] {
+/** How a filter is told apart when statements are cached: which conditions it has, not their values. */
+type FilterShape = { term: string | undefined; digits: string; mine: 'no' | 'viewer' | 'nobody' };
+
+function shapeOf(filter: ConversationFilter, viewerUserId: string | null): FilterShape {
+  const term = filter.search?.trim() || undefined;
+  return { term, digits: term?.replace(/\D/g, '') ?? '', mine: !filter.mine ? 'no' : viewerUserId ? 'viewer' : 'nobody' };
+}
+
+/**
+ * The filter's conditions, with placeholders for its values (`organizationId`, `pattern`, `digits`,
+ * `statuses`, `assignee`, `viewer`).
+ */
+function filterConditions(filter: ConversationFilter, shape: FilterShape): SQL[] {
   const conditions: SQL[] = [sql`${conversations.organizationId} = ${sql.placeholder('organizationId')}`];
   if (!filter.includeArchived) conditions.push(eq(conversations.isArchived, false));
   if (filter.unread) conditions.push(gt(conversations.unreadCount, 0));
   if (filter.unresponded) conditions.push(eq(conversations.lastDirection, 'incoming'));
   if (filter.starred) conditions.push(eq(conversations.isStarred, true));
-  if (term) {
+  // A text[] literal parameter: one statement whatever the number of statuses.
+  if (filter.status?.length) conditions.push(sql`${conversations.status} = any(${sql.placeholder('statuses')}::text[])`);
+  if (filter.assignedTo) conditions.push(sql`${conversations.assigneeUserId} = ${sql.placeholder('assignee')}::uuid`);
+  if (filter.unassigned) conditions.push(sql`${conversations.assigneeUserId} is null`);
+  if (shape.mine === 'viewer') conditions.push(sql`${conversations.assigneeUserId} = ${sql.placeholder('viewer')}::uuid`);
+  if (shape.mine === 'nobody') conditions.push(sql`false`);
+  if (shape.term) {
     const pattern = sql.placeholder('pattern');
     const matches: SQL[] = [
       sql`${contacts.firstName} ilike ${pattern}`,
       sql`${contacts.lastName} ilike ${pattern}`,
       sql`(${contacts.firstName} || ' ' || ${contacts.lastName}) ilike ${pattern}`,
     ];
-    if (digits.length > 0) matches.push(sql`${conversations.phoneNumber} like ${sql.placeholder('digits')}`);
+    if (shape.digits.length > 0) matches.push(sql`${conversations.phoneNumber} like ${sql.placeholder('digits')}`);
     conditions.push(or(...matches)!);
   }
   return conditions;
 }
 
+/** The values of filterConditions' placeholders. */
+function filterValues(organizationId: string, filter: ConversationFilter, shape: FilterShape, viewerUserId: string | null) {
+  return {
+    organizationId,
+    pattern: shape.term ? `%${escapeLike(shape.term)}%` : undefined,
+    digits: `%${shape.digits}%`,
+    statuses: filter.status?.length ? `{${filter.status.join(',')}}` : undefined,
+    // Not a UUID: matches nothing (an id of no one), rather than failing the statement.
+    assignee: filter.assignedTo ? (isUuid(filter.assignedTo) ? filter.assignedTo : NO_ONE) : undefined,
+    viewer: shape.mine === 'viewer' ? viewerUserId : undefined,
+  };
+}
+
+const NO_ONE = '00000000-0000-0000-0000-000000000000';
+
+const filterKey = (filter: ConversationFilter, shape: FilterShape) =>
+  [filter.includeArchived, filter.unread, filter.unresponded, filter.starred, shape.term, shape.digits, filter.status?.length, filter.assignedTo, filter.unassigned]
+    .map((value) => (value ? 1 : 0))
+    .join('') + shape.mine[0];
+
 export function conversationCursor(organizationId: string, conversation: Pick<ConversationRow, 'lastMessageAt' | 'id'>) {
   return encodeCursor('conv', organizationId, { at: conversation.lastMessageAt, id: conversation.id });
 }
 
+/** The cursor of a conversation in WAITING_LONGEST order: in the waiting part, or in the rest after it. */
+export function waitingCursor(organizationId: string, conversation: Pick<ConversationRow, 'waitingSince' | 'lastMessageAt' | 'id'>) {
+  return conversation.waitingSince
+    ? encodeCursor('convw', organizationId, { at: conversation.waitingSince, id: conversation.id })
+    : encodeCursor('convr', organizationId, { at: conversation.lastMessageAt, id: conversation.id });
+}
+
+/** Where a WAITING_LONGEST page starts: at the top, after a waiting conversation, or after one of the rest. */
+function waitingKey(organizationId: string, after: string): { part: 'waiting' | 'rest'; key: Keyset } {
+  const kind = decodeCursorWithScope('convw', after, 'after', ['convr']);
+  if (kind.scope !== organizationId) throw new AppError('INVALID_CURSOR', 'after is not a valid cursor for this list', { argument: 'after' });
+  return { part: kind.kind === 'convw' ? 'waiting' : 'rest', key: kind.key };
+}
+
+const FROM_JOINED = sql`from ${conversations}
+      left join ${contacts} on ${contacts.organizationId} = ${conversations.organizationId} and ${contacts.id} = ${conversations.contactId}
+      left join ${messages} on ${messages.organizationId} = ${conversations.organizationId} and ${messages.id} = ${conversations.lastMessageId}`;
+
 /**
- * Conversations of one organization, most recent activity first, with contact and last message
- * joined in: one SQL statement whatever the page size. `first` undefined means every match.
+ * Conversations of one organization with contact and last message joined in: one SQL statement whatever
+ * the page size. LAST_ACTIVITY (default): most recent activity first. WAITING_LONGEST: the conversations
+ * waiting for an answer, longest wait first, then the others by last activity. `first` undefined means
+ * every match.
  */
 export async function listConversations(
   db: DbOrTx,
   organizationId: string,
-  options: { filter?: ConversationFilter | null; first?: number; after?: string | null; columns?: ListColumns },
+  options: {
+    filter?: ConversationFilter | null;
+    first?: number;
+    after?: string | null;
+    columns?: ListColumns;
+    orderBy?: ConversationOrder | null;
+    /** The user asking (for `mine`); null for an integration token. */
+    viewerUserId?: string | null;
+  },
 ): Promise<{ items: ConversationListItem[]; hasNextPage: boolean }> {
   const columns = options.columns ?? ALL_LIST_COLUMNS;
   const filter = options.filter ?? {};
-  const term = filter.search?.trim() || undefined;
-  const digits = term?.replace(/\D/g, '') ?? '';
-  const key = options.after ? decodeCursor('conv', organizationId, options.after, 'after') : null;
-  // Built once per shape (which filters, a cursor, a limit), run as a prepared statement (src/db/rows.ts).
-  const shape = [filter.includeArchived, filter.unread, filter.unresponded, filter.starred, term, digits, key, options.first !== undefined]
-    .map((value) => (value ? 1 : 0))
-    .join('');
-  let query = listStatements.get(`${shape}:${columns.key}`);
+  const viewerUserId = options.viewerUserId ?? null;
+  const shape = shapeOf(filter, viewerUserId);
+  const waiting = options.orderBy === 'WAITING_LONGEST';
+  const lastActivityKey = !waiting && options.after ? decodeCursor('conv', organizationId, options.after, 'after') : null;
+  const waitKey = waiting && options.after ? waitingKey(organizationId, options.after) : null;
+  // Built once per shape (which filters, which order, a cursor, a limit), run as a prepared statement (src/db/rows.ts).
+  const cursorShape = waiting ? (waitKey ? waitKey.part[0] : '-') : lastActivityKey ? 'c' : '-';
+  const statementKey = `${filterKey(filter, shape)}:${waiting ? 'w' : 'a'}${cursorShape}:${options.first !== undefined ? 1 : 0}:${columns.key}`;
+  let query = listStatements.get(statementKey);
   if (!query) {
-    const conditions = filterConditions(filter, term, digits);
+    const conditions = filterConditions(filter, shape);
+    const limit = options.first === undefined ? sql`` : sql`limit ${sql.placeholder('limit')}`;
     // A row comparison bounds the index scan (see messages.ts).
-    if (key) {
-      conditions.push(
-        sql`(${conversations.lastMessageAt}, ${conversations.id}) < (${sql.placeholder('afterAt')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`,
-      );
-    }
-    query = new HotQuery(sql`select ${columns.list}
-      from ${conversations}
-      left join ${contacts} on ${contacts.organizationId} = ${conversations.organizationId} and ${contacts.id} = ${conversations.contactId}
-      left join ${messages} on ${messages.organizationId} = ${conversations.organizationId} and ${messages.id} = ${conversations.lastMessageId}
-      where ${and(...conditions)}
+    const olderActivity = sql`(${conversations.lastMessageAt}, ${conversations.id}) < (${sql.placeholder('afterAt')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`;
+    if (!waiting) {
+      const where = lastActivityKey ? [...conditions, olderActivity] : conditions;
+      query = new HotQuery(sql`select ${columns.list} ${FROM_JOINED}
+      where ${and(...where)}
       order by ${conversations.lastMessageAt} desc, ${conversations.id} desc
-      ${options.first === undefined ? sql`` : sql`limit ${sql.placeholder('limit')}`}`); // the order of conversations_org_recent_idx
-    if (listStatements.size < 1024) listStatements.set(`${shape}:${columns.key}`, query);
+      ${limit}`); // the order of conversations_org_recent_idx
+    } else {
+      // Two walks, each down its own index, each at most a page long: the waiting conversations
+      // (conversations_org_waiting_idx), then the rest by last activity (conversations_org_recent_idx).
+      const waitingPart = sql`(select 0 as part, ${columns.list} ${FROM_JOINED}
+        where ${and(
+          ...conditions,
+          sql`${conversations.waitingSince} is not null`,
+          ...(waitKey?.part === 'waiting'
+            ? [sql`(${conversations.waitingSince}, ${conversations.id}) > (${sql.placeholder('afterAt')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`]
+            : []),
+        )}
+        order by ${conversations.waitingSince} asc, ${conversations.id} asc ${limit})`;
+      const restPart = sql`(select 1 as part, ${columns.list} ${FROM_JOINED}
+        where ${and(...conditions, sql`${conversations.waitingSince} is null`, ...(waitKey?.part === 'rest' ? [olderActivity] : []))}
+        order by ${conversations.lastMessageAt} desc, ${conversations.id} desc ${limit})`;
+      const parts = waitKey?.part === 'rest' ? restPart : sql`${waitingPart} union all ${restPart}`;
+      query = new HotQuery(sql`select * from (${parts}) page
+        order by part,
+          case when part = 0 then c_waiting_since end asc, case when part = 0 then c_id end asc,
+          case when part = 1 then c_last_message_at end desc, case when part = 1 then c_id end desc
+        ${limit}`);
+    }
+    if (listStatements.size < 1024) listStatements.set(statementKey, query);
   }
+  const key = lastActivityKey ?? waitKey?.key ?? null;
   // Read through the lean row path (src/db/rows.ts): this is the inbox, the most frequent read.
   const raw = await query.arrays(db, {
-    organizationId,
-    pattern: term ? `%${escapeLike(term)}%` : undefined,
-    digits: `%${digits}%`,
+    ...filterValues(organizationId, filter, shape, viewerUserId),
     afterAt: key?.at.toISOString(),
     afterId: key?.id,
     limit: options.first === undefined ? undefined : options.first + 1,
   });
-  const rows = raw.map(columns.read);
+  // WAITING_LONGEST rows lead with their part.
+  const rows = raw.map(waiting ? (row) => columns.read(row.slice(1)) : columns.read);
   const hasNextPage = options.first !== undefined && rows.length > options.first;
   return { items: hasNextPage ? rows.slice(0, options.first) : rows, hasNextPage };
+}
+
+export type ConversationCounts = Record<
+  'all' | 'open' | 'pending' | 'snoozed' | 'resolved' | 'unread' | 'unassigned' | 'mine' | 'waiting',
+  number
+>;
+
+const countStatements = new Map<string, HotQuery>();
+
+/** How many conversations match the filter, in all and in each state: one statement. */
+export async function countConversations(
+  db: DbOrTx,
+  organizationId: string,
+  options: { filter?: ConversationFilter | null; viewerUserId?: string | null },
+): Promise<ConversationCounts> {
+  const filter = options.filter ?? {};
+  const viewerUserId = options.viewerUserId ?? null;
+  const shape = shapeOf(filter, viewerUserId);
+  const statementKey = filterKey(filter, shape);
+  let query = countStatements.get(statementKey);
+  if (!query) {
+    const c = conversations;
+    query = new HotQuery(sql`select count(*)::int,
+        count(*) filter (where ${c.status} = 'open')::int,
+        count(*) filter (where ${c.status} = 'pending')::int,
+        count(*) filter (where ${c.status} = 'snoozed')::int,
+        count(*) filter (where ${c.status} = 'resolved')::int,
+        count(*) filter (where ${c.unreadCount} > 0)::int,
+        count(*) filter (where ${c.assigneeUserId} is null)::int,
+        count(*) filter (where ${c.assigneeUserId} = ${sql.placeholder('me')}::uuid)::int,
+        count(*) filter (where ${c.waitingSince} is not null)::int
+      from ${conversations}
+      ${shape.term ? sql`left join ${contacts} on ${contacts.organizationId} = ${c.organizationId} and ${contacts.id} = ${c.contactId}` : sql``}
+      where ${and(...filterConditions(filter, shape))}`);
+    if (countStatements.size < 1024) countStatements.set(statementKey, query);
+  }
+  const [row] = await query.arrays(db, { ...filterValues(organizationId, filter, shape, viewerUserId), me: viewerUserId ?? NO_ONE });
+  const [all, open, pending, snoozed, resolved, unread, unassigned, mine, waiting] = (row ?? []).map(Number) as number[];
+  return { all: all!, open: open!, pending: pending!, snoozed: snoozed!, resolved: resolved!, unread: unread!, unassigned: unassigned!, mine: mine!, waiting: waiting! };
 }
 
 const listStatements = new Map<string, HotQuery>();
@@ -118,7 +259,7 @@ export type ListColumns = {
 
 /** Always read: the cursor's (lastMessageAt, id), the ids the contact and last message hang on. */
 const ALWAYS = {
-  conversation: ['id', 'lastMessageAt', 'contactId', 'lastMessageId'],
+  conversation: ['id', 'lastMessageAt', 'waitingSince', 'contactId', 'lastMessageId'],
   contact: ['id'],
   message: ['id'],
 };

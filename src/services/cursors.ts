@@ -4,7 +4,8 @@ import { AppError } from '../errors.js';
 // messages, an organization for conversations), so a cursor from elsewhere is refused, not reinterpreted.
 // Opaque to clients: base64url of "<kind>:<scope>:<epoch ms>:<id>".
 
-export type CursorKind = 'msg' | 'conv';
+/** msg: a thread's messages; conv: the inbox by last activity; convw / convr: by waiting time, the waiting part and the rest; audit: the audit log. */
+export type CursorKind = 'msg' | 'conv' | 'convw' | 'convr' | 'audit';
 export type Keyset = { at: Date; id: string };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -27,7 +28,12 @@ const invalidCursor = (argument: string) => new AppError('INVALID_CURSOR', `${ar
  * Decodes a cursor whose scope the caller does not know in advance (e.g. a message cursor from any
  * conversation). The caller must check that the returned scope belongs to its organization.
  */
-export function decodeCursorWithScope(kind: CursorKind, cursor: string, argument = 'cursor'): { scope: string; key: Keyset } {
+export function decodeCursorWithScope(
+  kind: CursorKind,
+  cursor: string,
+  argument = 'cursor',
+  alsoKinds: readonly CursorKind[] = [],
+): { kind: CursorKind; scope: string; key: Keyset } {
   const invalid = () => invalidCursor(argument);
   if (typeof cursor !== 'string' || cursor.length === 0 || cursor.length > 200 || !/^[A-Za-z0-9_-]+$/.test(cursor)) {
     throw invalid();
@@ -35,8 +41,8 @@ export function decodeCursorWithScope(kind: CursorKind, cursor: string, argument
   const parts = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
   if (parts.length !== 4) throw invalid();
   const [cursorKind, cursorScope, ms, id] = parts as [string, string, string, string];
-  if (cursorKind !== kind || !isUuid(cursorScope) || !/^\d{1,15}$/.test(ms) || !isUuid(id)) throw invalid();
+  if ((cursorKind !== kind && !alsoKinds.includes(cursorKind as CursorKind)) || !isUuid(cursorScope) || !/^\d{1,15}$/.test(ms) || !isUuid(id)) throw invalid();
   const at = new Date(Number(ms));
   if (Number.isNaN(at.getTime())) throw invalid();
-  return { scope: cursorScope, key: { at, id } };
+  return { kind: cursorKind as CursorKind, scope: cursorScope, key: { at, id } };
 }

@@ -1,7 +1,10 @@
 import { en, Faker } from '@faker-js/faker';
 import type { Db } from '../db/client.js';
-import { consentEvents, contacts, conversations, messages, phoneNumbers } from '../db/tables.js';
+import { consentEvents, contacts, conversations, messages, phoneNumbers, type ConversationStatusValue, type MemberRoleValue } from '../db/tables.js';
+import { operatorCaller } from './access.js';
 import { analysisColumns, analyzeInbound } from './analysis.js';
+import { issueApiToken } from './api-tokens.js';
+import { addMember } from './members.js';
 import { createOrganization } from './organizations.js';
 import { parsePhone } from './phone.js';
 
@@ -9,7 +12,25 @@ import { parsePhone } from './phone.js';
 // out backwards from `now` (default: the start of the current hour), so the inbox always looks recent.
 
 export type DemoOptions = { contacts?: number; messages?: number; seed?: number; now?: Date; credits?: number };
-export type DemoResult = { organizationId: string; apiToken: string; phoneNumber: string; contacts: number; messages: number };
+export type DemoResult = {
+  organizationId: string;
+  /** The OWNER's token (acts as the demo's owner). */
+  apiToken: string;
+  /** The organization's integration token. */
+  integrationToken: string;
+  phoneNumber: string;
+  contacts: number;
+  messages: number;
+  /** The team: an OWNER and two AGENTs. */
+  team: { userId: string; name: string; email: string; role: MemberRoleValue }[];
+};
+
+/** The demo's team; emails get the organization's id, so every demo organization has its own people. */
+const TEAM = [
+  { name: 'Dana Whitfield', role: 'owner' },
+  { name: 'Sam Ortiz', role: 'agent' },
+  { name: 'Priya Raman', role: 'agent' },
+] as const;
 
 const AREA_CODES = ['919', '212', '415', '512', '617', '704', '312', '206', '303', '404', '305', '614'];
 
@@ -69,12 +90,20 @@ export async function createDemoOrganization(db: Db, options: DemoOptions = {}):
   const now = options.now ?? new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000);
 
   const orgName = `${faker.company.name()} (demo)`;
-  const { organizationId, apiToken } = await createOrganization(db, {
+  const { organizationId, apiToken: integrationToken } = await createOrganization(db, {
     name: orgName,
     credits: options.credits ?? 1000,
     timezone: 'America/New_York',
   });
   const orgShort = orgName.split(/[ ,]/)[0]!;
+  const team: DemoResult['team'] = [];
+  for (const person of TEAM) {
+    const email = `${person.name.toLowerCase().replace(' ', '.')}+${organizationId.slice(0, 8)}@example.com`;
+    const member = await addMember({ db }, operatorCaller(organizationId), { email, name: person.name, role: person.role });
+    team.push({ userId: member.user.id, name: person.name, email, role: person.role });
+  }
+  // The owner's token acts as the owner (an operator-made user token).
+  const { apiToken } = await issueApiToken(db, organizationId, { name: 'demo owner', userId: team[0]!.userId, anyOrganization: true });
 
   const phoneOf = (lastDigitNot0: boolean) => {
     for (;;) {
@@ -188,6 +217,8 @@ export async function createDemoOrganization(db: Db, options: DemoOptions = {}):
           providerMessageId: `SM${id.replaceAll('-', '')}`,
           creditsCharged: 1,
           segments: 1,
+          // The opener went out from an integration (a campaign); replies by the team, in turn.
+          sentByUserId: isFirst ? null : team[(index + i) % team.length]!.userId,
           createdAt,
           updatedAt: createdAt,
         });
@@ -197,6 +228,8 @@ export async function createDemoOrganization(db: Db, options: DemoOptions = {}):
     let trailingInbound = 0;
     while (trailingInbound < thread.length && thread[trailingInbound]!.direction === 'incoming') trailingInbound += 1;
     const read = faker.datatype.boolean({ probability: 0.35 });
+    // Work in progress: threads we answered last are resolved, pending or (one) snoozed; the others open.
+    const status: ConversationStatusValue = endsInbound ? 'open' : index === 5 ? 'snoozed' : index % 6 === 2 ? 'resolved' : 'pending';
     conversationRows.push({
       organizationId,
       id: conversationId,
@@ -209,6 +242,12 @@ export async function createDemoOrganization(db: Db, options: DemoOptions = {}):
       unreadCount: read ? 0 : trailingInbound,
       isArchived: !endsInbound && index % 4 === 1,
       isStarred: index % 5 === 0,
+      status,
+      snoozedUntil: status === 'snoozed' ? new Date(now.getTime() + 86_400_000) : null,
+      resolvedAt: status === 'resolved' ? new Date(newest.createdAt!.getTime() + 5 * 60_000) : null,
+      // The owner, each agent, and unassigned, in turn.
+      assigneeUserId: index % 4 === 3 ? null : team[index % 4]!.userId,
+      waitingSince: trailingInbound > 0 ? thread[trailingInbound - 1]!.createdAt! : null,
       createdAt: thread.at(-1)!.createdAt!,
       updatedAt: newest.createdAt!,
     });
@@ -224,5 +263,13 @@ export async function createDemoOrganization(db: Db, options: DemoOptions = {}):
     if (consentRows.length > 0) await tx.insert(consentEvents).values(consentRows);
   });
 
-  return { organizationId, apiToken, phoneNumber: sendingNumber, contacts: contactRows.length, messages: messageRows.length };
+  return {
+    organizationId,
+    apiToken,
+    integrationToken,
+    phoneNumber: sendingNumber,
+    contacts: contactRows.length,
+    messages: messageRows.length,
+    team,
+  };
 }

@@ -273,12 +273,13 @@ const WRITE_ROWS = new HotQuery(
         select x.*, stamp.base + x.seq * interval '1 millisecond' as at from x join stamp on stamp.org = x.org
       ), newest as (
         select distinct on (s.org, s.phone) s.org, s.phone, sender.id as contact, s.id, s.body, s.at,
-          count(*) over (partition by s.org, s.phone) as arrived
+          count(*) over (partition by s.org, s.phone) as arrived, min(s.at) over (partition by s.org, s.phone) as first_at
         from stamped s join sender on sender.organization_id = s.org and sender.phone_number = s.phone
         order by s.org, s.phone, s.at desc, s.id desc
       ), conv as (
-        insert into ${conversations} as c (organization_id, phone_number, contact_id, last_message_id, last_message_body, last_direction, last_message_at, unread_count)
-        select org, phone, contact, id, body, 'incoming', at, arrived from newest order by org, phone
+        insert into ${conversations} as c (organization_id, phone_number, contact_id, last_message_id, last_message_body, last_direction,
+          last_message_at, unread_count, waiting_since)
+        select org, phone, contact, id, body, 'incoming', at, arrived, first_at from newest order by org, phone
         on conflict (organization_id, phone_number) do update set
           contact_id = excluded.contact_id,
           last_message_id = case when ${isNewest} then excluded.last_message_id else c.last_message_id end,
@@ -287,6 +288,12 @@ const WRITE_ROWS = new HotQuery(
           last_message_at = case when ${isNewest} then excluded.last_message_at else c.last_message_at end,
           unread_count = c.unread_count + excluded.unread_count,
           is_archived = false,
+          -- Waiting since the first of these, unless it was waiting already (or a reply of ours is newer).
+          waiting_since = case when ${isNewest} then coalesce(c.waiting_since, excluded.waiting_since) else c.waiting_since end,
+          -- A contact writing again reopens a RESOLVED or SNOOZED thread (SET reads the row as it was).
+          status = case when c.status in ('resolved', 'snoozed') then 'open' else c.status end,
+          snoozed_until = case when c.status in ('resolved', 'snoozed') then null else c.snoozed_until end,
+          resolved_at = case when c.status in ('resolved', 'snoozed') then null else c.resolved_at end,
           updated_at = now()
         returning c.*
       ), ins as (

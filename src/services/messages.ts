@@ -334,7 +334,19 @@ export async function appendMessage(db: DbOrTx, organizationId: string, input: N
       lastMessageBody: sql`case when ${isNewest} then ${message.body} else ${conversations.lastMessageBody} end`,
       lastDirection: sql`case when ${isNewest} then ${message.direction} else ${conversations.lastDirection} end`,
       lastMessageAt: sql`case when ${isNewest} then ${at}::timestamptz else ${conversations.lastMessageAt} end`,
-      ...(incoming ? { unreadCount: sql`${conversations.unreadCount} + 1`, isArchived: false } : {}),
+      waitingSince: incoming
+        ? sql`case when ${isNewest} then coalesce(${conversations.waitingSince}, ${at}::timestamptz) else ${conversations.waitingSince} end`
+        : sql`case when ${isNewest} then null else ${conversations.waitingSince} end`,
+      ...(incoming
+        ? {
+            unreadCount: sql`${conversations.unreadCount} + 1`,
+            isArchived: false,
+            // As an inbound batch does (services/inbound.ts): the contact writing again reopens the thread.
+            status: sql`case when ${conversations.status} in ('resolved', 'snoozed') then 'open' else ${conversations.status} end`,
+            snoozedUntil: sql`case when ${conversations.status} in ('resolved', 'snoozed') then null else ${conversations.snoozedUntil} end`,
+            resolvedAt: sql`case when ${conversations.status} in ('resolved', 'snoozed') then null else ${conversations.resolvedAt} end`,
+          }
+        : {}),
       updatedAt: sql`now()`,
     })
     .where(and(eq(conversations.organizationId, organizationId), eq(conversations.id, conversation!.id)))

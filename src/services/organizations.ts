@@ -2,7 +2,7 @@ import { and, asc, eq, inArray, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
 import { organizations, phoneNumbers } from '../db/tables.js';
 import { AppError, badUserInput } from '../errors.js';
-import { issueApiToken } from './auth.js';
+import { issueApiToken } from './api-tokens.js';
 import { isUuid } from './cursors.js';
 import { normalizePhone } from './phone.js';
 
@@ -36,6 +36,15 @@ export async function getOrganization(db: DbOrTx, organizationId: string) {
   const [org] = await db.select().from(organizations).where(eq(organizations.id, organizationId)).limit(1);
   if (!org) throw new AppError('NOT_FOUND', 'Organization not found.');
   return org;
+}
+
+/** Organizations by id, in the order given (unknown ids are left out). */
+export async function organizationsByIds(db: DbOrTx, ids: readonly string[]) {
+  const valid = ids.filter(isUuid);
+  if (valid.length === 0) return [];
+  const rows = await db.select().from(organizations).where(inArray(organizations.id, valid));
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  return valid.flatMap((id) => byId.get(id) ?? []);
 }
 
 export async function organizationExists(db: DbOrTx, organizationId: string): Promise<boolean> {

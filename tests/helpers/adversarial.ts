@@ -14,6 +14,8 @@ const TABLES = [
   'message_status_events',
   'consent_events',
   'short_links',
+  'memberships',
+  'audit_events',
 ] as const;
 
 /** md5 of every row of every table (or of one organization's rows): equal fingerprints, unchanged data. */

@@ -6,10 +6,16 @@ import { assembleDeps, closeDeps, type Deps } from '../../src/deps.js';
 import { appendMessage, type NewMessage } from '../../src/services/messages.js';
 import { addPhoneNumber, createOrganization } from '../../src/services/organizations.js';
 import { createContact, type NewContact } from '../../src/services/contacts.js';
+import { operatorCaller } from '../../src/services/access.js';
+import { issueApiToken } from '../../src/services/api-tokens.js';
+import { addMember } from '../../src/services/members.js';
+import type { MemberRoleValue } from '../../src/db/tables.js';
 import { normalizePhone } from '../../src/services/phone.js';
 import { createTestDatabase } from './database.js';
 
 export type TestOrg = { organizationId: string; apiToken: string };
+/** A member of a test organization, with a token that acts as them (in `org`; `anyOrganization`: in all theirs). */
+export type TestMember = TestOrg & { userId: string; email: string };
 
 export type GraphqlResponse<T = any> = {
   status: number;
@@ -61,6 +67,19 @@ export async function createTestApp(env: Record<string, string> = {}) {
       return org;
     },
     createContact: (org: TestOrg, contact: NewContact) => createContact(database.db, org.organizationId, contact),
+    /** Adds a member as the operator's CLI does, with a token that acts as them. */
+    async addMember(
+      org: TestOrg,
+      member: { email: string; name?: string; role: MemberRoleValue },
+      options: { anyOrganization?: boolean } = {},
+    ): Promise<TestMember> {
+      const added = await addMember({ db: database.db }, operatorCaller(org.organizationId), member);
+      const { apiToken } = await issueApiToken(database.db, org.organizationId, {
+        userId: added.user.id,
+        anyOrganization: options.anyOrganization ?? false,
+      });
+      return { organizationId: org.organizationId, apiToken, userId: added.user.id, email: added.user.email };
+    },
     /** Stores a message through the same data-layer call the send and inbound paths use. */
     async addMessage(org: TestOrg, message: Omit<NewMessage, 'phoneNumber'> & { phoneNumber: string }) {
       return database.db.transaction((tx) =>

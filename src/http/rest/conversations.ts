@@ -78,7 +78,7 @@ const MESSAGE_JSON_COLUMNS = messageColumns([
   'optOutDetected',
 ] satisfies (keyof MessageRow)[]);
 
-const authErrors = ['UNAUTHENTICATED', 'FORBIDDEN'] as const;
+const authErrors = ['UNAUTHENTICATED', 'FORBIDDEN', 'ORGANIZATION_REQUIRED'] as const;
 
 export const listConversationsRoute: RestRoute = {
   method: 'GET',
@@ -212,7 +212,7 @@ export const replyRoute: RestRoute = {
     const phoneNumber = phoneParam(params.phoneNumber!);
     const idempotencyKey = idempotencyKeyOf(req.headers['idempotency-key']);
     const body = parseReplyBody(await readJsonObject(req));
-    const outcome = await sendReply(deps, caller.organizationId, { ...body, phoneNumber, idempotencyKey });
+    const outcome = await sendReply(deps, caller.organizationId, { ...body, phoneNumber, idempotencyKey, sentByUserId: caller.userId });
     if (!outcome.ok) throw outcome.error;
     const response: ReplyResponseJson = {
       success: true,

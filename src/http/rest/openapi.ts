@@ -9,6 +9,7 @@ import { componentSchemas } from './schemas.js';
 const errorMeanings: Partial<Record<ErrorCode, string>> = {
   UNAUTHENTICATED: 'Missing, unknown or revoked bearer token.',
   FORBIDDEN: 'The token does not grant access to the organization in `x-organization-id`.',
+  ORGANIZATION_REQUIRED: 'A user token of someone in several organizations, sent without `x-organization-id` to pick one.',
   INVALID_PARAMETER: 'A query parameter or header has a value the API does not accept.',
   INVALID_PHONE_NUMBER: 'The `phoneNumber` path segment is not a valid phone number.',
   INVALID_CURSOR: 'The `cursor` was not issued for this conversation.',

@@ -1,9 +1,12 @@
 import type { ConversationRow, MessageRow } from '../../db/tables.js';
 import {
   conversationCursor,
+  countConversations,
   listColumns,
   listConversations,
   updateConversationState,
+  waitingCursor,
+  type ConversationFilter,
   type ListColumns,
 } from '../../services/conversations.js';
 import { getArgumentValues, type FieldNode, type GraphQLObjectType, type GraphQLResolveInfo, type SelectionSetNode } from 'graphql';
@@ -15,7 +18,9 @@ import { connectionNodeSelections, eachField, fieldsOfSelection } from '../selec
 import type { RequestContext } from '../../context.js';
 import { CONTACT_FIELD_COLUMNS, ContactRef } from './contact.js';
 import { MESSAGE_FIELD_COLUMNS, messageColumnsOf, MessageConnectionRef, MessageRef } from './message.js';
+import { ConversationOrderEnum, ConversationStatusEnum } from './conversation-status.js';
 import { ConversationRef } from './refs.js';
+import { uuidOfNodeId } from '../global-ids.js';
 
 builder.node(ConversationRef, {
   description: 'The two-way thread between the organization and one phone number.',
@@ -121,30 +126,63 @@ const ConversationFilterInput = builder.inputType('ConversationFilter', {
     search: t.string({ description: 'Contact first or last name (case-insensitive, partial) or phone digits in any format.' }),
     includeArchived: t.boolean({ description: 'true: include archived conversations.' }),
     starred: t.boolean({ description: 'true: only starred conversations.' }),
+    status: t.field({ type: [ConversationStatusEnum], description: 'Only these statuses (absent: every status).' }),
+    assignedTo: t.id({ description: 'Only conversations assigned to this member (a User id).' }),
+    unassigned: t.boolean({ description: 'true: only unassigned conversations.' }),
+    mine: t.boolean({ description: 'true: only conversations assigned to the viewer (none for an integration token).' }),
   }),
 });
+
+type FilterArgs = typeof ConversationFilterInput.$inferInput;
+
+/** The GraphQL filter as the data layer takes it. */
+function filterOf(filter: FilterArgs | null | undefined): ConversationFilter | null {
+  if (!filter) return null;
+  return { ...filter, assignedTo: filter.assignedTo == null ? null : uuidOfNodeId(filter.assignedTo, 'User') };
+}
+
+const ConversationCountsRef = builder
+  .objectRef<Awaited<ReturnType<typeof countConversations>>>('ConversationCounts')
+  .implement({
+    description: 'How many conversations match the filter, in all and in each state (one SQL statement).',
+    fields: (t) => ({
+      all: t.exposeInt('all'),
+      open: t.exposeInt('open'),
+      pending: t.exposeInt('pending'),
+      snoozed: t.exposeInt('snoozed'),
+      resolved: t.exposeInt('resolved'),
+      unread: t.exposeInt('unread', { description: 'With unread inbound messages.' }),
+      unassigned: t.exposeInt('unassigned'),
+      mine: t.exposeInt('mine', { description: 'Assigned to the viewer.' }),
+      waiting: t.exposeInt('waiting', { description: 'Waiting for an answer (waitingSince set).' }),
+    }),
+  });
 
 builder.queryFields((t) => ({
   conversations: t.field({
     type: ConversationConnectionRef,
-    description: 'Conversations, most recent activity first. Default page 50, at most 200.',
+    description: 'Conversations, most recent activity first (or longest waiting first). Default page 50, at most 200.',
     args: {
       first: t.arg.int({ description: 'Page size, 0 to 200 (default 50).' }),
       after: t.arg.string({ description: '`pageInfo.endCursor` of the previous page.' }),
       filter: t.arg({ type: ConversationFilterInput }),
+      orderBy: t.arg({ type: ConversationOrderEnum, description: 'LAST_ACTIVITY (default) or WAITING_LONGEST.' }),
     },
     resolve: async (_root, args, ctx, info) => {
       const first = pageSize(args.first, 'first') ?? DEFAULT_PAGE_SIZE;
       const columns = listColumnsOf(info);
       const { items, hasNextPage } = await listConversations(ctx.deps.db, ctx.caller.organizationId, {
-        filter: args.filter,
+        filter: filterOf(args.filter),
         first,
         after: args.after,
         columns,
+        orderBy: args.orderBy,
+        viewerUserId: ctx.caller.userId,
       });
       ctx.loaders.primeConversationItems(items, { partial: columns.partial });
+      const cursorOf = args.orderBy === 'WAITING_LONGEST' ? waitingCursor : conversationCursor;
       const edges = items.map(({ conversation }) => ({
-        cursor: conversationCursor(ctx.caller.organizationId, conversation),
+        cursor: cursorOf(ctx.caller.organizationId, conversation),
         node: conversation,
       }));
       return {
@@ -157,6 +195,13 @@ builder.queryFields((t) => ({
         },
       };
     },
+  }),
+  conversationCounts: t.field({
+    type: ConversationCountsRef,
+    description: 'Counts of the conversations matching the filter, in all and per state, for inbox badges.',
+    args: { filter: t.arg({ type: ConversationFilterInput }) },
+    resolve: (_root, args, ctx) =>
+      countConversations(ctx.deps.db, ctx.caller.organizationId, { filter: filterOf(args.filter), viewerUserId: ctx.caller.userId }),
   }),
   conversation: t.field({
     type: ConversationRef,
@@ -187,6 +232,11 @@ const CONVERSATION_FIELD_COLUMNS: Record<string, readonly (keyof ConversationRow
   isArchived: ['isArchived'],
   isStarred: ['isStarred'],
   messages: ['id'],
+  status: ['status'],
+  snoozedUntil: ['snoozedUntil'],
+  resolvedAt: ['resolvedAt'],
+  assignee: ['assigneeUserId'],
+  waitingSince: ['waitingSince'],
 };
 
 const listColumnsByField = new WeakMap<FieldNode, ListColumns>();

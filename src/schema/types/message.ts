@@ -3,7 +3,7 @@ import type { MessageRow } from '../../db/tables.js';
 import { messageColumns, type MessageColumns } from '../../services/messages.js';
 import { builder } from '../builder.js';
 import { connectionNodeSelections, fieldsOfSelection, type Fragments } from '../selections.js';
-import { ConversationRef } from './refs.js';
+import { ConversationRef, UserRef } from './refs.js';
 
 export const MessageDirectionEnum = builder.enumType('MessageDirection', {
   values: {
@@ -70,6 +70,12 @@ builder.node(MessageRef, {
       type: ConversationRef,
       resolve: async (m, _args, ctx) => (await ctx.loaders.conversation.load(m.conversationId))!,
     }),
+    sentBy: t.field({
+      type: UserRef,
+      nullable: true,
+      description: 'The member who sent it: null for inbound messages, integration tokens and former members.',
+      resolve: async (m, _args, ctx) => (m.sentByUserId ? ((await ctx.loaders.member.load(m.sentByUserId))?.user ?? null) : null),
+    }),
   }),
 });
 
@@ -100,6 +106,7 @@ export const MESSAGE_FIELD_COLUMNS: Record<string, readonly (keyof MessageRow)[]
   segments: ['segments'],
   createdAt: ['createdAt'],
   conversation: ['conversationId'],
+  sentBy: ['sentByUserId'],
   cursor: [],
 };
 

@@ -1,4 +1,6 @@
+import type { RequestContext } from '../../context.js';
 import type { OrganizationRow, PhoneNumberRow } from '../../db/tables.js';
+import { AppError } from '../../errors.js';
 import { getOrganization, phoneNumbersOfOrganization } from '../../services/organizations.js';
 import { builder } from '../builder.js';
 
@@ -17,6 +19,16 @@ builder.node(PhoneNumberRef, {
 
 export const OrganizationRef = builder.objectRef<OrganizationRow>('Organization');
 
+/**
+ * Organization fields only the current organization answers (the one x-organization-id chose: the caller's
+ * role is its role there). Another organization in `viewer.organizations` shows its id, name and timezone.
+ */
+export function requireCurrentOrganization(org: OrganizationRow, ctx: RequestContext): void {
+  if (org.id !== ctx.caller.organizationId) {
+    throw new AppError('FORBIDDEN', `Send x-organization-id: ${org.id} to read this organization's details.`, undefined, { fieldLevel: true });
+  }
+}
+
 builder.node(OrganizationRef, {
   description: "The caller's organization.",
   id: { resolve: (row) => row.id },
@@ -25,17 +37,28 @@ builder.node(OrganizationRef, {
   fields: (t) => ({
     name: t.exposeString('name'),
     timezone: t.exposeString('timezone', { description: 'IANA time zone, for displaying times locally.' }),
-    credits: t.exposeInt('credits', { description: 'Credit balance: one credit per SMS segment, more for MMS.' }),
+    credits: t.int({
+      description: 'Credit balance: one credit per SMS segment, more for MMS.',
+      resolve: (org, _args, ctx) => {
+        requireCurrentOrganization(org, ctx);
+        return org.credits;
+      },
+    }),
     phoneNumbers: t.field({
       type: [PhoneNumberRef],
       description: 'Sending numbers, the default first.',
-      resolve: (org, _args, ctx) => phoneNumbersOfOrganization(ctx.deps.db, org.id),
+      resolve: (org, _args, ctx) => {
+        requireCurrentOrganization(org, ctx);
+        return phoneNumbersOfOrganization(ctx.deps.db, org.id);
+      },
     }),
     defaultPhoneNumber: t.field({
       type: PhoneNumberRef,
       nullable: true,
-      resolve: async (org, _args, ctx) =>
-        (await phoneNumbersOfOrganization(ctx.deps.db, org.id)).find((number) => number.isDefault) ?? null,
+      resolve: async (org, _args, ctx) => {
+        requireCurrentOrganization(org, ctx);
+        return (await phoneNumbersOfOrganization(ctx.deps.db, org.id)).find((number) => number.isDefault) ?? null;
+      },
     }),
   }),
 });

@@ -114,7 +114,7 @@ builder.mutationField('sendReply', (t) =>
     args: { input: t.arg({ type: SendReplyInputType, required: true }) },
     errors: { types: SEND_REPLY_ERRORS, directResult: true, union: { name: 'SendReplyResult' } },
     resolve: async (_root, { input }, ctx: RequestContext) => {
-      const outcome = await sendReply(ctx.deps, ctx.caller.organizationId, toServiceInput(input));
+      const outcome = await sendReply(ctx.deps, ctx.caller.organizationId, { ...toServiceInput(input), sentByUserId: ctx.caller.userId });
       if (!outcome.ok) throw typedError(outcome.error);
       ctx.loaders.message.clear(outcome.message.id).prime(outcome.message.id, outcome.message);
       ctx.loaders.conversation.clear(outcome.message.conversationId);

@@ -46,6 +46,8 @@ export type DirectSend = {
   key: string | null;
   /** When the send was made: its message's time. */
   at: string;
+  /** The member sending it, or null. */
+  sentBy: string | null;
 };
 
 const directBatcherOf = instanceBatcher(
@@ -71,6 +73,7 @@ const BECOMES_LAST_MESSAGE = sql`on conflict (organization_id, phone_number) do 
   last_message_body = case when ${isNewest} then excluded.last_message_body else v.last_message_body end,
   last_direction = case when ${isNewest} then excluded.last_direction else v.last_direction end,
   last_message_at = case when ${isNewest} then excluded.last_message_at else v.last_message_at end,
+  waiting_since = case when ${isNewest} then null else v.waiting_since end,
   updated_at = now()`;
 
 /** reserveDirect's statement, built once (db/rows.ts): the sends come as one JSON parameter. */
@@ -78,7 +81,7 @@ const RESERVE = new HotQuery(
   sql`with x as (
         select * from jsonb_to_recordset(${sql.placeholder('input')}::jsonb) as x(
           i int, org uuid, phone text, "byId" boolean, wanted uuid, id uuid, body text, media text[], provider text,
-          segments int, encoding text, credits int, key text, at timestamptz, eid uuid)
+          segments int, encoding text, credits int, key text, at timestamptz, eid uuid, by uuid)
       ), cur as (
         -- One key lookup per send, in (organization, number) order, each row share-locked as it is found
         -- (consent is decided under the lock: a STOP committed first wins, one arriving now waits for us).
@@ -119,9 +122,9 @@ const RESERVE = new HotQuery(
         returning v.id, v.organization_id, v.phone_number
       ), ins as (
         insert into ${messages} (organization_id, id, conversation_id, direction, body, media_urls, status, provider, from_phone_number_id,
-          segments, encoding, credits_charged, idempotency_key, created_at, updated_at)
+          segments, encoding, credits_charged, idempotency_key, created_at, updated_at, sent_by_user_id)
         select a.org, a.id, conv.id, 'outgoing', a.body, a.media, 'queued', a.provider, a.number_id, a.segments, a.encoding, a.credits, a.key,
-          a.at, a.at
+          a.at, a.at, a.by
         from accepted a join conv on conv.organization_id = a.org and conv.phone_number = a.phone
         order by a.i
         returning *
@@ -141,7 +144,7 @@ const RESERVE = new HotQuery(
 );
 
 async function reserveDirect(db: DbOrTx, items: DirectSend[]): Promise<Settled<Record<string, unknown>>[]> {
-  const input = items.map(({ provider, organizationId, phoneNumber, byId, wantedId, composed, messageId, key, at }, i) => ({
+  const input = items.map(({ provider, organizationId, phoneNumber, byId, wantedId, composed, messageId, key, at, sentBy }, i) => ({
     i,
     org: organizationId,
     phone: phoneNumber,
@@ -158,6 +161,7 @@ async function reserveDirect(db: DbOrTx, items: DirectSend[]): Promise<Settled<R
     at,
     // The queued event's id, time-ordered (see ids.ts) as the message's own.
     eid: uuidv7(),
+    by: sentBy,
   }));
   const rows = await RESERVE.rows(db, { input: JSON.stringify(input) });
   const byIndex = new Map(rows.map((row) => [Number(row.i), row]));
@@ -183,7 +187,18 @@ export async function reserveWithoutLinks(
   key: string | null,
 ): Promise<DirectOutcome> {
   const { wanted, byId, wantedId } = numberWanted(input);
-  const send: DirectSend = { provider: deps.sms.name, organizationId, phoneNumber, byId, wantedId, composed, messageId: uuidv7(), key, at: new Date().toISOString() };
+  const send: DirectSend = {
+    provider: deps.sms.name,
+    organizationId,
+    phoneNumber,
+    byId,
+    wantedId,
+    composed,
+    messageId: uuidv7(),
+    key,
+    at: new Date().toISOString(),
+    sentBy: input.sentByUserId ?? null,
+  };
   let row = await directBatcherOf(deps).submit(send);
   // The batch's credits ran out before this send: alone, it is charged if the balance covers it now.
   if (row.eligible && !row.accepted) row = await reserveAlone(deps.db, send);

@@ -127,6 +127,7 @@ async function sendWithLinks(
         messageId,
         key,
         at: new Date().toISOString(),
+        sentBy: input.sentByUserId ?? null,
       };
       const outcome = directOutcome(await reserveAlone(tx, send), phoneNumber, wanted);
       // Nothing was written but the links: undo them.

@@ -1,6 +1,7 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { conversations, messages, phoneNumbers } from '../../db/tables.js';
 import type { ServiceDeps } from '../deps.js';
+import { PeriodicTask } from '../periodic.js';
 import { failReservedSend, storeProviderAnswer } from './settle.js';
 
 // A send is in doubt when the process making it stopped (a crash, a kill, a lost database) between
@@ -83,35 +84,9 @@ export async function settleSendsInDoubt(deps: SweepDeps, limit = SWEEP_LIMIT): 
 }
 
 /** Sweeps at start and then every so often (a fifth of SENDS_IN_DOUBT_AFTER_MS, at most a minute). */
-export class SendsInDoubtSweeper {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<unknown> | null = null;
-  private closed = false;
-
-  constructor(private readonly deps: SweepDeps) {}
-
-  start(): void {
-    if (this.timer || this.closed) return;
-    const everyMs = Math.min(60_000, Math.max(200, Math.floor(this.deps.config.sendsInDoubtAfterMs / 5)));
-    this.sweep();
-    this.timer = setInterval(() => this.sweep(), everyMs);
-    this.timer.unref();
-  }
-
-  /** Stops sweeping; waits for a sweep under way. */
-  async close(): Promise<void> {
-    this.closed = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.running;
-  }
-
-  private sweep(): void {
-    if (this.running || this.closed) return;
-    this.running = settleSendsInDoubt(this.deps)
-      .catch((error) => this.deps.logger.warn({ err: error }, 'could not settle sends in doubt'))
-      .finally(() => {
-        this.running = null;
-      });
+export class SendsInDoubtSweeper extends PeriodicTask {
+  constructor(deps: SweepDeps) {
+    const everyMs = Math.min(60_000, Math.max(200, Math.floor(deps.config.sendsInDoubtAfterMs / 5)));
+    super('settling sends in doubt', everyMs, () => settleSendsInDoubt(deps), deps.logger);
   }
 }

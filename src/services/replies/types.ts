@@ -14,6 +14,8 @@ export type SendReplyInput = {
   normalizeText?: boolean | null;
   forceRoute?: Route | null;
   idempotencyKey?: string | null;
+  /** The member sending it (Message.sentBy); null for integration tokens. */
+  sentByUserId?: string | null;
 };
 
 export type SendReplyOutcome =

@@ -69,6 +69,9 @@ export class AppError extends Error {
 export const badUserInput = (message: string, details?: Record<string, unknown>) =>
   new AppError('BAD_USER_INPUT', message, details);
 
+/** Errors about the credentials of the whole request (raised before any field runs): they set the HTTP status. */
+const REQUEST_LEVEL = new Set<ErrorCode>(['UNAUTHENTICATED', 'FORBIDDEN', 'ORGANIZATION_REQUIRED']);
+
 /** The GraphQL face of an AppError: not masked, carries its codes and HTTP status. */
 export function toGraphQLError(error: AppError, located?: GraphQLError): GraphQLError {
   const { category } = errorCatalog[error.code];
@@ -83,7 +86,7 @@ export function toGraphQLError(error: AppError, located?: GraphQLError): GraphQL
       ...(category !== error.code ? { errorCode: error.code } : {}),
       ...error.details,
       // Only errors that concern the whole request set the HTTP status; a field error keeps 200.
-      ...((error.code === 'UNAUTHENTICATED' || error.code === 'FORBIDDEN') && !error.fieldLevel ? { http: { status: error.status } } : {}),
+      ...(REQUEST_LEVEL.has(error.code) && !error.fieldLevel ? { http: { status: error.status } } : {}),
     },
   });
 }

@@ -278,7 +278,7 @@ describe('filters, orders and counts', () => {
     // A cursor of the other order is refused, not reinterpreted.
     const lastActivity = await t.graphql(LIST, { first: 1 }, as(agent));
     const wrong = await t.graphql(LIST, { first: 1, after: lastActivity.body.data.conversations.pageInfo.endCursor, orderBy: 'WAITING_LONGEST' }, as(agent));
-    expect(wrong.body.errors?.[0]?.extensions?.errorCode).toBe('INVALID_CURSOR');
+    expect(wrong.body.errors?.[0]?.extensions?.errorCode, JSON.stringify(wrong.body)).toBe('INVALID_CURSOR');
     // With a filter: the waiting part is filtered too.
     expect(await list(agent, { orderBy: 'WAITING_LONGEST', filter: { status: ['OPEN'] } })).toEqual(['+12125550161', '+12125550162', '+12125550166', '+12125550163']);
   });

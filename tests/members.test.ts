@@ -64,7 +64,7 @@ describe('the viewer', () => {
     expect(inB.userId).toBe(inA.userId);
 
     const missing = await t.graphql(VIEWER, {}, tokenOnly(inA));
-    expect(missing.status).toBe(200);
+    expect(missing.status).toBe(400);
     expect(missing.body.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', errorCode: 'ORGANIZATION_REQUIRED' });
     const rest = await fetch(`${t.url}/api/conversations`, tokenOnly(inA));
     expect(rest.status).toBe(400);

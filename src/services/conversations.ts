@@ -101,7 +101,9 @@ const NO_ONE = '00000000-0000-0000-0000-000000000000';
 const filterKey = (filter: ConversationFilter, shape: FilterShape) =>
   [filter.includeArchived, filter.unread, filter.unresponded, filter.starred, shape.term, shape.digits, filter.status?.length, filter.assignedTo, filter.unassigned]
     .map((value) => (value ? 1 : 0))
-    .join('') + shape.mine[0];
+    .join('') + MINE_KEY[shape.mine];
+
+const MINE_KEY: Record<FilterShape['mine'], string> = { no: '', viewer: 'v', nobody: 'x' };
 
 export function conversationCursor(organizationId: string, conversation: Pick<ConversationRow, 'lastMessageAt' | 'id'>) {
   return encodeCursor('conv', organizationId, { at: conversation.lastMessageAt, id: conversation.id });

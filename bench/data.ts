@@ -31,6 +31,7 @@ try {
   );
   console.log(`  organization ${info.organizationId}, big conversation ${info.bigConversationPhone} (${info.bigConversation.toLocaleString('en-US')} messages)`);
   console.log(`  API token: ${info.apiToken}`);
+  console.log(`  agent's user token: ${info.agentToken} (user ${info.agentUserId})`);
 } finally {
   await sql.end();
 }

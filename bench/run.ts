@@ -13,7 +13,8 @@ import { benchDatabaseUrl, openSql, prepareDatabase } from './lib/database.js';
 import { assertBenchDatabase, benchToken, checkDataset, FULL_DATASET, loadDataset, QUICK_DATASET, readDatasetInfo, sameDataset, type DatasetInfo } from './lib/dataset.js';
 import { percentile } from './lib/percentile.js';
 import { cpuDelta, cpuMs, cpuOfAll, sampleRss } from './lib/process-stats.js';
-import { INBOUND_WEBHOOK_PATH, inboundWebhooks, POSTGRAPHILE_Q2, requestFor, SCENARIOS, WRITE_SCENARIOS, type HttpRequest, type ScenarioContext, type ScenarioId, type ServerId } from './lib/scenarios.js';
+import { INBOUND_WEBHOOK_PATH, inboundWebhooks, POSTGRAPHILE_Q2, requestFor, SCENARIOS, TEAM_SCENARIOS, WRITE_SCENARIOS, type HttpRequest, type ScenarioContext, type ScenarioId, type ServerId } from './lib/scenarios.js';
+import { checkTeamAnswer } from './lib/team-checks.js';
 import { summarizeProfile } from './lib/profile-summary.js';
 import { SERVER_NODE_FLAGS } from './lib/node-flags.js';
 import { measureSubscriptions, type SubscriptionResult } from './lib/subscriptions.js';
@@ -36,7 +37,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '50' },
     reload: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
-    scenarios: { type: 'string', default: 'Q1,Q2,Q3,REST,Q4,Q5,Q6' },
+    scenarios: { type: 'string', default: 'Q1,Q2,Q3,REST,Q1M,Q1W,QC,Q4,Q5,Q6' },
     subscribers: { type: 'string' },
     force: { type: 'boolean', default: false },
     servers: { type: 'string', default: 'gateway,floor,postgraphile' },
@@ -250,6 +251,7 @@ async function main() {
   const ctx: ScenarioContext = {
     organizationId: dataset.organizationId,
     apiToken: dataset.apiToken,
+    agentToken: dataset.agentToken,
     phoneNumber: dataset.bigConversationPhone,
     deepCursor: messageCursor({ conversationId: deep!.conversation_id, createdAt: deep!.created_at, id: deep!.id }),
   };
@@ -341,6 +343,8 @@ async function main() {
                 ? `Q4: sendReply answered ${answer.body.data.sendReply.__typename} (${answer.body.data.sendReply.segments} segment, ${answer.body.data.sendReply.creditsCharged} credit)`
                 : 'Q5: a signed inbound webhook answered 200 and stored exactly one message',
             );
+          } else if (round === 0 && TEAM_SCENARIOS.includes(scenario)) {
+            checks.push(await checkTeamAnswer(sql, scenario, { organizationId: dataset.organizationId, agentUserId: dataset.agentUserId }, answer.body));
           } else if (round === 0) {
             if (scenario !== 'REST') {
               const path = scenario === 'Q1' ? 'conversations' : 'conversation';

@@ -1,6 +1,6 @@
 // The scenarios as each server is asked for them: the same fields everywhere.
 
-export type ScenarioId = 'Q1' | 'Q2' | 'Q3' | 'REST' | 'Q4' | 'Q5';
+export type ScenarioId = 'Q1' | 'Q2' | 'Q3' | 'REST' | 'Q1M' | 'Q1W' | 'QC' | 'Q4' | 'Q5';
 export type ServerId = 'gateway' | 'floor' | 'postgraphile';
 
 export const SCENARIOS: Record<ScenarioId, string> = {
@@ -8,12 +8,24 @@ export const SCENARIOS: Record<ScenarioId, string> = {
   Q2: 'first page: conversation(phoneNumber) { messages(first: 50) } of the big conversation',
   Q3: 'deep page: the same 50 messages after a cursor deep in the big conversation',
   REST: 'GET /api/conversations/:phoneNumber/messages?limit=50 (the big conversation)',
+  Q1M: "team inbox, mine: Q1's inbox (plus status) with filter { mine: true, status: [OPEN] }, as an agent (user token)",
+  Q1W: "team inbox, waiting longest: Q1's inbox (plus waitingSince) with orderBy: WAITING_LONGEST, as the same agent",
+  QC: 'conversationCounts { all open pending snoozed resolved unread unassigned mine waiting }, as the same agent',
   Q4: 'sendReply mutation (simulated provider) to contacts of the 9 other organizations in turn; every request sends',
   Q5: 'inbound Twilio webhook (signed, a new MessageSid each time) from contacts of the 9 other organizations in turn',
 };
 
 /** Scenarios that write: measured on the gateway only, after the reads, in an organization no read touches. */
 export const WRITE_SCENARIOS: ScenarioId[] = ['Q4', 'Q5'];
+
+/**
+ * The team inbox's reads (statuses, assignees, waiting time, counts): gateway only, since neither baseline
+ * has a team inbox; they read like Q1, in the reading organization, as one of its agents.
+ */
+export const TEAM_SCENARIOS: ScenarioId[] = ['Q1M', 'Q1W', 'QC'];
+
+/** Scenarios no baseline serves. */
+export const GATEWAY_ONLY_SCENARIOS: ScenarioId[] = [...TEAM_SCENARIOS, ...WRITE_SCENARIOS];
 
 export type HttpRequest = {
   method: 'GET' | 'POST';
@@ -27,6 +39,8 @@ export type HttpRequest = {
 export type ScenarioContext = {
   organizationId: string;
   apiToken: string;
+  /** A user token of an AGENT of the organization (the team scenarios; absent: they are not run). */
+  agentToken?: string;
   phoneNumber: string;
   /** The gateway's (and floor's) cursor of the message `depth` deep. */
   deepCursor: string;
@@ -55,6 +69,41 @@ export const GATEWAY_Q1 = `query Inbox {
     }
     pageInfo { hasNextPage endCursor }
   }
+}`;
+
+// The team inbox: Q1's selection, filtered to the agent's open conversations, or in WAITING_LONGEST order.
+export const GATEWAY_Q1M = `query MyOpenInbox {
+  conversations(first: 20, filter: { mine: true, status: [OPEN] }) {
+    edges {
+      cursor
+      node {
+        id phoneNumber unreadCount lastMessageAt status
+        contact { id firstName lastName }
+        lastMessage { id direction body createdAt }
+        messages(first: 5) { edges { node { id direction body status createdAt } } }
+      }
+    }
+    pageInfo { hasNextPage endCursor }
+  }
+}`;
+
+export const GATEWAY_Q1W = `query WaitingLongest {
+  conversations(first: 20, orderBy: WAITING_LONGEST) {
+    edges {
+      cursor
+      node {
+        id phoneNumber unreadCount lastMessageAt waitingSince
+        contact { id firstName lastName }
+        lastMessage { id direction body createdAt }
+        messages(first: 5) { edges { node { id direction body status createdAt } } }
+      }
+    }
+    pageInfo { hasNextPage endCursor }
+  }
+}`;
+
+export const GATEWAY_QC = `query Counts {
+  conversationCounts { all open pending snoozed resolved unread unassigned mine waiting }
 }`;
 
 export const GATEWAY_Q2 = `query Thread($phoneNumber: String!, $after: String) {
@@ -177,6 +226,11 @@ export function requestFor(server: ServerId, scenario: ScenarioId, ctx: Scenario
   const phone = encodeURIComponent(ctx.phoneNumber);
   switch (server) {
     case 'gateway':
+      if (TEAM_SCENARIOS.includes(scenario)) {
+        if (!ctx.agentToken) return null;
+        const agent = { authorization: `Bearer ${ctx.agentToken}`, 'x-organization-id': ctx.organizationId };
+        return graphql(scenario === 'Q1M' ? GATEWAY_Q1M : scenario === 'Q1W' ? GATEWAY_Q1W : GATEWAY_QC, {}, agent);
+      }
       if (scenario === 'Q1') return graphql(GATEWAY_Q1, {}, auth);
       if (scenario === 'Q2') return graphql(GATEWAY_Q2, { phoneNumber: ctx.phoneNumber }, auth);
       if (scenario === 'Q3') return graphql(GATEWAY_Q2, { phoneNumber: ctx.phoneNumber, after: ctx.deepCursor }, auth);
@@ -185,14 +239,14 @@ export function requestFor(server: ServerId, scenario: ScenarioId, ctx: Scenario
       if (scenario === 'Q4') return replies(ctx.writer);
       return inboundWebhook(ctx.writer);
     case 'floor':
-      if (WRITE_SCENARIOS.includes(scenario)) return null;
+      if (GATEWAY_ONLY_SCENARIOS.includes(scenario)) return null;
       if (scenario === 'Q1') return { method: 'GET', path: '/q1?first=20', headers: auth };
       if (scenario === 'Q2') return { method: 'GET', path: `/q2?phoneNumber=${phone}&first=50`, headers: auth };
       if (scenario === 'Q3') return { method: 'GET', path: `/q2?phoneNumber=${phone}&first=50&after=${ctx.deepCursor}`, headers: auth };
       return null;
     case 'postgraphile':
       // PostGraphile has no tenant auth of its own here; the organization is an argument.
-      if (WRITE_SCENARIOS.includes(scenario)) return null;
+      if (GATEWAY_ONLY_SCENARIOS.includes(scenario)) return null;
       if (scenario === 'Q1') return graphql(POSTGRAPHILE_Q1, { org: ctx.organizationId }, {});
       if (scenario === 'Q2') return graphql(POSTGRAPHILE_Q2, { org: ctx.organizationId, phoneNumber: ctx.phoneNumber }, {});
       if (scenario === 'Q3' && ctx.postgraphileDeepCursor) {

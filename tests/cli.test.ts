@@ -87,6 +87,25 @@ describe('cli', { timeout: 120_000 }, () => {
     extraToken = token.json.apiToken;
   });
 
+  let agentId: string;
+  let agentToken: string;
+  let secondAgentToken: string;
+
+  it('adds a user with a role and a token that acts as them; token create --user issues another', async () => {
+    const user = await cli('user', 'create', '--org', organizationId, '--email', 'Casey@cli.example.com', '--name', 'Casey', '--role', 'agent');
+    expect(user.json).toEqual({ userId: expect.any(String), apiToken: expect.stringMatching(/^cgw_/), tokenId: expect.any(String) });
+    agentId = user.json.userId;
+    agentToken = user.json.apiToken;
+    const again = await cliFails('user', 'create', '--org', organizationId, '--email', 'casey@CLI.example.com', '--role', 'admin');
+    expect(again.json.error.code).toBe('MEMBER_ALREADY_EXISTS');
+    const badRole = await cliFails('user', 'create', '--org', organizationId, '--email', 'x@cli.example.com', '--role', 'boss');
+    expect(badRole.json.error.code).toBe('BAD_USER_INPUT');
+    const second = await cli('token', 'create', '--org', organizationId, '--user', agentId, '--name', 'second device');
+    secondAgentToken = second.json.apiToken;
+    const stranger = await cliFails('token', 'create', '--org', organizationId, '--user', '00000000-0000-4000-8000-000000000000');
+    expect(stranger.json.error.code).toBe('MEMBER_NOT_FOUND');
+  });
+
   it('fails with a JSON error and a non-zero exit for bad input', async () => {
     const unknownOrg = await cliFails('contact', 'add', '--org', '00000000-0000-0000-0000-000000000000', '--phone', '+19195551234');
     expect(unknownOrg.code).toBe(1);
@@ -149,6 +168,21 @@ describe('cli', { timeout: 120_000 }, () => {
           phoneNumbers: [{ phoneNumber: '+19195550100', isDefault: true }],
         });
       }
+
+      // The demo's team: its token acts as the OWNER; two AGENTs work mixed statuses and assignments.
+      const team = await ask(demo.json as any, `{ viewer { role user { name } } organization { members { role user { name } } }
+        conversations(first: 30, filter: { includeArchived: true }) { edges { node { status waitingSince assignee { name } lastMessage { direction } } } } }`);
+      expect(team.viewer).toEqual({ role: 'OWNER', user: { name: 'Dana Whitfield' } });
+      expect(team.organization.members.map((m: any) => m.role)).toEqual(['OWNER', 'AGENT', 'AGENT']);
+      const threads = team.conversations.edges.map((e: any) => e.node);
+      expect(new Set(threads.map((n: any) => n.status))).toEqual(new Set(['OPEN', 'PENDING', 'SNOOZED', 'RESOLVED']));
+      expect(new Set(threads.map((n: any) => n.assignee?.name ?? null)).size).toBe(4);
+      for (const thread of threads) expect(thread.waitingSince === null).toBe(thread.lastMessage.direction === 'OUTGOING');
+
+      // `user create` and `token create --user`: tokens that act as that person.
+      const viewerOf = (token: string) => ask({ organizationId, apiToken: token }, '{ viewer { role user { uuid email name } } }');
+      expect((await viewerOf(agentToken)).viewer).toEqual({ role: 'AGENT', user: { uuid: agentId, email: 'Casey@cli.example.com', name: 'Casey' } });
+      expect((await viewerOf(secondAgentToken)).viewer.user.uuid).toBe(agentId);
     } finally {
       await app.stop(1_000);
       await database.close();

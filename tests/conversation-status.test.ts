@@ -283,6 +283,20 @@ describe('filters, orders and counts', () => {
     expect(await list(agent, { orderBy: 'WAITING_LONGEST', filter: { status: ['OPEN'] } })).toEqual(['+12125550161', '+12125550162', '+12125550166', '+12125550163']);
   });
 
+  it('the team inbox pages (mine and open; waiting longest) cost at most 3 SQL statements with contacts, assignees and messages', async () => {
+    const PAGE = `query($filter: ConversationFilter, $orderBy: ConversationOrder) {
+      conversations(first: 3, filter: $filter, orderBy: $orderBy) { edges { cursor node { phoneNumber status waitingSince
+        assignee { name } contact { firstName } lastMessage { body } messages(first: 5) { edges { node { body } } } } } } }`;
+    for (const variables of [{ filter: { mine: true, status: ['OPEN'] } }, { orderBy: 'WAITING_LONGEST' }, { orderBy: 'WAITING_LONGEST', filter: { status: ['OPEN'] } }]) {
+      const stop = t.database.statementLog.record();
+      const res = await t.graphql(PAGE, variables, as(team.agent));
+      const statements = stop().filter((statement) => !/api_tokens|memberships" where "memberships"."user_id"/.test(statement));
+      expect(res.body.errors).toBeUndefined();
+      expect(res.body.data.conversations.edges.length).toBeGreaterThan(0);
+      expect(statements.length, statements.join('\n')).toBeLessThanOrEqual(3);
+    }
+  });
+
   it('counts each state of the filtered conversations in one SQL statement, matching the lists', async () => {
     const { agent } = team;
     const COUNTS = `query($filter: ConversationFilter) { conversationCounts(filter: $filter) { all open pending snoozed resolved unread unassigned mine waiting } }`;

@@ -56,12 +56,13 @@ export type ScenarioContext = {
   };
 };
 
-export const GATEWAY_Q1 = `query Inbox {
-  conversations(first: 20) {
+/** The inbox query: `arguments` of conversations, `extra` fields of each conversation. */
+const inbox = (name: string, args: string, extra = '') => `query ${name} {
+  conversations(${args}) {
     edges {
       cursor
       node {
-        id phoneNumber unreadCount lastMessageAt
+        id phoneNumber unreadCount lastMessageAt${extra}
         contact { id firstName lastName }
         lastMessage { id direction body createdAt }
         messages(first: 5) { edges { node { id direction body status createdAt } } }
@@ -70,37 +71,12 @@ export const GATEWAY_Q1 = `query Inbox {
     pageInfo { hasNextPage endCursor }
   }
 }`;
+
+export const GATEWAY_Q1 = inbox('Inbox', 'first: 20');
 
 // The team inbox: Q1's selection, filtered to the agent's open conversations, or in WAITING_LONGEST order.
-export const GATEWAY_Q1M = `query MyOpenInbox {
-  conversations(first: 20, filter: { mine: true, status: [OPEN] }) {
-    edges {
-      cursor
-      node {
-        id phoneNumber unreadCount lastMessageAt status
-        contact { id firstName lastName }
-        lastMessage { id direction body createdAt }
-        messages(first: 5) { edges { node { id direction body status createdAt } } }
-      }
-    }
-    pageInfo { hasNextPage endCursor }
-  }
-}`;
-
-export const GATEWAY_Q1W = `query WaitingLongest {
-  conversations(first: 20, orderBy: WAITING_LONGEST) {
-    edges {
-      cursor
-      node {
-        id phoneNumber unreadCount lastMessageAt waitingSince
-        contact { id firstName lastName }
-        lastMessage { id direction body createdAt }
-        messages(first: 5) { edges { node { id direction body status createdAt } } }
-      }
-    }
-    pageInfo { hasNextPage endCursor }
-  }
-}`;
+export const GATEWAY_Q1M = inbox('MyOpenInbox', 'first: 20, filter: { mine: true, status: [OPEN] }', ' status');
+export const GATEWAY_Q1W = inbox('WaitingLongest', 'first: 20, orderBy: WAITING_LONGEST', ' waitingSince');
 
 export const GATEWAY_QC = `query Counts {
   conversationCounts { all open pending snoozed resolved unread unassigned mine waiting }

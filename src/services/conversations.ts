@@ -129,9 +129,9 @@ const FROM_JOINED = sql`from ${conversations}
 
 /**
  * Conversations of one organization with contact and last message joined in: one SQL statement whatever
- * the page size. LAST_ACTIVITY (default): most recent activity first. WAITING_LONGEST: the conversations
- * waiting for an answer, longest wait first, then the others by last activity. `first` undefined means
- * every match.
+ * the page size.
+ * LAST_ACTIVITY (default): most recent activity first. WAITING_LONGEST: the conversations waiting for an
+ * answer, longest wait first, then the others by last activity. `first` undefined means every match.
  */
 export async function listConversations(
   db: DbOrTx,
@@ -150,59 +150,101 @@ export async function listConversations(
   const filter = options.filter ?? {};
   const viewerUserId = options.viewerUserId ?? null;
   const shape = shapeOf(filter, viewerUserId);
-  const waiting = options.orderBy === 'WAITING_LONGEST';
-  const lastActivityKey = !waiting && options.after ? decodeCursor('conv', organizationId, options.after, 'after') : null;
-  const waitKey = waiting && options.after ? waitingKey(organizationId, options.after) : null;
-  // Built once per shape (which filters, which order, a cursor, a limit), run as a prepared statement (src/db/rows.ts).
-  const cursorShape = waiting ? (waitKey ? waitKey.part[0] : '-') : lastActivityKey ? 'c' : '-';
-  const statementKey = `${filterKey(filter, shape)}:${waiting ? 'w' : 'a'}${cursorShape}:${options.first !== undefined ? 1 : 0}:${columns.key}`;
+  if (options.orderBy === 'WAITING_LONGEST') return listByWaiting(db, organizationId, { ...options, columns, filter, viewerUserId, shape });
+  const key = options.after ? decodeCursor('conv', organizationId, options.after, 'after') : null;
+  // Built once per shape (which filters, a cursor, a limit), run as a prepared statement (src/db/rows.ts).
+  const statementKey = `${filterKey(filter, shape)}:a${key ? 'c' : '-'}:${options.first ?? '*'}:${columns.key}`;
   let query = listStatements.get(statementKey);
   if (!query) {
     const conditions = filterConditions(filter, shape);
-    const limit = options.first === undefined ? sql`` : sql`limit ${sql.placeholder('limit')}`;
     // A row comparison bounds the index scan (see messages.ts).
-    const olderActivity = sql`(${conversations.lastMessageAt}, ${conversations.id}) < (${sql.placeholder('afterAt')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`;
-    if (!waiting) {
-      const where = lastActivityKey ? [...conditions, olderActivity] : conditions;
-      query = new HotQuery(sql`select ${columns.list} ${FROM_JOINED}
-      where ${and(...where)}
+    if (key) conditions.push(OLDER_ACTIVITY);
+    query = new HotQuery(sql`select ${columns.list} ${FROM_JOINED}
+      where ${and(...conditions)}
       order by ${conversations.lastMessageAt} desc, ${conversations.id} desc
-      ${limit}`); // the order of conversations_org_recent_idx
-    } else {
-      // Two walks, each down its own index, each at most a page long: the waiting conversations
-      // (conversations_org_waiting_idx), then the rest by last activity (conversations_org_recent_idx).
-      const waitingPart = sql`(select 0 as part, ${columns.list} ${FROM_JOINED}
-        where ${and(
-          ...conditions,
-          sql`${conversations.waitingSince} is not null`,
-          ...(waitKey?.part === 'waiting'
-            ? [sql`(${conversations.waitingSince}, ${conversations.id}) > (${sql.placeholder('afterAt')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`]
-            : []),
-        )}
-        order by ${conversations.waitingSince} asc, ${conversations.id} asc ${limit})`;
-      const restPart = sql`(select 1 as part, ${columns.list} ${FROM_JOINED}
-        where ${and(...conditions, sql`${conversations.waitingSince} is null`, ...(waitKey?.part === 'rest' ? [olderActivity] : []))}
-        order by ${conversations.lastMessageAt} desc, ${conversations.id} desc ${limit})`;
-      const parts = waitKey?.part === 'rest' ? restPart : sql`${waitingPart} union all ${restPart}`;
-      query = new HotQuery(sql`select * from (${parts}) page
-        order by part,
-          case when part = 0 then c_waiting_since end asc, case when part = 0 then c_id end asc,
-          case when part = 1 then c_last_message_at end desc, case when part = 1 then c_id end desc
-        ${limit}`);
-    }
+      ${options.first === undefined ? sql`` : sql`limit ${pageLimit(options.first)}`}`); // the order of conversations_org_recent_idx
     if (listStatements.size < 1024) listStatements.set(statementKey, query);
   }
-  const key = lastActivityKey ?? waitKey?.key ?? null;
   // Read through the lean row path (src/db/rows.ts): this is the inbox, the most frequent read.
   const raw = await query.arrays(db, {
     ...filterValues(organizationId, filter, shape, viewerUserId),
     afterAt: key?.at.toISOString(),
     afterId: key?.id,
-    limit: options.first === undefined ? undefined : options.first + 1,
   });
-  // WAITING_LONGEST rows lead with their part.
-  const rows = raw.map(waiting ? (row) => columns.read(row.slice(1)) : columns.read);
+  const rows = raw.map(columns.read);
   const hasNextPage = options.first !== undefined && rows.length > options.first;
+  return { items: hasNextPage ? rows.slice(0, options.first) : rows, hasNextPage };
+}
+
+/**
+ * A page's LIMIT (the page and one more, to tell hasNextPage) written into the statement, not a parameter:
+ * with an unknown LIMIT PostgreSQL's generic plan looks dearer than a custom one, so it planned the inbox
+ * again at every execution (0.4-0.8 ms of server CPU each); with a literal one it keeps the generic plan
+ * after five. Page sizes are validated integers (services/pages.ts), so there are at most 201 texts.
+ */
+const pageLimit = (first: number) => sql.raw(String(Math.max(0, Math.trunc(first) || 0) + 1));
+
+const OLDER_ACTIVITY = sql`(${conversations.lastMessageAt}, ${conversations.id}) < (${sql.placeholder('afterAt')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`;
+const LONGER_WAIT = sql`(${conversations.waitingSince}, ${conversations.id}) > (${sql.placeholder('afterAt')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`;
+
+/**
+ * WAITING_LONGEST: two walks, each down its own index, in one statement. The waiting conversations first,
+ * longest wait first (conversations_org_waiting_idx); then, only for what the page still lacks, the others
+ * by last activity (conversations_org_recent_idx): its LIMIT is what the first walk left, and a LIMIT of 0
+ * never runs its walk, so a page inside the waiting part costs what Q1's list does.
+ */
+async function listByWaiting(
+  db: DbOrTx,
+  organizationId: string,
+  options: {
+    filter: ConversationFilter;
+    shape: FilterShape;
+    viewerUserId: string | null;
+    columns: ListColumns;
+    first?: number;
+    after?: string | null;
+  },
+): Promise<{ items: ConversationListItem[]; hasNextPage: boolean }> {
+  const { filter, shape, columns } = options;
+  const after = options.after ? waitingKey(organizationId, options.after) : null;
+  const limited = options.first !== undefined;
+  const statementKey = `${filterKey(filter, shape)}:w${after ? after.part[0] : '-'}:${options.first ?? '*'}:${columns.key}`;
+  let query = listStatements.get(statementKey);
+  if (!query) {
+    const limit = limited ? pageLimit(options.first!) : sql``;
+    const waitingConditions = [...filterConditions(filter, shape), sql`${conversations.waitingSince} is not null`];
+    if (after?.part === 'waiting') waitingConditions.push(LONGER_WAIT);
+    const restConditions = [...filterConditions(filter, shape), sql`${conversations.waitingSince} is null`];
+    if (after?.part === 'rest') restConditions.push(OLDER_ACTIVITY);
+    const rest = (rowLimit: SQL) => sql`select 1 as part, ${columns.list} ${FROM_JOINED}
+      where ${and(...restConditions)}
+      order by ${conversations.lastMessageAt} desc, ${conversations.id} desc ${rowLimit}`;
+    query =
+      after?.part === 'rest'
+        ? new HotQuery(rest(limited ? sql`limit ${limit}` : sql``))
+        : new HotQuery(sql`with waiting as (
+            select 0 as part, ${columns.list} ${FROM_JOINED}
+            where ${and(...waitingConditions)}
+            order by ${conversations.waitingSince} asc, ${conversations.id} asc ${limited ? sql`limit ${limit}` : sql``}
+          )
+          select * from (
+            select * from waiting
+            union all
+            (${rest(limited ? sql`limit greatest(${limit} - (select count(*) from waiting), 0)` : sql``)})
+          ) page
+          order by part,
+            case when part = 0 then c_waiting_since end asc, case when part = 0 then c_id end asc,
+            case when part = 1 then c_last_message_at end desc, case when part = 1 then c_id end desc`);
+    if (listStatements.size < 1024) listStatements.set(statementKey, query);
+  }
+  const raw = await query.arrays(db, {
+    ...filterValues(organizationId, filter, shape, options.viewerUserId),
+    afterAt: after?.key.at.toISOString(),
+    afterId: after?.key.id,
+  });
+  // Rows lead with their part.
+  const rows = raw.map((row) => columns.read(row.slice(1)));
+  const hasNextPage = limited && rows.length > options.first!;
   return { items: hasNextPage ? rows.slice(0, options.first) : rows, hasNextPage };
 }
 

@@ -177,6 +177,31 @@ export type DirectOutcome =
   /** The contact's textability is not known yet: resolveRecipient settles it (or refuses). */
   | { kind: 'pending' };
 
+/** What reserveDirect stores for one send: its message as of now, from the number the input wants. */
+export function directSend(
+  deps: Pick<ServiceDeps, 'sms'>,
+  organizationId: string,
+  phoneNumber: string,
+  input: SendReplyInput,
+  composed: Composition,
+  key: string | null,
+  messageId: string,
+): DirectSend {
+  const { byId, wantedId } = numberWanted(input);
+  return {
+    provider: deps.sms.name,
+    organizationId,
+    phoneNumber,
+    byId,
+    wantedId,
+    composed,
+    messageId,
+    key,
+    at: new Date().toISOString(),
+    sentBy: input.sentByUserId ?? null,
+  };
+}
+
 /** A send without links: reserved in one statement (reserveDirect), or why not. Throws on a taken idempotency key. */
 export async function reserveWithoutLinks(
   deps: Pick<ServiceDeps, 'db' | 'sms' | 'state'>,
@@ -186,19 +211,8 @@ export async function reserveWithoutLinks(
   composed: Composition,
   key: string | null,
 ): Promise<DirectOutcome> {
-  const { wanted, byId, wantedId } = numberWanted(input);
-  const send: DirectSend = {
-    provider: deps.sms.name,
-    organizationId,
-    phoneNumber,
-    byId,
-    wantedId,
-    composed,
-    messageId: uuidv7(),
-    key,
-    at: new Date().toISOString(),
-    sentBy: input.sentByUserId ?? null,
-  };
+  const { wanted } = numberWanted(input);
+  const send = directSend(deps, organizationId, phoneNumber, input, composed, key, uuidv7());
   let row = await directBatcherOf(deps).submit(send);
   // The batch's credits ran out before this send: alone, it is charged if the balance covers it now.
   if (row.eligible && !row.accepted) row = await reserveAlone(deps.db, send);

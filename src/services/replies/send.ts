@@ -10,7 +10,7 @@ import { checkIdempotencyKey, checkShape, compose } from './compose.js';
 import { messageByIdempotencyKey, replay } from './idempotency.js';
 import { numberWanted, resolveRecipient } from './recipient.js';
 import { insufficientCredits, providerFailure, textabilityPending } from './refusals.js';
-import { directOutcome, isKeyCollision, reserveAlone, reserveWithoutLinks, RollBack, type DirectOutcome, type DirectSend, type Sender } from './reserve.js';
+import { directOutcome, directSend, isKeyCollision, reserveAlone, reserveWithoutLinks, RollBack, type DirectOutcome, type Sender } from './reserve.js';
 import { failReservedSend, storeProviderAnswer } from './settle.js';
 import { sendSucceeded, type SendReplyInput, type SendReplyOutcome } from './types.js';
 
@@ -109,7 +109,7 @@ async function sendWithLinks(
   if (composed.error) return { ok: false, error: composed.error };
   if (recipient instanceof AppError) return { ok: false, error: recipient };
 
-  const { wanted, byId, wantedId } = numberWanted(input);
+  const { wanted } = numberWanted(input);
   let reserved: Extract<DirectOutcome, { kind: 'reserved' }>;
   try {
     const messageId = uuidv7();
@@ -117,18 +117,7 @@ async function sendWithLinks(
       const links = await storeShortLinks(tx, organizationId, messageId, { text: composed.text, links: composed.links });
       // The same statement as sends without links, alone: consent is checked again under the contact's
       // share lock, so a STOP committed since the read above wins.
-      const send: DirectSend = {
-        provider: deps.sms.name,
-        organizationId,
-        phoneNumber,
-        byId,
-        wantedId,
-        composed: { ...composed, text: links.text },
-        messageId,
-        key,
-        at: new Date().toISOString(),
-        sentBy: input.sentByUserId ?? null,
-      };
+      const send = directSend(deps, organizationId, phoneNumber, input, { ...composed, text: links.text }, key, messageId);
       const outcome = directOutcome(await reserveAlone(tx, send), phoneNumber, wanted);
       // Nothing was written but the links: undo them.
       if (outcome.kind !== 'reserved') throw new RollBack(outcome);

@@ -8,7 +8,6 @@ import { issueApiToken, requireMember, revokeApiToken } from './services/api-tok
 import { recordAudit } from './services/audit.js';
 import { addMember } from './services/members.js';
 import { createContact } from './services/contacts.js';
-import { createDemoOrganization } from './services/demo.js';
 import { receiveInbound } from './services/inbound.js';
 import { addPhoneNumber, createOrganization, organizationExists } from './services/organizations.js';
 
@@ -67,11 +66,11 @@ program
   .requiredOption('--email <email>', 'email (compared case-insensitively)')
   .option('--name <name>', 'name')
   .requiredOption('--role <role>', 'owner, admin or agent')
-  .action((opts: { org: string; email: string; name?: string; role: string }) =>
-    run(
+  .action((opts: { org: string; email: string; name?: string; role: string }) => {
+    const role = ROLES.find((known) => known === opts.role.toLowerCase());
+    if (!role) throw new AppError('BAD_USER_INPUT', '--role must be owner, admin or agent.');
+    return run(
       async (deps) => {
-        const role = ROLES.find((known) => known === opts.role.toLowerCase());
-        if (!role) throw new AppError('BAD_USER_INPUT', '--role must be owner, admin or agent.');
         await requireOrganization(deps, opts.org);
         const member = await addMember(deps, operatorCaller(opts.org), { email: opts.email, name: opts.name, role });
         // The operator's token for a user acts in every organization the user belongs to.
@@ -79,8 +78,8 @@ program
         return { userId: member.user.id, apiToken, tokenId };
       },
       (r) => `Added user ${r.userId}\nAPI token (shown once): ${r.apiToken}`,
-    ),
-  );
+    );
+  });
 
 /** A token made by the operator, audited as the operator's. */
 async function issueOperatorToken(deps: Deps, organizationId: string, userId: string | null, name?: string) {
@@ -188,6 +187,8 @@ program
   .action((opts: { contacts: number; messages: number; seed: number }) =>
     run(
       async (deps) => {
+        // Loaded here: faker's data costs every other command half a second.
+        const { createDemoOrganization } = await import('./services/demo.js');
         const demo = await createDemoOrganization(deps.db, opts);
         return {
           organizationId: demo.organizationId,

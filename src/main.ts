@@ -5,7 +5,6 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { openDeps, type Deps } from './deps.js';
 import { createLogger } from './logger.js';
 import { organizations } from './db/tables.js';
-import { createDemoOrganization } from './services/demo.js';
 import { organizationExists } from './services/organizations.js';
 
 /** `owner`: who the token acts as (demos seeded before the team existed saved an integration token, and no owner). */
@@ -23,6 +22,7 @@ async function ensureDemo(config: Config, deps: Deps): Promise<DemoCredentials |
   }
   const any = await deps.db.select({ id: organizations.id }).from(organizations).limit(1);
   if (any.length > 0) return null;
+  const { createDemoOrganization } = await import('./services/demo.js');
   const demo = await createDemoOrganization(deps.db);
   deps.logger.info({ organizationId: demo.organizationId, messages: demo.messages }, 'seeded the demo inbox');
   const owner = demo.team.find((member) => member.role === 'owner')!;

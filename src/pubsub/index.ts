@@ -1,5 +1,6 @@
 import { getEventListeners, setMaxListeners } from 'node:events';
-import { createPubSub, type PubSub, type PubSubEventTarget } from 'graphql-yoga';
+// Yoga's own pub/sub package, not graphql-yoga itself: the CLI opens deps too, and yoga costs ~0.5 s to load.
+import { createPubSub, type PubSub, type PubSubEventTarget } from '@graphql-yoga/subscription';
 import type { Logger } from 'pino';
 import type { Database } from '../db/client.js';
 import { PostgresEventTarget } from './postgres-event-target.js';

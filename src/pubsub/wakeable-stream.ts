@@ -1,4 +1,4 @@
-import { Repeater } from 'graphql-yoga';
+import { Repeater } from '@graphql-yoga/subscription';
 
 export type WakeableStreamOptions<T, E> = {
   /** The live subscription; it is started before the first drain, so nothing published after is missed. */

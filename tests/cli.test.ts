@@ -169,9 +169,10 @@ describe('cli', { timeout: 120_000 }, () => {
         });
       }
 
-      // The demo's team: its token acts as the OWNER; two AGENTs work mixed statuses and assignments.
+      // The demo's team: its token acts as the OWNER; two AGENTs work mixed statuses and assignments, all four
+      // statuses in the default (unarchived) inbox.
       const team = await ask(demo.json as any, `{ viewer { role user { name } } organization { members { role user { name } } }
-        conversations(first: 30, filter: { includeArchived: true }) { edges { node { status waitingSince assignee { name } lastMessage { direction } } } } }`);
+        conversations(first: 30) { edges { node { status waitingSince assignee { name } lastMessage { direction } } } } }`);
       expect(team.viewer).toEqual({ role: 'OWNER', user: { name: 'Dana Whitfield' } });
       expect(team.organization.members.map((m: any) => m.role)).toEqual(['OWNER', 'AGENT', 'AGENT']);
       const threads = team.conversations.edges.map((e: any) => e.node);

@@ -228,8 +228,8 @@ export async function createDemoOrganization(db: Db, options: DemoOptions = {}):
     let trailingInbound = 0;
     while (trailingInbound < thread.length && thread[trailingInbound]!.direction === 'incoming') trailingInbound += 1;
     const read = faker.datatype.boolean({ probability: 0.35 });
-    // Work in progress: threads we answered last are resolved, pending or (one) snoozed; the others open.
-    const status: ConversationStatusValue = endsInbound ? 'open' : index === 5 ? 'snoozed' : index % 6 === 2 ? 'resolved' : 'pending';
+    // Work in progress: threads we answered last are resolved, pending or (one, not archived) snoozed; the others open.
+    const status: ConversationStatusValue = endsInbound ? 'open' : index === 8 ? 'snoozed' : index % 6 === 2 ? 'resolved' : 'pending';
     conversationRows.push({
       organizationId,
       id: conversationId,

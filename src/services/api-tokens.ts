@@ -1,11 +1,12 @@
 import { and, asc, eq, isNull } from 'drizzle-orm';
 import type { Db, DbOrTx } from '../db/client.js';
-import { apiTokens, memberships, type ApiTokenRow } from '../db/tables.js';
+import { apiTokens, type ApiTokenRow } from '../db/tables.js';
 import { AppError, badUserInput } from '../errors.js';
 import { hasRole, requireRole } from './access.js';
 import { recordAudit } from './audit.js';
 import { generateApiToken, hashApiToken, notifyTokenRevoked, type Caller } from './auth.js';
 import { isUuid } from './cursors.js';
+import { requireMember } from './members.js';
 
 // API tokens: an organization's integration tokens (no person) and users' tokens (act as that user).
 // Only SHA-256 hashes are stored; a token is shown once, when it is made.
@@ -110,19 +111,4 @@ export async function listApiTokens(db: DbOrTx, caller: Caller): Promise<ApiToke
     .from(apiTokens)
     .where(and(eq(apiTokens.organizationId, caller.organizationId), mine))
     .orderBy(asc(apiTokens.createdAt), asc(apiTokens.id));
-}
-
-/**
- * MEMBER_NOT_FOUND unless the user is a member of the organization. `lock`: the membership row is locked
- * until the transaction ends (a removal must not race an assignment to the member it removes).
- */
-export async function requireMember(db: DbOrTx, organizationId: string, userId: string, options: { lock?: boolean } = {}) {
-  const query = db
-    .select()
-    .from(memberships)
-    .where(and(eq(memberships.organizationId, organizationId), eq(memberships.userId, userId)))
-    .limit(1);
-  const [member] = isUuid(userId) ? await (options.lock ? query.for('update') : query) : [];
-  if (!member) throw new AppError('MEMBER_NOT_FOUND', `No member ${userId} in this organization.`, { userId });
-  return member;
 }

@@ -4,7 +4,7 @@ import { violatedForeignKey } from '../db/failures.js';
 import { rawRows } from '../db/rows.js';
 import { conversations, type ConversationRow, type ConversationStatusValue } from '../db/tables.js';
 import { AppError, badUserInput } from '../errors.js';
-import { requireMember } from './api-tokens.js';
+import { requireMember } from './members.js';
 import { recordAudit } from './audit.js';
 import type { Caller } from './auth.js';
 import type { ServiceDeps } from './deps.js';

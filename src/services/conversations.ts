@@ -13,6 +13,7 @@ import {
 import { AppError } from '../errors.js';
 import { decodeCursor, decodeCursorWithScope, encodeCursor, isUuid, type Keyset } from './cursors.js';
 import type { ServiceDeps } from './deps.js';
+import { pageLimit } from './pages.js';
 
 export type ConversationFilter = {
   /** true: only conversations with unread inbound messages. */
@@ -175,14 +176,6 @@ export async function listConversations(
   const hasNextPage = options.first !== undefined && rows.length > options.first;
   return { items: hasNextPage ? rows.slice(0, options.first) : rows, hasNextPage };
 }
-
-/**
- * A page's LIMIT (the page and one more, to tell hasNextPage) written into the statement, not a parameter:
- * with an unknown LIMIT PostgreSQL's generic plan looks dearer than a custom one, so it planned the inbox
- * again at every execution (0.4-0.8 ms of server CPU each); with a literal one it keeps the generic plan
- * after five. Page sizes are validated integers (services/pages.ts), so there are at most 201 texts.
- */
-const pageLimit = (first: number) => sql.raw(String(Math.max(0, Math.trunc(first) || 0) + 1));
 
 const OLDER_ACTIVITY = sql`(${conversations.lastMessageAt}, ${conversations.id}) < (${sql.placeholder('afterAt')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`;
 const LONGER_WAIT = sql`(${conversations.waitingSince}, ${conversations.id}) > (${sql.placeholder('afterAt')}::timestamptz, ${sql.placeholder('afterId')}::uuid)`;

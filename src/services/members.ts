@@ -7,12 +7,11 @@ import {
   organizations,
   users,
   type MemberRoleValue,
-  type MembershipRow,
+  type OrganizationRow,
   type UserRow,
 } from '../db/tables.js';
 import { AppError, badUserInput } from '../errors.js';
 import { requireRole } from './access.js';
-import { requireMember } from './api-tokens.js';
 import { recordAudit } from './audit.js';
 import { notifyMembershipChanged, notifyTokenRevoked, type Caller } from './auth.js';
 import { isUuid } from './cursors.js';
@@ -47,9 +46,31 @@ export async function membersByUserIds(db: DbOrTx, organizationId: string, userI
     .where(and(eq(memberships.organizationId, organizationId), inArray(memberships.userId, valid)));
 }
 
-/** The organizations a user belongs to, with the role in each. */
-export async function membershipsOfUser(db: DbOrTx, userId: string): Promise<MembershipRow[]> {
-  return db.select().from(memberships).where(eq(memberships.userId, userId)).orderBy(memberships.createdAt);
+/** The organizations a user belongs to, in the order they joined. */
+export async function organizationsOfUser(db: DbOrTx, userId: string): Promise<OrganizationRow[]> {
+  const rows = await db
+    .select({ organization: organizations })
+    .from(memberships)
+    .innerJoin(organizations, eq(organizations.id, memberships.organizationId))
+    .where(eq(memberships.userId, userId))
+    .orderBy(memberships.createdAt, memberships.organizationId);
+  return rows.map((row) => row.organization);
+}
+
+/**
+ * The member, with their user, or MEMBER_NOT_FOUND. `lock`: the membership row is locked until the
+ * transaction ends (a removal must not race an assignment to the member it removes).
+ */
+export async function requireMember(db: DbOrTx, organizationId: string, userId: string, options: { lock?: boolean } = {}): Promise<Member> {
+  const query = db
+    .select({ user: users, role: memberships.role, createdAt: memberships.createdAt })
+    .from(memberships)
+    .innerJoin(users, eq(users.id, memberships.userId))
+    .where(and(eq(memberships.organizationId, organizationId), eq(memberships.userId, userId)))
+    .limit(1);
+  const [member] = isUuid(userId) ? await (options.lock ? query.for('update', { of: memberships }) : query) : [];
+  if (!member) throw new AppError('MEMBER_NOT_FOUND', `No member ${userId} in this organization.`, { userId });
+  return member;
 }
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
@@ -130,17 +151,14 @@ export async function setMemberRole(deps: Pick<ServiceDeps, 'db'>, caller: Calle
     const current = await requireMember(tx, caller.organizationId, userId);
     if (current.role === 'owner') requireRole(caller, 'OWNER', "change an OWNER's role");
     if (current.role === 'owner' && role !== 'owner') await keepAnOwner(tx, caller.organizationId, userId);
-    const [updated] = await tx
+    if (current.role === role) return current;
+    await tx
       .update(memberships)
       .set({ role, updatedAt: sql`now()` })
-      .where(and(eq(memberships.organizationId, caller.organizationId), eq(memberships.userId, userId)))
-      .returning();
-    if (current.role !== role) {
-      await recordAudit(tx, caller, { action: 'member.role_changed', objectType: 'user', objectId: userId, data: { from: current.role, to: role } });
-      await notifyMembershipChanged(tx, userId);
-    }
-    const [user] = await tx.select().from(users).where(eq(users.id, userId));
-    return { user: user!, role: updated!.role, createdAt: updated!.createdAt };
+      .where(and(eq(memberships.organizationId, caller.organizationId), eq(memberships.userId, userId)));
+    await recordAudit(tx, caller, { action: 'member.role_changed', objectType: 'user', objectId: userId, data: { from: current.role, to: role } });
+    await notifyMembershipChanged(tx, userId);
+    return { ...current, role };
   });
 }
 
@@ -190,8 +208,7 @@ export async function removeMember(
       data: { role: current.role, unassignedConversations: unassigned.length, revokedTokens: revoked.length },
     });
     await notifyMembershipChanged(tx, userId);
-    const [user] = await tx.select().from(users).where(eq(users.id, userId));
-    return { member: { user: user!, role: current.role, createdAt: current.createdAt }, unassigned };
+    return { member: current, unassigned };
   });
   for (const { id } of unassigned) deps.events.publish('conversationUpdated', caller.organizationId, { conversationId: id });
   return { ...member, unassignedConversations: unassigned.length };

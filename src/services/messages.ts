@@ -3,7 +3,7 @@ import type { DbOrTx } from '../db/client.js';
 import { columnIndex, columnsOf, HotQuery, indexReader } from '../db/rows.js';
 import { contacts, conversations, messages, organizations, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { badUserInput } from '../errors.js';
-import { DEFAULT_PAGE_SIZE, pageSize } from './pages.js';
+import { DEFAULT_PAGE_SIZE, pageLimit, pageSize } from './pages.js';
 import { decodeCursor, decodeCursorWithScope, encodeCursor, isUuid, type Keyset } from './cursors.js';
 
 /** Relay connection arguments as clients send them. */
@@ -120,13 +120,10 @@ function pageQuery(organizationId: SQL, conversationId: SQL, request: MessagePag
   if (request.newerThan) conditions.push(newerThanKey);
   const order = request.walk === 'older' ? NEWEST_FIRST : OLDEST_FIRST;
   return sql`select ${request.columns.list} from ${messages} where ${sql.join(conditions, sql` and `)}
-    order by ${sql.join(order, sql`, `)} limit ${sql.raw(String(Math.max(0, Math.trunc(request.limit) || 0) + 1))}`;
+    order by ${sql.join(order, sql`, `)} limit ${pageLimit(request.limit)}`;
 }
 
-/**
- * The placeholder values of a page request. Its LIMIT is written into the statement instead (one text per
- * page size): with a LIMIT parameter PostgreSQL planned every page again, as its generic plan looked dearer.
- */
+/** The placeholder values of a page request (its LIMIT is in the statement: pages.ts pageLimit). */
 const pageValues = (request: MessagePageRequest) => ({
   olderAt: request.olderThan?.at.toISOString(),
   olderId: request.olderThan?.id,

@@ -38,15 +38,6 @@ export async function getOrganization(db: DbOrTx, organizationId: string) {
   return org;
 }
 
-/** Organizations by id, in the order given (unknown ids are left out). */
-export async function organizationsByIds(db: DbOrTx, ids: readonly string[]) {
-  const valid = ids.filter(isUuid);
-  if (valid.length === 0) return [];
-  const rows = await db.select().from(organizations).where(inArray(organizations.id, valid));
-  const byId = new Map(rows.map((row) => [row.id, row]));
-  return valid.flatMap((id) => byId.get(id) ?? []);
-}
-
 export async function organizationExists(db: DbOrTx, organizationId: string): Promise<boolean> {
   if (!isUuid(organizationId)) return false;
   const rows = await db.select({ id: organizations.id }).from(organizations).where(eq(organizations.id, organizationId)).limit(1);

@@ -1,3 +1,4 @@
+import { sql, type SQL } from 'drizzle-orm';
 import { badUserInput } from '../errors.js';
 
 // Page sizes, the same for every list (conversations, messages) and every surface (GraphQL connections,
@@ -18,3 +19,11 @@ export function pageSize(value: number | null | undefined, name: string): number
   }
   return value;
 }
+
+/**
+ * A page's LIMIT (the page and one more, to tell whether there is a next page) written into the statement,
+ * not bound as a parameter: with an unknown LIMIT PostgreSQL judged its generic plan dearer than a custom
+ * one and planned the statement again at every execution (0.4-0.8 ms each); with a literal one it keeps the
+ * generic plan after five. Page sizes are validated integers, so there are at most 201 texts.
+ */
+export const pageLimit = (size: number): SQL => sql.raw(String(Math.max(0, Math.trunc(size) || 0) + 1));

@@ -1,9 +1,9 @@
 import type { MemberRoleValue } from '../../db/tables.js';
 import type { RequestContext } from '../../context.js';
 import { AppError } from '../../errors.js';
-import type { CallerRole } from '../../services/auth.js';
-import { addMember, listMembers, membershipsOfUser, removeMember, setMemberRole, type Member } from '../../services/members.js';
-import { getOrganization, organizationsByIds } from '../../services/organizations.js';
+import { roleOfMembership, type CallerRole } from '../../services/auth.js';
+import { addMember, listMembers, organizationsOfUser, removeMember, setMemberRole, type Member } from '../../services/members.js';
+import { getOrganization } from '../../services/organizations.js';
 import { builder } from '../builder.js';
 import { uuidOfNodeId } from '../global-ids.js';
 import { OrganizationRef, requireCurrentOrganization } from './organization.js';
@@ -21,12 +21,10 @@ export const MemberRoleEnum = builder.enumType('MemberRole', {
   } as const,
 });
 
-type AssignableRole = Exclude<CallerRole, 'INTEGRATION'>;
 const toMembershipRole = (role: CallerRole): MemberRoleValue => {
   if (role === 'INTEGRATION') throw new AppError('BAD_USER_INPUT', 'INTEGRATION is the role of integration tokens, not of members.', { argument: 'role' });
   return role.toLowerCase() as MemberRoleValue;
 };
-const toRole = (role: MemberRoleValue): AssignableRole => role.toUpperCase() as AssignableRole;
 
 builder.node(UserRef, {
   description: 'A person. Visible to an organization while they are its member.',
@@ -43,7 +41,7 @@ export const MemberRef = builder.objectRef<Member>('Member').implement({
   description: "A user's membership of the organization.",
   fields: (t) => ({
     user: t.field({ type: UserRef, resolve: (member) => member.user }),
-    role: t.field({ type: MemberRoleEnum, resolve: (member) => toRole(member.role) }),
+    role: t.field({ type: MemberRoleEnum, resolve: (member) => roleOfMembership(member.role) }),
     createdAt: t.expose('createdAt', { type: 'DateTime', description: 'When they joined.' }),
   }),
 });
@@ -65,8 +63,7 @@ const ViewerRef = builder.objectRef<Viewer>('Viewer').implement({
       description: 'Organizations this credential can act in (pick one with x-organization-id).',
       resolve: async ({ ctx }) => {
         if (!ctx.caller.userId || !ctx.caller.anyOrganization) return [await getOrganization(ctx.deps.db, ctx.caller.organizationId)];
-        const memberships = await membershipsOfUser(ctx.deps.db, ctx.caller.userId);
-        return organizationsByIds(ctx.deps.db, memberships.map((m) => m.organizationId));
+        return organizationsOfUser(ctx.deps.db, ctx.caller.userId);
       },
     }),
   }),

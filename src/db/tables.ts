@@ -136,12 +136,20 @@ export const contacts = pgTable(
     /** true: can receive SMS; false: landline/VoIP; null: lookup pending. */
     isTextable: boolean('is_textable'),
     isOptedIn: boolean('is_opted_in').notNull().default(true),
+    /** Lower-cased, trimmed, at most 50 (services/contacts.ts keeps them so). */
+    tags: text('tags').array().notNull().default(sql`'{}'::text[]`),
+    /** String values only, at most 50 keys: merge fields `{{custom.<key>}}`. */
+    customFields: jsonb('custom_fields').$type<Record<string, string>>().notNull().default({}),
     createdAt: timestamptz('created_at').notNull().defaultNow(),
     updatedAt: timestamptz('updated_at').notNull().defaultNow(),
   },
   (t) => [
     primaryKey({ columns: [t.organizationId, t.id] }),
     uniqueIndex('contacts_org_phone_key').on(t.organizationId, t.phoneNumber),
+    // The contacts connection: newest updated first, keyset over (updated_at, id); filters are checked along the walk.
+    index('contacts_org_updated_idx').on(t.organizationId, t.updatedAt.desc().nullsFirst(), t.id.desc().nullsFirst()),
+    // Tag filters (ANY: &&, ALL: @>).
+    index('contacts_tags_idx').using('gin', t.tags),
   ],
 );
 
@@ -243,6 +251,15 @@ export const messages = pgTable(
      * users are never deleted, and a check on every send would buy nothing.
      */
     sentByUserId: uuid('sent_by_user_id'),
+    /**
+     * A scheduled reply: when it is due. While status is `scheduled` its created_at is this time too, so it sits
+     * where it will go out in the thread; it keeps the time after it went out (or failed, or was canceled).
+     */
+    sendAt: timestamptz('send_at'),
+    /** Why a scheduled reply failed at send time, as an error code of errors.ts (SCHEDULE_EXPIRED, INSUFFICIENT_CREDITS, ...). */
+    failureCode: text('failure_code'),
+    /** A scheduled reply's send options, kept until it goes out (route, credits, wanted sending number). */
+    sendOptions: jsonb('send_options').$type<Record<string, unknown>>(),
     /** Inbound: arrived while its sender was flooding the number (over INBOUND_FLOOD_PER_MINUTE); stored all the same. */
     flaggedAsFlood: boolean('flagged_as_flood').notNull().default(false),
     createdAt: timestamptz('created_at').notNull().defaultNow(),
@@ -390,6 +407,91 @@ export const auditEvents = pgTable(
   ],
 );
 
+/** Internal notes on a conversation: never sent, never in the REST routes, no effect on unread or last message. */
+export const notes = pgTable(
+  'notes',
+  {
+    organizationId: uuid('organization_id').notNull(),
+    /** uuidv7: time-ordered, so (created_at, id) keysets agree with insertion order. */
+    id: uuid('id').notNull(),
+    conversationId: uuid('conversation_id').notNull(),
+    /** The member who wrote it; null for an integration token. */
+    authorUserId: uuid('author_user_id'),
+    body: text('body').notNull(),
+    createdAt: timestamptz('created_at').notNull().defaultNow(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.organizationId, t.id] }),
+    index('notes_org_conversation_recent_idx').on(t.organizationId, t.conversationId, t.createdAt.desc().nullsFirst(), t.id.desc().nullsFirst()),
+    foreignKey({
+      name: 'notes_conversation_fk',
+      columns: [t.organizationId, t.conversationId],
+      foreignColumns: [conversations.organizationId, conversations.id],
+    }).onDelete('cascade'),
+  ],
+);
+
+/** Members a note mentions (Viewer.mentions walks a member's, newest first). */
+export const noteMentions = pgTable(
+  'note_mentions',
+  {
+    organizationId: uuid('organization_id').notNull(),
+    noteId: uuid('note_id').notNull(),
+    userId: uuid('user_id').notNull(),
+    /** The note's time, copied so a member's mentions are one index walk. */
+    createdAt: timestamptz('created_at').notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.organizationId, t.noteId, t.userId] }),
+    index('note_mentions_user_recent_idx').on(t.organizationId, t.userId, t.createdAt.desc().nullsFirst(), t.noteId.desc().nullsFirst()),
+    foreignKey({
+      name: 'note_mentions_note_fk',
+      columns: [t.organizationId, t.noteId],
+      foreignColumns: [notes.organizationId, notes.id],
+    }).onDelete('cascade'),
+  ],
+);
+
+/** Canned replies with merge fields ({{firstName}}, {{custom.key}}, ...). */
+export const savedReplies = pgTable(
+  'saved_replies',
+  {
+    organizationId: uuid('organization_id')
+      .notNull()
+      .references(() => organizations.id, { onDelete: 'cascade' }),
+    id: uuid('id').notNull().defaultRandom(),
+    name: text('name').notNull(),
+    body: text('body').notNull(),
+    createdByUserId: uuid('created_by_user_id'),
+    createdAt: timestamptz('created_at').notNull().defaultNow(),
+    updatedAt: timestamptz('updated_at').notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.organizationId, t.id] }), uniqueIndex('saved_replies_org_name_key').on(t.organizationId, sql`lower(${t.name})`)],
+);
+
+/**
+ * Background work, claimed with FOR UPDATE SKIP LOCKED by any instance (services/jobs/). A claim moves run_at
+ * forward by the job's lease, so a job whose instance died is due again when the lease ends; a job is
+ * deleted when its handler finishes, and moved to a later run_at when it must be tried again.
+ */
+export const jobs = pgTable(
+  'jobs',
+  {
+    id: uuid('id').primaryKey(),
+    /** Which handler runs it (scheduled_reply, ...). */
+    queue: text('queue').notNull(),
+    /** Unique when set: one job per thing (a scheduled reply's job is keyed by its message). */
+    key: text('key'),
+    organizationId: uuid('organization_id'),
+    payload: jsonb('payload').$type<Record<string, unknown>>().notNull().default({}),
+    runAt: timestamptz('run_at').notNull().defaultNow(),
+    attempts: integer('attempts').notNull().default(0),
+    lastError: text('last_error'),
+    createdAt: timestamptz('created_at').notNull().defaultNow(),
+  },
+  (t) => [index('jobs_due_idx').on(t.runAt, t.id), uniqueIndex('jobs_key_key').on(t.key)],
+);
+
 export type OrganizationRow = typeof organizations.$inferSelect;
 export type UserRow = typeof users.$inferSelect;
 export type MembershipRow = typeof memberships.$inferSelect;
@@ -401,3 +503,6 @@ export type ConversationRow = typeof conversations.$inferSelect;
 export type MessageRow = typeof messages.$inferSelect;
 export type ConsentEventRow = typeof consentEvents.$inferSelect;
 export type ShortLinkRow = typeof shortLinks.$inferSelect;
+export type NoteRow = typeof notes.$inferSelect;
+export type SavedReplyRow = typeof savedReplies.$inferSelect;
+export type JobRow = typeof jobs.$inferSelect;

@@ -62,6 +62,17 @@ const configSchema = z.object({
   SIMULATED_STATUS_DELAY_MS: z.coerce.number().int().min(0).default(1_000),
   /** First retry delay of a failed textability lookup; each further retry waits twice as long. */
   LOOKUP_RETRY_MS: z.coerce.number().int().min(1).default(5_000),
+  /** A scheduled reply due longer ago than this (every instance was down) fails with SCHEDULE_EXPIRED instead of going out. */
+  SCHEDULED_REPLY_MAX_LATENESS_MS: z.coerce.number().int().min(1_000).default(3_600_000),
+  /** How often each instance looks for due background jobs (scheduled replies, ...). */
+  JOB_POLL_MS: z.coerce.number().int().min(10).max(5_000).default(1_000),
+  /**
+   * How long a claimed job is its instance's: if the instance dies, the job is due again after this. Longer
+   * than SMS_PROVIDER_TIMEOUT_MS, so a live send is never run twice.
+   */
+  JOB_LEASE_MS: z.coerce.number().int().min(1_000).default(60_000),
+  /** Jobs one instance runs at once. */
+  JOB_CONCURRENCY: z.coerce.number().int().min(1).max(500).default(50),
   /** An identity provider's JSON Web Key Set: Bearer JWTs signed by it are accepted, their `email` naming the user. */
   AUTH_JWKS_URL: z.string().url().optional(),
   /** The `iss` those tokens must carry (required with AUTH_JWKS_URL). */
@@ -106,6 +117,8 @@ export type Config = {
   /** Bearer JWTs from an identity provider (AUTH_JWKS_URL); null: API tokens only. */
   jwt: { jwksUrl: string; issuer: string; audience: string } | null;
   snoozeSweepMs: number;
+  scheduledReplyMaxLatenessMs: number;
+  jobs: { pollMs: number; leaseMs: number; concurrency: number };
 };
 
 export class ConfigError extends Error {}
@@ -137,6 +150,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (c.SENDS_IN_DOUBT_AFTER_MS <= c.SMS_PROVIDER_TIMEOUT_MS) {
     throw new ConfigError(
       `Invalid configuration: SENDS_IN_DOUBT_AFTER_MS (${c.SENDS_IN_DOUBT_AFTER_MS}) must be longer than SMS_PROVIDER_TIMEOUT_MS (${c.SMS_PROVIDER_TIMEOUT_MS}): a send is in doubt only once no live call can still answer it.`,
+    );
+  }
+  if (c.JOB_LEASE_MS <= c.SMS_PROVIDER_TIMEOUT_MS) {
+    throw new ConfigError(
+      `Invalid configuration: JOB_LEASE_MS (${c.JOB_LEASE_MS}) must be longer than SMS_PROVIDER_TIMEOUT_MS (${c.SMS_PROVIDER_TIMEOUT_MS}): a job still talking to the provider must not be claimed again.`,
     );
   }
   if (c.AUTH_JWKS_URL && (!c.AUTH_JWT_ISSUER || !c.AUTH_JWT_AUDIENCE)) {
@@ -176,5 +194,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     lookupRetryMs: c.LOOKUP_RETRY_MS,
     jwt: c.AUTH_JWKS_URL ? { jwksUrl: c.AUTH_JWKS_URL, issuer: c.AUTH_JWT_ISSUER!, audience: c.AUTH_JWT_AUDIENCE! } : null,
     snoozeSweepMs: c.SNOOZE_SWEEP_MS,
+    scheduledReplyMaxLatenessMs: c.SCHEDULED_REPLY_MAX_LATENESS_MS,
+    jobs: { pollMs: c.JOB_POLL_MS, leaseMs: c.JOB_LEASE_MS, concurrency: c.JOB_CONCURRENCY },
   };
 }

@@ -9,7 +9,8 @@ import { Authenticator } from './services/auth.js';
 import { SnoozeSweeper } from './services/conversation-status.js';
 import { JwtVerifier } from './services/jwt.js';
 import { applyMessageStatus } from './services/message-status.js';
-import { SendsInDoubtSweeper } from './services/replies/index.js';
+import { JobRunner } from './services/jobs/runner.js';
+import { SCHEDULED_REPLY_QUEUE, scheduledReplyHandler, SendsInDoubtSweeper } from './services/replies/index.js';
 import type { ServiceDeps } from './services/deps.js';
 import { ServiceState } from './services/state.js';
 import { TextabilityService } from './services/textability.js';
@@ -22,6 +23,8 @@ export type Deps = ServiceDeps & {
   sendsInDoubt: SendsInDoubtSweeper;
   /** Opens snoozed conversations when their snooze ends (started by main.ts). */
   snoozes: SnoozeSweeper;
+  /** Runs due background jobs: scheduled replies (started by main.ts). */
+  jobs: JobRunner;
   /** Per-token request budget for /graphql and /api (RATE_LIMIT_PER_MINUTE). */
   rateLimiter: RateLimiter;
 };
@@ -35,6 +38,7 @@ export function assembleDeps(config: Config, database: Database, logger: Logger)
     logger,
     applyStatus: (update) => applyMessageStatus({ db: database.db, events, logger, state }, update),
   });
+  const textability = new TextabilityService(database.db, sms, logger, config.lookupRetryMs);
   const authenticator = new Authenticator(database.db, config.authCacheTtlMs, config.jwt ? new JwtVerifier(config.jwt) : null);
   return {
     config,
@@ -45,9 +49,15 @@ export function assembleDeps(config: Config, database: Database, logger: Logger)
     events,
     sms,
     state,
-    textability: new TextabilityService(database.db, sms, logger, config.lookupRetryMs),
+    textability,
     sendsInDoubt: new SendsInDoubtSweeper({ db: database.db, sms, events, logger, config, state }),
     snoozes: new SnoozeSweeper({ db: database.db, events, logger, config }),
+    jobs: new JobRunner(
+      database.db,
+      { [SCHEDULED_REPLY_QUEUE]: scheduledReplyHandler({ db: database.db, events, sms, config, textability, state, logger }) },
+      config.jobs,
+      logger,
+    ),
     rateLimiter: new RateLimiter(config.rateLimitPerMinute, {
       authFailuresPerMinute: config.authFailuresPerMinute,
       isVerifiedToken: (authorization) => authenticator.isVerified(authorization),
@@ -78,6 +88,7 @@ export async function openDeps(config: Config, logger: Logger): Promise<Deps & {
  * hold and the shared feeds end, closes the event listeners, then the database.
  */
 export async function closeDeps(deps: Deps, options: { database?: boolean } = {}): Promise<void> {
+  await deps.jobs.close();
   await deps.sendsInDoubt.close();
   await deps.snoozes.close();
   await deps.textability.close();

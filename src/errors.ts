@@ -22,6 +22,10 @@ export const errorCatalog = {
   MEMBER_ALREADY_EXISTS: { status: 409, category: 'BAD_USER_INPUT' },
   /** A change that would leave the organization without an OWNER. */
   LAST_OWNER: { status: 400, category: 'BAD_USER_INPUT' },
+  /** rescheduleReply or cancelScheduledReply on a reply that is no longer SCHEDULED (sent, failed, canceled). */
+  NOT_SCHEDULED: { status: 409, category: 'BAD_USER_INPUT' },
+  /** A scheduled reply due longer ago than SCHEDULED_REPLY_MAX_LATENESS_MS when an instance got to it: failed, not sent. */
+  SCHEDULE_EXPIRED: { status: 410, category: 'SCHEDULE_EXPIRED' },
   METHOD_NOT_ALLOWED: { status: 405, category: 'BAD_REQUEST' },
   PAYLOAD_TOO_LARGE: { status: 413, category: 'BAD_USER_INPUT' },
   /** Too many requests for one API token in the current minute (RATE_LIMIT_PER_MINUTE); retry after Retry-After. */

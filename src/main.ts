@@ -46,6 +46,8 @@ async function main() {
   deps.sendsInDoubt.start();
   // Snoozes that end (and those that ended while no instance ran).
   deps.snoozes.start();
+  // Scheduled replies that are due (and those that fell due while no instance ran).
+  deps.jobs.start();
 
   const lines = [``, `  Conversations gateway on ${deps.database.kind === 'pglite' ? `embedded PGlite (${resolve(config.dataDir)})` : 'PostgreSQL'}`];
   lines.push(`  GraphiQL:        ${url}/graphql`);

@@ -318,6 +318,10 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
     hangSendsTo(to: string, options: { kept: boolean }) {
       hangingSendsTo.set(to, options);
     },
+    /** Sends to this number are answered again (what was sent so far stays in `sent`). */
+    stopHanging(to: string) {
+      hangingSendsTo.delete(to);
+    },
     /** Env for createTestApp: the gateway's Twilio provider, pointed at this server. */
     env(): Record<string, string> {
       return { TWILIO_ACCOUNT_SID: accountSid, TWILIO_AUTH_TOKEN: authToken, TWILIO_API_BASE_URL: url };

@@ -148,7 +148,9 @@ export const conversationMessagesRoute: RestRoute = {
     const page = conversation ? await readPage(loaders, conversation, limit, cursor) : null;
     const messages = page?.messages ?? [];
     const body: MessagePageJson = {
-      messages: messages.map(messageJson),
+      // Replies still scheduled, or canceled, are no part of the history the published route describes
+      // (its statuses are sent, delivered, failed, undelivered); the cursor still follows the rows read.
+      messages: messages.filter(isHistory).map(messageJson),
       timezone,
       cursor: page?.hasNextPage && messages.length > 0 ? messageCursor(messages.at(-1)!) : null,
       hasMore: page?.hasNextPage ?? false,
@@ -156,6 +158,8 @@ export const conversationMessagesRoute: RestRoute = {
     return { status: 200, body };
   },
 };
+
+const isHistory = (message: { status: string | null }) => message.status !== 'scheduled' && message.status !== 'canceled';
 
 const invalidCursor = () =>
   new AppError('INVALID_CURSOR', 'cursor is not a valid cursor for this conversation: pass the `cursor` of a previous response.', {

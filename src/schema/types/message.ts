@@ -65,7 +65,20 @@ builder.node(MessageRef, {
     optOutDetected: t.exposeBoolean('optOutDetected', { nullable: true }),
     isFlood: t.exposeBoolean('flaggedAsFlood', { description: 'Inbound: arrived while its sender was flooding the number (stored all the same).' }),
     segments: t.exposeInt('segments', { nullable: true }),
-    createdAt: t.expose('createdAt', { type: 'DateTime' }),
+    createdAt: t.expose('createdAt', {
+      type: 'DateTime',
+      description: 'When it was received or sent; a scheduled reply carries its due time (where it will sit in the thread).',
+    }),
+    sendAt: t.expose('sendAt', {
+      type: 'DateTime',
+      nullable: true,
+      description: 'A scheduled reply: when it is (or was) due to go out. null for other messages.',
+    }),
+    failureCode: t.exposeString('failureCode', {
+      nullable: true,
+      description:
+        'Why a scheduled reply FAILED when it fell due, as an error code (SCHEDULE_EXPIRED, INSUFFICIENT_CREDITS, CONTACT_OPTED_OUT, CONTACT_NON_TEXTABLE, NO_FROM_NUMBER, PROVIDER_ERROR, ...). `errorCode` keeps the provider\'s own code.',
+    }),
     conversation: t.field({
       type: ConversationRef,
       resolve: async (m, _args, ctx) => (await ctx.loaders.conversation.load(m.conversationId))!,
@@ -105,6 +118,8 @@ export const MESSAGE_FIELD_COLUMNS: Record<string, readonly (keyof MessageRow)[]
   optOutDetected: ['optOutDetected'],
   segments: ['segments'],
   createdAt: ['createdAt'],
+  sendAt: ['sendAt'],
+  failureCode: ['failureCode'],
   conversation: ['conversationId'],
   sentBy: ['sentByUserId'],
   cursor: [],

@@ -1,5 +1,5 @@
 import type { ShortLinkRow } from '../../db/tables.js';
-import { previewReply, sendReply, type SendReplyInput, type SendReplyOutcome } from '../../services/replies/index.js';
+import { previewReply, scheduleReply, sendAtDecision, sendReply, type SendReplyInput, type SendReplyOutcome } from '../../services/replies/index.js';
 import type { RequestContext } from '../../context.js';
 import { builder } from '../builder.js';
 import { uuidOfNodeId } from '../global-ids.js';
@@ -44,13 +44,19 @@ const SendReplyInputType = builder.inputType('SendReplyInput', {
       description:
         'A retry with the same key (in your organization) returns the first result and sends nothing more, even when the calls race.',
     }),
+    sendAt: t.field({
+      type: 'DateTime',
+      description:
+        'Schedule the reply: more than 5 s ahead it is stored as SCHEDULED (creditsCharged 0) and goes out at that time (within 5 s); ' +
+        'credits are checked and reserved then. Within 5 s it goes out now. In the past or more than 90 days ahead: BAD_USER_INPUT.',
+    }),
   }),
 });
 
 type SendReplySuccess = Extract<SendReplyOutcome, { ok: true }>;
 const SendReplyPayloadRef = builder.objectRef<SendReplySuccess>('SendReplyPayload');
 SendReplyPayloadRef.implement({
-  description: 'A reply handed to the provider.',
+  description: 'A reply handed to the provider, or scheduled for later (message status SCHEDULED, creditsCharged 0, no provider id yet).',
   fields: (t) => ({
     message: t.field({ type: MessageRef, resolve: (p) => p.message }),
     provider: t.exposeString('provider', { description: '`twilio` or `simulated`.' }),
@@ -87,7 +93,7 @@ ReplyPreviewRef.implement({
 });
 
 type InputShape = typeof SendReplyInputType.$inferInput;
-const toServiceInput = (input: InputShape): SendReplyInput => ({
+const toServiceInput = ({ sendAt: _sendAt, ...input }: InputShape): SendReplyInput => ({
   ...input,
   fromPhoneNumberId: input.fromPhoneNumberId === null || input.fromPhoneNumberId === undefined ? null : uuidOfNodeId(input.fromPhoneNumberId, 'PhoneNumber'),
   forceRoute: input.forceRoute ?? 'AUTO',
@@ -114,7 +120,11 @@ builder.mutationField('sendReply', (t) =>
     args: { input: t.arg({ type: SendReplyInputType, required: true }) },
     errors: { types: SEND_REPLY_ERRORS, directResult: true, union: { name: 'SendReplyResult' } },
     resolve: async (_root, { input }, ctx: RequestContext) => {
-      const outcome = await sendReply(ctx.deps, ctx.caller.organizationId, { ...toServiceInput(input), sentByUserId: ctx.caller.userId });
+      const serviceInput = { ...toServiceInput(input), sentByUserId: ctx.caller.userId };
+      const outcome =
+        input.sendAt && sendAtDecision(input.sendAt) === 'later'
+          ? await scheduleReply(ctx.deps, ctx.caller.organizationId, serviceInput, input.sendAt)
+          : await sendReply(ctx.deps, ctx.caller.organizationId, serviceInput);
       if (!outcome.ok) throw typedError(outcome.error);
       ctx.loaders.message.clear(outcome.message.id).prime(outcome.message.id, outcome.message);
       ctx.loaders.conversation.clear(outcome.message.conversationId);

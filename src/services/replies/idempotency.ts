@@ -27,6 +27,8 @@ export async function replay(deps: Pick<ServiceDeps, 'db' | 'config'>, organizat
     await new Promise((resolve) => setTimeout(resolve, 20));
     message = (await messageByIdempotencyKey(deps, organizationId, first.idempotencyKey!)) ?? message;
   }
+  // A scheduled reply answers with its message whatever became of it (its failure is on the message).
+  if (message.sendAt !== null) return sendSucceeded(message);
   if (message.providerMessageId === null && message.status === 'failed') {
     const [conversation] = await deps.db
       .select({ phoneNumber: conversations.phoneNumber })

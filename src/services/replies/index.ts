@@ -5,3 +5,5 @@ export { previewReply } from './preview.js';
 export { sendReply } from './send.js';
 export { SendsInDoubtSweeper, settleSendsInDoubt, type SweepResult } from './sends-in-doubt.js';
 export type { ReplyPreview, Route, SendReplyInput, SendReplyOutcome } from './types.js';
+export { cancelScheduledReply, rescheduleReply, SCHEDULED_REPLY_QUEUE, scheduledRepliesOf, scheduleReply, sendAtDecision } from './schedule.js';
+export { scheduledReplyHandler } from './scheduled-send.js';

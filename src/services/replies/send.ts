@@ -136,8 +136,8 @@ async function sendWithLinks(
   return deliver(deps, organizationId, phoneNumber, reserved.message, reserved, composed.route);
 }
 
-/** Steps 3 and 4 of a reserved send: the provider, then its answer (or the refund). */
-async function deliver(
+/** Steps 3 and 4 of a reserved send: the provider, then its answer (or the refund). Also runs due scheduled replies. */
+export async function deliver(
   deps: ServiceDeps,
   organizationId: string,
   phoneNumber: string,
@@ -174,6 +174,7 @@ async function deliver(
   }
 
   deps.logger.warn({ messageId: queued.id, errorCode: result.errorCode, providerMessage: result.message }, 'provider refused a reply');
-  await failReservedSend(deps, organizationId, queued, result.errorCode, recipient.contact);
-  return { ok: false, error: providerFailure(result.errorCode, phoneNumber) };
+  const error = providerFailure(result.errorCode, phoneNumber);
+  await failReservedSend(deps, organizationId, queued, result.errorCode, recipient.contact, queued.sendAt ? error.code : null);
+  return { ok: false, error };
 }

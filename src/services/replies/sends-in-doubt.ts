@@ -45,6 +45,8 @@ export async function settleSendsInDoubt(deps: SweepDeps, limit = SWEEP_LIMIT): 
         sql`${messages.providerMessageId} is null and ${messages.direction} = 'outgoing' and ${messages.creditsCharged} > 0`,
         sql`${messages.status} = 'queued'`,
         sql`${messages.createdAt} < now() - make_interval(secs => ${afterSeconds})`,
+        // A scheduled reply's own job settles it (and sends it again if the provider never got it).
+        sql`${messages.sendAt} is null`,
         // Only the provider that made the send can say what became of it.
         eq(messages.provider, deps.sms.name),
       ),

@@ -99,11 +99,13 @@ export async function failReservedSend(
   queued: Pick<MessageRow, 'id' | 'creditsCharged'>,
   errorCode: number | null,
   contact: Pick<SenderContact, 'id'> | null,
+  /** A scheduled reply keeps why it failed (our error code), as its caller is no longer there to hear it. */
+  failureCode: string | null = null,
 ): Promise<MessageRow | null> {
   const failed = await deps.db.transaction(async (tx) => {
     const [row] = await tx
       .update(messages)
-      .set({ status: 'failed', errorCode, creditsCharged: 0, updatedAt: sql`now()` })
+      .set({ status: 'failed', errorCode, failureCode, creditsCharged: 0, updatedAt: sql`now()` })
       .where(
         and(
           eq(messages.organizationId, organizationId),

@@ -1,0 +1,182 @@
+import { and, eq, sql } from 'drizzle-orm';
+import { contacts, conversations, messages, messageStatusEvents, organizations, phoneNumbers, type MessageRow } from '../../db/tables.js';
+import { AppError } from '../../errors.js';
+import type { ServiceDeps } from '../deps.js';
+import { uuidv7 } from '../ids.js';
+import { JOB_DONE, type JobHandler, type JobOutcome } from '../jobs/runner.js';
+import { resolveRecipient } from './recipient.js';
+import { contactRefusal, insufficientCredits, type SenderContact } from './refusals.js';
+import type { ScheduledSendOptions } from './schedule.js';
+import { deliver } from './send.js';
+import { storeProviderAnswer } from './settle.js';
+
+// A scheduled reply going out: the job handler of scheduled replies (jobs/runner.ts runs it when the job
+// is due). Exactly once, across instances, restarts and a SIGKILL at any moment:
+// - the reply moves from `scheduled` to `queued` (credits reserved) in one transaction under its row lock,
+//   so one run, and never a cancel as well, takes it;
+// - the job lives on until the provider's answer is stored: if the instance dies after the reservation,
+//   the job is claimed again when its lease ends, finds the reply queued with no answer, and asks the
+//   provider (as the sweep of sends in doubt does, which leaves scheduled replies to this): a send it has
+//   gets its id; one it never got is sent now, with the credits already reserved.
+// Any refusal at send time (opted out meanwhile, too few credits, not textable, the provider) fails the
+// reply with its error code (messages.failure_code) and tells messageStatusChanged's subscribers.
+
+type HandlerDeps = Pick<ServiceDeps, 'db' | 'events' | 'sms' | 'config' | 'textability' | 'state' | 'logger'>;
+
+type Scheduled = MessageRow & { phoneNumber: string };
+
+/** A pending textability lookup holds a due reply back this long, then it is looked at again. */
+const PENDING_RETRY_MS = 5_000;
+
+export function scheduledReplyHandler(deps: HandlerDeps): JobHandler {
+  return async (job) => {
+    const { organizationId, messageId } = job.payload as { organizationId: string; messageId: string };
+    const [row] = await deps.db
+      .select({ message: messages, phoneNumber: conversations.phoneNumber })
+      .from(messages)
+      .innerJoin(conversations, and(eq(conversations.organizationId, messages.organizationId), eq(conversations.id, messages.conversationId)))
+      .where(and(eq(messages.organizationId, organizationId), eq(messages.id, messageId)));
+    // Erased with its contact's history meanwhile.
+    if (!row) return JOB_DONE;
+    const reply: Scheduled = { ...row.message, phoneNumber: row.phoneNumber };
+    if (reply.status === 'scheduled') return sendDue(deps, reply);
+    if (reply.status === 'queued' && reply.providerMessageId === null) return resumeInterrupted(deps, reply);
+    // Canceled, or settled already (by this job's earlier run).
+    return JOB_DONE;
+  };
+}
+
+async function sendDue(deps: HandlerDeps, reply: Scheduled): Promise<JobOutcome> {
+  const { organizationId } = reply;
+  const dueAt = reply.sendAt!.getTime();
+  // Rescheduled later while the job was being claimed.
+  if (dueAt > Date.now() + 1_000) return { runAt: reply.sendAt!, reason: 'not due yet' };
+  if (Date.now() - dueAt > deps.config.scheduledReplyMaxLatenessMs) {
+    const minutes = Math.round((Date.now() - dueAt) / 60_000);
+    await failScheduled(deps, reply, new AppError('SCHEDULE_EXPIRED', `The reply was due ${minutes} minutes ago, longer than SCHEDULED_REPLY_MAX_LATENESS_MS allows; it was not sent.`));
+    return JOB_DONE;
+  }
+  // The contact and the number as of now (a pending textability lookup is settled or started here).
+  const recipient = await resolveRecipient(deps, organizationId, reply.phoneNumber, {
+    phoneNumber: reply.phoneNumber,
+    message: reply.body,
+    fromPhoneNumberId: reply.fromPhoneNumberId,
+  });
+  if (recipient instanceof AppError) {
+    if (recipient.code === 'CONTACT_TEXTABILITY_PENDING') return { runAt: new Date(Date.now() + PENDING_RETRY_MS), reason: 'textability lookup pending' };
+    await failScheduled(deps, reply, recipient);
+    return JOB_DONE;
+  }
+
+  const options = reply.sendOptions as ScheduledSendOptions;
+  const reserved = await deps.db.transaction(async (tx) => {
+    // The order every writer locks in: the contact (shared: consent is decided under it), the message, the organization, the conversation.
+    const [contact] = await tx
+      .select({ id: contacts.id, isOptedIn: contacts.isOptedIn, isTextable: contacts.isTextable })
+      .from(contacts)
+      .where(and(eq(contacts.organizationId, organizationId), eq(contacts.phoneNumber, reply.phoneNumber)))
+      .for('share');
+    const [locked] = await tx
+      .select({ id: messages.id })
+      .from(messages)
+      .where(and(eq(messages.organizationId, organizationId), eq(messages.id, reply.id), eq(messages.status, 'scheduled')))
+      .for('update');
+    if (!locked) return { kind: 'gone' } as const;
+    const refusal = contactRefusal((contact as SenderContact | undefined) ?? null, reply.phoneNumber);
+    if (refusal === 'pending') return { kind: 'pending' } as const;
+    if (refusal) return { kind: 'refused', error: refusal } as const;
+    const [paid] = await tx
+      .update(organizations)
+      .set({ credits: sql`${organizations.credits} - ${options.credits}` })
+      .where(and(eq(organizations.id, organizationId), sql`${organizations.credits} >= ${options.credits}`))
+      .returning({ credits: organizations.credits });
+    if (!paid) {
+      const [org] = await tx.select({ credits: organizations.credits }).from(organizations).where(eq(organizations.id, organizationId));
+      return { kind: 'refused', error: insufficientCredits(options.credits, org?.credits ?? 0) } as const;
+    }
+    const [queued] = await tx
+      .update(messages)
+      .set({ status: 'queued', creditsCharged: options.credits, provider: deps.sms.name, fromPhoneNumberId: recipient.from.id, updatedAt: sql`now()` })
+      .where(and(eq(messages.organizationId, organizationId), eq(messages.id, reply.id)))
+      .returning();
+    await tx.insert(messageStatusEvents).values({ organizationId, id: uuidv7(), messageId: reply.id, status: 'queued' });
+    // It becomes the thread's last message unless a later one is there already; the contact no longer waits.
+    await tx.execute(sql`update ${conversations} v set
+        last_message_id = ${reply.id}, last_message_body = ${queued!.body}, last_direction = 'outgoing',
+        last_message_at = ${queued!.createdAt.toISOString()}::timestamptz, waiting_since = null, updated_at = now()
+      where v.organization_id = ${organizationId} and v.id = ${reply.conversationId}
+        and (v.last_message_id is null or (v.last_message_at, v.last_message_id) < (${queued!.createdAt.toISOString()}::timestamptz, ${reply.id}::uuid))`);
+    return { kind: 'reserved', message: queued!, contact: contact! } as const;
+  });
+
+  if (reserved.kind === 'gone') return JOB_DONE;
+  if (reserved.kind === 'pending') return { runAt: new Date(Date.now() + PENDING_RETRY_MS), reason: 'textability lookup pending' };
+  if (reserved.kind === 'refused') {
+    await failScheduled(deps, reply, reserved.error);
+    return JOB_DONE;
+  }
+  deps.events.publish('messageStatusChanged', organizationId, { messageId: reply.id, conversationId: reply.conversationId });
+  // deliver() stores the answer, or fails and refunds the reply keeping the provider's reason.
+  await deliver(deps, organizationId, reply.phoneNumber, reserved.message, { contact: reserved.contact, from: recipient.from }, options.route);
+  return JOB_DONE;
+}
+
+/**
+ * A reply reserved by a run that never stored the provider's answer (its instance died). Once no live call
+ * can still answer (SENDS_IN_DOUBT_AFTER_MS after the reservation), the provider says whether it has it.
+ */
+async function resumeInterrupted(deps: HandlerDeps, reply: Scheduled): Promise<JobOutcome> {
+  const { organizationId } = reply;
+  const reservedAt = reply.updatedAt.getTime();
+  const settleAt = reservedAt + deps.config.sendsInDoubtAfterMs;
+  if (Date.now() < settleAt) return { runAt: new Date(settleAt), reason: 'a send may still be with the provider' };
+  const [from] = await deps.db
+    .select({ id: phoneNumbers.id, phoneNumber: phoneNumbers.phoneNumber })
+    .from(phoneNumbers)
+    .where(and(eq(phoneNumbers.organizationId, organizationId), eq(phoneNumbers.id, reply.fromPhoneNumberId ?? sql`null`)));
+  const record = from
+    ? await deps.sms.findSend({ to: reply.phoneNumber, from: from.phoneNumber, body: reply.body, createdAt: reply.updatedAt }, deps.config.smsProviderTimeoutMs)
+    : ({ kind: 'unknown', reason: 'its sending number is gone' } as const);
+  const context = { organizationId, messageId: reply.id };
+  if (record.kind === 'sent') {
+    await storeProviderAnswer(deps, organizationId, reply, record.providerMessageId, record.status);
+    deps.logger.warn({ ...context, providerMessageId: record.providerMessageId }, 'scheduled reply: the provider has it; its id is stored');
+    return JOB_DONE;
+  }
+  if (record.kind === 'unknown') return { runAt: new Date(Date.now() + Math.max(1_000, deps.config.sendsInDoubtAfterMs / 5)), reason: record.reason };
+  // The provider never got it: this run sends it (the job's lease keeps others off; the reservation is kept).
+  // The contact exists: one with a conversation is deleted only with its history, this reply included.
+  const [contact] = await deps.db
+    .select({ id: contacts.id, isOptedIn: contacts.isOptedIn, isTextable: contacts.isTextable })
+    .from(contacts)
+    .where(and(eq(contacts.organizationId, organizationId), eq(contacts.phoneNumber, reply.phoneNumber)));
+  const [touched] = await deps.db
+    .update(messages)
+    .set({ updatedAt: sql`now()` })
+    .where(and(eq(messages.organizationId, organizationId), eq(messages.id, reply.id), eq(messages.status, 'queued'), sql`${messages.providerMessageId} is null`))
+    .returning();
+  if (!touched) return JOB_DONE;
+  deps.logger.warn(context, 'scheduled reply: the provider never got it; sending it now');
+  const options = reply.sendOptions as ScheduledSendOptions;
+  await deliver(deps, organizationId, reply.phoneNumber, touched, { contact: contact!, from: from! }, options.route);
+  return JOB_DONE;
+}
+
+/** Fails a reply that is still scheduled, keeping why; nothing was charged. */
+async function failScheduled(deps: Pick<ServiceDeps, 'db' | 'events' | 'logger'>, reply: Scheduled, error: AppError): Promise<void> {
+  const { organizationId } = reply;
+  const failed = await deps.db.transaction(async (tx) => {
+    const [row] = await tx
+      .update(messages)
+      .set({ status: 'failed', failureCode: error.code, updatedAt: sql`now()` })
+      .where(and(eq(messages.organizationId, organizationId), eq(messages.id, reply.id), eq(messages.status, 'scheduled')))
+      .returning({ id: messages.id });
+    if (row) await tx.insert(messageStatusEvents).values({ organizationId, id: uuidv7(), messageId: reply.id, status: 'failed' });
+    return Boolean(row);
+  });
+  if (!failed) return;
+  deps.logger.info({ organizationId, messageId: reply.id, code: error.code }, 'scheduled reply refused when due');
+  deps.events.publish('messageStatusChanged', organizationId, { messageId: reply.id, conversationId: reply.conversationId });
+  deps.events.publish('conversationUpdated', organizationId, { conversationId: reply.conversationId });
+}
+

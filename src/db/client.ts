@@ -8,7 +8,10 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
-import * as tables from './tables.js';
+import * as coreTables from './tables.js';
+import * as teamworkTables from './teamwork-tables.js';
+
+const tables = { ...coreTables, ...teamworkTables };
 
 export type Tables = typeof tables;
 /** The Drizzle database, whichever driver is underneath. */

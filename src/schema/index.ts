@@ -11,5 +11,6 @@ import './types/errors.js';
 import './types/reply.js';
 import './types/consent.js';
 import './types/subscriptions.js';
+import './types/note.js';
 
 export const schema = builder.toSchema({ sortSchema: false });

@@ -146,7 +146,10 @@ describe('addNote', () => {
       [Buffer.from(`Contact:${owner.userId}`).toString('base64')], // a global id of another type
     ]) {
       const res = await addNote(agent, { phoneNumber: phone, body: 'FYI', mentionUserIds });
-      expect(res.body.data.addNote, JSON.stringify(mentionUserIds)).toMatchObject({ __typename: 'MemberNotFoundError', code: 'MEMBER_NOT_FOUND' });
+      expect(res.body.data.addNote, JSON.stringify(mentionUserIds)).toMatchObject({
+        __typename: 'MemberNotFoundError',
+        code: 'MEMBER_NOT_FOUND',
+      });
     }
     // Refused before the conversation is created, too.
     const contact = await t.createContact(org, { phoneNumber: nextPhone(), isTextable: true });
@@ -173,7 +176,11 @@ describe('addNote', () => {
       expect(res.status).toBeLessThan(500);
       expect(res.body.errors?.[0]?.extensions?.code, JSON.stringify(input).slice(0, 80)).toBe(code);
     }
-    const literal = await t.graphql(`mutation { addNote(input: { phoneNumber: "${phone}", body: "a\\u0000b" }) { __typename } }`, {}, as(agent));
+    const literal = await t.graphql(
+      `mutation { addNote(input: { phoneNumber: "${phone}", body: "a\\u0000b" }) { __typename } }`,
+      {},
+      as(agent),
+    );
     expect(literal.body.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
     expect(await countsOf(org)).toEqual(counts);
     // The limit counts characters (code points), so 5,000 emoji fit.
@@ -206,7 +213,10 @@ describe('what notes never do', () => {
 });
 
 type Edge = { cursor: string; node: { __typename?: string; uuid: string; body: string } };
-type Connection = { edges: Edge[]; pageInfo: { hasNextPage: boolean; hasPreviousPage: boolean; startCursor: string | null; endCursor: string | null } };
+type Connection = {
+  edges: Edge[];
+  pageInfo: { hasNextPage: boolean; hasPreviousPage: boolean; startCursor: string | null; endCursor: string | null };
+};
 
 async function page(who: TestOrg, query: string, field: 'notes' | 'timeline', variables: Record<string, unknown>): Promise<Connection> {
   const res = await t.graphql(query, variables, as(who));
@@ -259,19 +269,25 @@ describe('Conversation.notes and Conversation.timeline', () => {
     // Interleaved, some in the same millisecond; another thread's items stay out.
     const base = Date.now() - 60_000;
     for (let i = 0; i < 6; i += 1) {
-      await t.addMessage(org, { phoneNumber: phone, direction: i % 2 ? 'outgoing' : 'incoming', body: `m${i}`, createdAt: new Date(base + i * 1000) });
+      await t.addMessage(org, {
+        phoneNumber: phone,
+        direction: i % 2 ? 'outgoing' : 'incoming',
+        body: `m${i}`,
+        createdAt: new Date(base + i * 1000),
+      });
       await added(agent, { phoneNumber: phone, body: `n${i}` });
       await t.addMessage(org, { phoneNumber: other, direction: 'incoming', body: `other ${i}` });
       await added(agent, { phoneNumber: other, body: `other note ${i}` });
     }
-    const [conversation] = await t.db.select().from(conversations).where(and(eq(conversations.organizationId, org.organizationId), eq(conversations.phoneNumber, phone)));
+    const [conversation] = await t.db
+      .select()
+      .from(conversations)
+      .where(and(eq(conversations.organizationId, org.organizationId), eq(conversations.phoneNumber, phone)));
     const rows = [
       ...(await t.db.select().from(messages).where(eq(messages.conversationId, conversation!.id))),
       ...(await t.db.select().from(notes).where(eq(notes.conversationId, conversation!.id))),
     ];
-    const expected = rows
-      .sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : -1))
-      .map((row) => row.id);
+    const expected = rows.sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : -1)).map((row) => row.id);
     expect(expected).toHaveLength(12);
 
     for (const size of [1, 5, 12, 50]) {
@@ -281,7 +297,14 @@ describe('Conversation.notes and Conversation.timeline', () => {
     }
     const first = await page(agent, TIMELINE, 'timeline', { phone, first: 12 });
     expect(first.edges.filter((e) => e.node.__typename === 'Note').map((e) => e.node.body)).toEqual(['n5', 'n4', 'n3', 'n2', 'n1', 'n0']);
-    expect(first.edges.filter((e) => e.node.__typename === 'Message').map((e) => e.node.body)).toEqual(['m5', 'm4', 'm3', 'm2', 'm1', 'm0']);
+    expect(first.edges.filter((e) => e.node.__typename === 'Message').map((e) => e.node.body)).toEqual([
+      'm5',
+      'm4',
+      'm3',
+      'm2',
+      'm1',
+      'm0',
+    ]);
 
     // A page: the conversation, then the timeline in one statement (UNION ALL of two index walks).
     const stop = t.database.statementLog.record();
@@ -300,7 +323,44 @@ describe('Conversation.notes and Conversation.timeline', () => {
       [TIMELINE, { phone, last: 2, before: 'garbage' }],
     ] as const) {
       const res = await t.graphql(query, variables, as(agent));
-      expect(res.body.errors?.[0]?.extensions, JSON.stringify(variables)).toMatchObject({ code: 'BAD_USER_INPUT', errorCode: 'INVALID_CURSOR' });
+      expect(res.body.errors?.[0]?.extensions, JSON.stringify(variables)).toMatchObject({
+        code: 'BAD_USER_INPUT',
+        errorCode: 'INVALID_CURSOR',
+      });
+    }
+  });
+
+  it('pages the notes and timelines of a whole inbox page in one statement each, as each thread alone would', async () => {
+    const { org, agent } = await workspace('Inbox timelines');
+    const phones = [nextPhone(), nextPhone(), nextPhone()];
+    for (const [k, phone] of phones.entries()) {
+      for (let i = 0; i <= k + 1; i += 1) {
+        await t.addMessage(org, { phoneNumber: phone, direction: 'incoming', body: `${phone} m${i}` });
+        await added(agent, { phoneNumber: phone, body: `${phone} n${i}` });
+      }
+    }
+    const INBOX = `{ conversations(first: 10) { edges { node { phoneNumber
+      timeline(first: 3) { edges { node { ... on Message { uuid } ... on Note { uuid } } } pageInfo { hasNextPage } }
+      notes(first: 2) { edges { node { uuid } } pageInfo { hasNextPage } } } } } }`;
+    const stop = t.database.statementLog.record();
+    const res = await t.graphql(INBOX, {}, as(agent));
+    const statements = stop().filter((statement) => !/api_tokens|memberships/.test(statement));
+    expect(res.body.errors).toBeUndefined();
+    // The inbox page, then one statement for all the timelines and one for all the notes.
+    expect(statements, statements.join('\n')).toHaveLength(3);
+    expect(statements.filter((statement) => /unnest/.test(statement))).toHaveLength(2);
+    for (const edge of res.body.data.conversations.edges) {
+      const phone = edge.node.phoneNumber;
+      const alone = await t.graphql(
+        `query($phone: String!) { conversation(phoneNumber: $phone) {
+          timeline(first: 3) { edges { node { ... on Message { uuid } ... on Note { uuid } } } pageInfo { hasNextPage } }
+          notes(first: 2) { edges { node { uuid } } pageInfo { hasNextPage } } } }`,
+        { phone },
+        as(agent),
+      );
+      expect(edge.node.timeline).toEqual(alone.body.data.conversation.timeline);
+      expect(edge.node.notes).toEqual(alone.body.data.conversation.notes);
+      expect(edge.node.timeline.edges).toHaveLength(3);
     }
   });
 

@@ -34,7 +34,12 @@ export type TimelineRow = MessageRow | NoteRow;
 export const isNoteRow = (row: TimelineRow): row is NoteRow => 'authorUserId' in row;
 
 /** Validates connection arguments; a cursor of another kind or scope (conversation, member) is INVALID_CURSOR. */
-export function keysetRequest(kind: CursorKind, scope: string, args: PageArgs, columns: MessageColumns = ALL_MESSAGE_COLUMNS): KeysetRequest {
+export function keysetRequest(
+  kind: CursorKind,
+  scope: string,
+  args: PageArgs,
+  columns: MessageColumns = ALL_MESSAGE_COLUMNS,
+): KeysetRequest {
   const first = pageSize(args.first, 'first');
   const last = pageSize(args.last, 'last');
   if (first !== null && last !== null) throw badUserInput('Pass either first or last, not both.');
@@ -43,7 +48,15 @@ export function keysetRequest(kind: CursorKind, scope: string, args: PageArgs, c
   const walk = last !== null ? 'newer' : 'older';
   const limit = last ?? first ?? DEFAULT_PAGE_SIZE;
   const columnsKey = kind === 'timeline' ? columns.key : '';
-  return { kind, walk, limit, olderThan, newerThan, columns, key: `${kind}:${walk}:${limit}:${args.after ?? ''}:${args.before ?? ''}:${columnsKey}` };
+  return {
+    kind,
+    walk,
+    limit,
+    olderThan,
+    newerThan,
+    columns,
+    key: `${kind}:${walk}:${limit}:${args.after ?? ''}:${args.before ?? ''}:${columnsKey}`,
+  };
 }
 
 /** A row's cursor in a list of `kind` scoped to `scope` (its conversation, or the mentioned member). */
@@ -64,8 +77,10 @@ function toPage<T>(found: T[], request: KeysetRequest): Page<T> {
 /** The keyset bounds and order of one index walk over (at, id). Row comparisons: PostgreSQL starts the index scan at the cursor. */
 function walk(at: SQL, id: SQL, request: KeysetRequest): { where: SQL[]; order: SQL } {
   const where: SQL[] = [];
-  if (request.olderThan) where.push(sql`(${at}, ${id}) < (${sql.placeholder('olderAt')}::timestamptz, ${sql.placeholder('olderId')}::uuid)`);
-  if (request.newerThan) where.push(sql`(${at}, ${id}) > (${sql.placeholder('newerAt')}::timestamptz, ${sql.placeholder('newerId')}::uuid)`);
+  if (request.olderThan)
+    where.push(sql`(${at}, ${id}) < (${sql.placeholder('olderAt')}::timestamptz, ${sql.placeholder('olderId')}::uuid)`);
+  if (request.newerThan)
+    where.push(sql`(${at}, ${id}) > (${sql.placeholder('newerAt')}::timestamptz, ${sql.placeholder('newerId')}::uuid)`);
   // Exactly the indexes' order (DESC, NULLS FIRST as PostgreSQL's default), walked forward or backward.
   const order = request.walk === 'older' ? sql`${at} desc, ${id} desc` : sql`${at} asc, ${id} asc`;
   return { where, order };
@@ -114,7 +129,11 @@ function timelineQuery(conversation: SQL, request: KeysetRequest): SQL {
   const limit = pageLimit(request.limit);
   const noNote = sql.raw(Array(NOTE_COLUMN_COUNT).fill('null').join(', '));
   const noMessage = sql.raw(Array(request.columns.keys.length).fill('null').join(', '));
-  const messageWhere = [sql`${messages.organizationId} = ${organization}`, sql`${messages.conversationId} = ${conversation}`, ...message.where];
+  const messageWhere = [
+    sql`${messages.organizationId} = ${organization}`,
+    sql`${messages.conversationId} = ${conversation}`,
+    ...message.where,
+  ];
   const noteWhere = [sql`${notes.organizationId} = ${organization}`, sql`${notes.conversationId} = ${conversation}`, ...note.where];
   const merged = request.walk === 'older' ? sql`t_at desc, t_id desc` : sql`t_at asc, t_id asc`;
   return sql`(select 'm' as t_kind, ${messages.createdAt} as t_at, ${messages.id} as t_id, ${request.columns.list}, ${noNote}
@@ -169,7 +188,8 @@ export async function conversationPages<T extends TimelineRow>(
       .join(',')}}`;
     const raw = await statement(
       `many:${shapeOf(request)}`,
-      () => sql`select page.* from unnest(${sql.placeholder('ids')}::uuid[]) as c(id) cross join lateral (${query(sql`c.id`, request)}) page`,
+      () =>
+        sql`select page.* from unnest(${sql.placeholder('ids')}::uuid[]) as c(id) cross join lateral (${query(sql`c.id`, request)}) page`,
     ).arrays(db, { ...pageValues(request), organizationId, ids });
     rows = raw.map(read(request));
   }
@@ -186,7 +206,11 @@ export async function conversationPages<T extends TimelineRow>(
 export async function mentionsPage(db: DbOrTx, organizationId: string, userId: string, request: KeysetRequest): Promise<Page<NoteRow>> {
   const query = statement(`mentions:${shapeOf(request)}`, () => {
     const { where, order } = walk(sql`${noteMentions.createdAt}`, sql`${noteMentions.noteId}`, request);
-    const conditions = [sql`${noteMentions.organizationId} = ${organization}`, sql`${noteMentions.userId} = ${sql.placeholder('userId')}::uuid`, ...where];
+    const conditions = [
+      sql`${noteMentions.organizationId} = ${organization}`,
+      sql`${noteMentions.userId} = ${sql.placeholder('userId')}::uuid`,
+      ...where,
+    ];
     return sql`select ${NOTE_COLUMNS} from ${noteMentions}
       join ${notes} on ${notes.organizationId} = ${noteMentions.organizationId} and ${notes.id} = ${noteMentions.noteId}
       where ${sql.join(conditions, sql` and `)} order by ${order} limit ${pageLimit(request.limit)}`;

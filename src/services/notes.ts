@@ -126,7 +126,14 @@ export async function addNote(deps: Pick<ServiceDeps, 'db' | 'events'>, caller: 
     const now = Date.now();
     const [note] = await tx
       .insert(notes)
-      .values({ organizationId, id: uuidv7(now), conversationId: conversation.id, authorUserId: caller.userId, body, createdAt: new Date(now) })
+      .values({
+        organizationId,
+        id: uuidv7(now),
+        conversationId: conversation.id,
+        authorUserId: caller.userId,
+        body,
+        createdAt: new Date(now),
+      })
       .returning();
     if (mentions.length > 0) {
       await tx
@@ -136,7 +143,8 @@ export async function addNote(deps: Pick<ServiceDeps, 'db' | 'events'>, caller: 
     return { note: note!, mentions, conversationCreated: conversation.created };
   });
   deps.events.publish('noteAdded', organizationId, { noteId: result.note.id, conversationId: result.note.conversationId });
-  if (result.conversationCreated) deps.events.publish('conversationUpdated', organizationId, { conversationId: result.note.conversationId });
+  if (result.conversationCreated)
+    deps.events.publish('conversationUpdated', organizationId, { conversationId: result.note.conversationId });
   return result;
 }
 

@@ -120,7 +120,8 @@ builder.objectFields(ConversationRef, (t) => ({
   notes: t.connection(
     {
       type: NoteRef,
-      description: 'Internal notes, newest first. `first`/`after` walk to older notes, `last`/`before` to newer ones. Default page 50, at most 200.',
+      description:
+        'Internal notes, newest first. `first`/`after` walk to older notes, `last`/`before` to newer ones. Default page 50, at most 200.',
       resolve: async (c, args, ctx) => {
         const page = await ctx.loaders.conversationPage<NoteRow>(c.id, keysetRequest('note', c.id, args));
         return connectionOf(page, 'note', c.id);
@@ -166,9 +167,13 @@ const AddNoteInput = builder.inputType('AddNoteInput', {
   fields: (t) => ({
     phoneNumber: t.string({
       required: true,
-      description: "The conversation's number (any standard US format). Without a conversation, one is created when a contact has the number.",
+      description:
+        "The conversation's number (any standard US format). Without a conversation, one is created when a contact has the number.",
     }),
-    body: t.string({ required: true, description: `The note, trimmed: not empty, at most ${MAX_NOTE_LENGTH.toLocaleString('en-US')} characters.` }),
+    body: t.string({
+      required: true,
+      description: `The note, trimmed: not empty, at most ${MAX_NOTE_LENGTH.toLocaleString('en-US')} characters.`,
+    }),
     mentionUserIds: t.idList({ description: `Members to mention (User ids or raw UUIDs), at most ${MAX_MENTIONS}.` }),
   }),
 });

@@ -108,7 +108,7 @@ describe('schema.graphql', () => {
     expect(signature(fieldOf('Organization', 'auditEvents'))).toBe('auditEvents(after: String, first: Int): AuditEventConnection!');
     const fieldsOf = (type: string) =>
       Object.fromEntries(Object.values((schema.getType(type) as GraphQLObjectType).getFields()).map((f) => [f.name, String(f.type)]));
-    expect(fieldsOf('Viewer')).toEqual({ user: 'User', role: 'MemberRole!', organizations: '[Organization!]!' });
+    expect(fieldsOf('Viewer')).toEqual({ user: 'User', role: 'MemberRole!', organizations: '[Organization!]!', mentions: 'NoteConnection!' });
     expect(fieldsOf('Member')).toMatchObject({ user: 'User!', role: 'MemberRole!' });
     expect(fieldsOf('User')).toMatchObject({ id: 'ID!', uuid: 'String!', email: 'String!', name: 'String' });
     expect(fieldsOf('CreateApiTokenPayload')).toMatchObject({ token: 'String!' });
@@ -132,5 +132,21 @@ describe('schema.graphql', () => {
       Object.fromEntries(Object.entries((schema.getType(type) as any).getFields()).map(([k, v]: [string, any]) => [k, String(v.type)]));
     expect(input('AddMemberInput')).toEqual({ email: 'String!', name: 'String', role: 'MemberRole!' });
     expect(input('CreateApiTokenInput')).toEqual({ userId: 'ID', name: 'String' });
+  });
+
+  it('carries the internal-notes contract (issue 17)', () => {
+    expect(signature(fieldOf('Mutation', 'addNote'))).toBe('addNote(input: AddNoteInput!): AddNoteResult!');
+    expect(signature(fieldOf('Conversation', 'notes'))).toBe('notes(after: String, before: String, first: Int, last: Int): NoteConnection!');
+    expect(signature(fieldOf('Conversation', 'timeline'))).toBe('timeline(after: String, before: String, first: Int, last: Int): TimelineConnection!');
+    expect(signature(fieldOf('Viewer', 'mentions'))).toBe('mentions(after: String, before: String, first: Int, last: Int): NoteConnection!');
+    expect(signature(fieldOf('Subscription', 'noteAdded'))).toBe('noteAdded(phoneNumber: String): Note!');
+    const fields = (type: string) =>
+      Object.fromEntries(Object.entries((schema.getType(type) as any).getFields()).map(([k, v]: [string, any]) => [k, String(v.type)]));
+    expect(fields('Note')).toMatchObject({ id: 'ID!', uuid: 'String!', body: 'String!', author: 'User', mentions: '[User!]!', createdAt: 'DateTime!' });
+    expect(fields('AddNoteInput')).toEqual({ phoneNumber: 'String!', body: 'String!', mentionUserIds: '[ID!]' });
+    const members = (type: string) => (schema.getType(type) as any).getTypes().map((t: any) => t.name).sort();
+    expect(members('TimelineItem')).toEqual(['Message', 'Note']);
+    expect(members('AddNoteResult')).toEqual(['ContactNotFoundError', 'MemberNotFoundError', 'Note']);
+    expect((schema.getType('Note') as GraphQLObjectType).getInterfaces().map((i) => i.name)).toContain('Node');
   });
 });

@@ -15,6 +15,7 @@ import {
   type PageArgs,
 } from '../services/messages.js';
 import { membersByUserIds, type Member } from '../services/members.js';
+import { createNoteLoaders } from './notes.js';
 import { phoneNumbersByIds } from '../services/organizations.js';
 import { shortLinksByMessageIds } from '../services/short-links.js';
 
@@ -97,6 +98,7 @@ export function createLoaders(db: DbOrTx, organizationId: string) {
     consentEvents,
     shortLinks,
     messagePage,
+    ...createNoteLoaders(db, organizationId, member),
     /**
      * The conversation with this phone number, reading the page of messages the caller will ask for in
      * the same statement and priming `messagePage` with it: `messagePage(id, messagePageRequest(id, args, columns))`

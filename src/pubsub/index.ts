@@ -12,6 +12,7 @@ export type GatewayEvents = {
   conversationUpdated: [organizationId: string, payload: { conversationId: string }];
   messageReceived: [organizationId: string, payload: { messageId: string; conversationId: string }];
   messageStatusChanged: [organizationId: string, payload: { messageId: string; conversationId: string }];
+  noteAdded: [organizationId: string, payload: { noteId: string; conversationId: string }];
 };
 
 export type EventBus = PubSub<GatewayEvents> & {

@@ -12,5 +12,6 @@ import './types/reply.js';
 import './types/scheduled-reply.js';
 import './types/consent.js';
 import './types/subscriptions.js';
+import './types/note.js';
 
 export const schema = builder.toSchema({ sortSchema: false });

@@ -1,7 +1,7 @@
 import { and, eq, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
 import { columnsOf, HotQuery, indexReader } from '../db/rows.js';
-import { conversations, messages, type ConversationRow, type MessageRow } from '../db/tables.js';
+import { conversations, messages, type ConversationRow, type MessageRow, type NoteRow } from '../db/tables.js';
 import { AppError } from '../errors.js';
 import { KeysetFeed, type FeedReader } from '../pubsub/keyset-feed.js';
 import type { StreamHints } from '../pubsub/shared-execution.js';
@@ -10,6 +10,7 @@ import { conversationsByIds, conversationsByPhones } from './conversations.js';
 import { decodeCursorWithScope, type Keyset } from './cursors.js';
 import type { ServiceDeps } from './deps.js';
 import { messagesByIds } from './messages.js';
+import { notesByIds } from './notes.js';
 import { shuttingDown, stateKey, type StatePart } from './state.js';
 
 // The streams behind the GraphQL subscriptions. Events carry ids only; every row a subscriber receives
@@ -329,6 +330,18 @@ export async function messageStatusStream(
     live: deps.events.subscribe('messageStatusChanged', organizationId),
     idOf: (event) => (scope.mayMatch(event.conversationId) ? event.messageId : null),
     load: (ids) => messagesByIds(deps.db, organizationId, ids),
+    keep: (row) => scope.matches(row.conversationId),
+  });
+}
+
+/** Notes added in the organization (or one conversation), each read once it is delivered. */
+export async function noteAddedStream(deps: StreamDeps, organizationId: string, options: { phoneNumber: string | null }): Promise<AsyncIterable<NoteRow>> {
+  const scope = await ConversationScope.open(deps.db, organizationId, options.phoneNumber);
+  return rowsByEventId({
+    deps,
+    live: deps.events.subscribe('noteAdded', organizationId),
+    idOf: (event) => (scope.mayMatch(event.conversationId) ? event.noteId : null),
+    load: (ids) => notesByIds(deps.db, organizationId, ids),
     keep: (row) => scope.matches(row.conversationId),
   });
 }

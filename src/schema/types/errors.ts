@@ -142,6 +142,13 @@ export const ContactAlreadyExistsError = errorType(
   'phoneNumber',
 );
 
+export const MemberNotFoundError = errorType(
+  'MemberNotFoundError',
+  'MEMBER_NOT_FOUND',
+  'A user id that names no member of your organization (an unknown id, or someone who is not a member).',
+  'none',
+);
+
 /** The union member for an AppError when one is registered, otherwise the AppError itself (a GraphQL error). */
 export function typedError(error: AppError): Error {
   const entry = registry.get(error.code);

@@ -15,7 +15,7 @@ import { MessageRef } from './message.js';
  * A subscription keeps one context for its whole life; a fresh set of loaders per event keeps nested
  * fields (contact consent, unread counts) current instead of cached from an earlier event.
  */
-function deliver<T extends { id: string }>(row: T, ctx: RequestContext): T {
+export function deliver<T extends { id: string }>(row: T, ctx: RequestContext): T {
   ctx.loaders = createLoaders(ctx.deps.db, ctx.caller.organizationId);
   return row;
 }

@@ -46,9 +46,9 @@ export const MemberRef = builder.objectRef<Member>('Member').implement({
   }),
 });
 
-type Viewer = { ctx: RequestContext };
+export type Viewer = { ctx: RequestContext };
 
-const ViewerRef = builder.objectRef<Viewer>('Viewer').implement({
+export const ViewerRef = builder.objectRef<Viewer>('Viewer').implement({
   description: 'Who is calling: a member (through their token or an identity provider), or an integration token.',
   fields: (t) => ({
     user: t.field({

@@ -9,6 +9,7 @@ import './types/conversation-status.js';
 import './types/message.js';
 import './types/errors.js';
 import './types/reply.js';
+import './types/saved-reply.js';
 import './types/consent.js';
 import './types/subscriptions.js';
 

@@ -42,6 +42,12 @@ export const errorCatalog = {
   FROM_NUMBER_FORBIDDEN: { status: 403, category: 'FROM_NUMBER_FORBIDDEN' },
   INSUFFICIENT_CREDITS: { status: 402, category: 'INSUFFICIENT_CREDITS' },
   INVALID_MESSAGE: { status: 400, category: 'INVALID_MESSAGE' },
+  /** A saved reply id that names none of the organization's saved replies. */
+  SAVED_REPLY_NOT_FOUND: { status: 404, category: 'NOT_FOUND' },
+  /** Another saved reply of the organization has this name (compared case-insensitively). */
+  SAVED_REPLY_NAME_TAKEN: { status: 409, category: 'BAD_USER_INPUT' },
+  /** A saved reply's name or body is empty or too long. */
+  INVALID_SAVED_REPLY: { status: 400, category: 'BAD_USER_INPUT' },
   PROVIDER_ERROR: { status: 502, category: 'PROVIDER_ERROR' },
   SERVICE_UNAVAILABLE: { status: 503, category: 'SERVICE_UNAVAILABLE' },
   INTERNAL_ERROR: { status: 500, category: 'INTERNAL_SERVER_ERROR' },

@@ -1,6 +1,7 @@
 import { and, count, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { conversations, messages, noteMentions, notes } from '../src/db/tables.js';
+import { conversations, messages } from '../src/db/tables.js';
+import { noteMentions, notes } from '../src/db/teamwork-tables.js';
 import { createTestApp, type TestApp, type TestMember, type TestOrg } from './helpers/app.js';
 import { startFakeTwilio, type FakeTwilio } from './helpers/fake-twilio.js';
 import { connectWs, subscribeWs, until } from './helpers/realtime.js';

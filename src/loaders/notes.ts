@@ -1,6 +1,6 @@
 import DataLoader from 'dataloader';
 import type { DbOrTx } from '../db/client.js';
-import type { NoteRow } from '../db/tables.js';
+import type { NoteRow } from '../db/teamwork-tables.js';
 import type { Member } from '../services/members.js';
 import { conversationPages, type KeysetRequest, type Page, type TimelineRow } from '../services/note-pages.js';
 import { mentionsOfNotes, notesByIds } from '../services/notes.js';

@@ -10,6 +10,7 @@ import './types/message.js';
 import './types/errors.js';
 import './types/reply.js';
 import './types/scheduled-reply.js';
+import './types/saved-reply.js';
 import './types/consent.js';
 import './types/subscriptions.js';
 import './types/note.js';

@@ -1,7 +1,8 @@
 import { getTableColumns, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
 import { columnsOf, HotQuery, indexReader } from '../db/rows.js';
-import { messages, noteMentions, notes, type MessageRow, type NoteRow } from '../db/tables.js';
+import { messages, type MessageRow } from '../db/tables.js';
+import { noteMentions, notes, type NoteRow } from '../db/teamwork-tables.js';
 import { badUserInput } from '../errors.js';
 import { decodeCursor, encodeCursor, isUuid, type CursorKind, type Keyset } from './cursors.js';
 import { ALL_MESSAGE_COLUMNS, type MessageColumns, type PageArgs } from './messages.js';

@@ -1,7 +1,8 @@
 import { and, asc, eq, inArray, sql } from 'drizzle-orm';
 import type { DbOrTx, Tx } from '../db/client.js';
 import { rawRows } from '../db/rows.js';
-import { contacts, conversations, memberships, noteMentions, notes, users, type NoteRow } from '../db/tables.js';
+import { contacts, conversations, memberships, users } from '../db/tables.js';
+import { noteMentions, notes, type NoteRow } from '../db/teamwork-tables.js';
 import { AppError, badUserInput } from '../errors.js';
 import type { Caller } from './auth.js';
 import { isUuid } from './cursors.js';

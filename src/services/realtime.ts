@@ -1,7 +1,8 @@
 import { and, eq, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
 import { columnsOf, HotQuery, indexReader } from '../db/rows.js';
-import { conversations, messages, type ConversationRow, type MessageRow, type NoteRow } from '../db/tables.js';
+import { conversations, messages, type ConversationRow, type MessageRow } from '../db/tables.js';
+import type { NoteRow } from '../db/teamwork-tables.js';
 import { AppError } from '../errors.js';
 import { KeysetFeed, type FeedReader } from '../pubsub/keyset-feed.js';
 import type { StreamHints } from '../pubsub/shared-execution.js';

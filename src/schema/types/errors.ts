@@ -37,7 +37,7 @@ type ErrorView = Pick<DomainError, 'code' | 'message' | 'details'> & { typeName:
 const registry = new Map<ErrorCode, { ErrorClass: new (error: AppError) => DomainError; name: string }>();
 const detail = (error: DomainError, name: string) => error.details[name];
 
-function errorType<Extra extends 'phoneNumber' | 'phoneNumberAndProvider' | 'credits' | 'provider' | 'none'>(
+function errorType<Extra extends 'phoneNumber' | 'phoneNumberAndProvider' | 'credits' | 'provider' | 'field' | 'none'>(
   name: string,
   code: ErrorCode,
   description: string,
@@ -72,6 +72,15 @@ function errorType<Extra extends 'phoneNumber' | 'phoneNumberAndProvider' | 'cre
               nullable: true,
               description: "The provider's error code (Twilio's numeric codes), when the provider refused the send.",
               resolve: (e) => (detail(e, 'providerErrorCode') as number | null | undefined) ?? null,
+            }),
+          }
+        : {}),
+      ...(extra === 'field'
+        ? {
+            field: t.string({
+              nullable: true,
+              description: 'The input field concerned.',
+              resolve: (e) => (detail(e, 'field') as string | undefined) ?? null,
             }),
           }
         : {}),
@@ -147,6 +156,24 @@ export const MemberNotFoundError = errorType(
   'MEMBER_NOT_FOUND',
   'A user id that names no member of your organization (an unknown id, or someone who is not a member).',
   'none',
+);
+export const SavedReplyNotFoundError = errorType(
+  'SavedReplyNotFoundError',
+  'SAVED_REPLY_NOT_FOUND',
+  "No saved reply with this id in your organization: nothing was sent or charged.",
+  'none',
+);
+export const SavedReplyNameTakenError = errorType(
+  'SavedReplyNameTakenError',
+  'SAVED_REPLY_NAME_TAKEN',
+  'Another saved reply of your organization has this name (names are compared ignoring case).',
+  'field',
+);
+export const InvalidSavedReplyError = errorType(
+  'InvalidSavedReplyError',
+  'INVALID_SAVED_REPLY',
+  "A saved reply's name or body is empty or too long (name: 100 characters; body: 1,600, a message's limit). `field` names which.",
+  'field',
 );
 
 /** The union member for an AppError when one is registered, otherwise the AppError itself (a GraphQL error). */

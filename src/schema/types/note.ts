@@ -1,5 +1,5 @@
 import { Kind, type FieldNode, type SelectionSetNode } from 'graphql';
-import type { NoteRow } from '../../db/tables.js';
+import type { NoteRow } from '../../db/teamwork-tables.js';
 import { AppError } from '../../errors.js';
 import { messageColumns, type MessageColumns } from '../../services/messages.js';
 import { isNoteRow, keysetCursor, keysetRequest, mentionsPage, type Page, type TimelineRow } from '../../services/note-pages.js';

@@ -1,5 +1,7 @@
 import type { ShortLinkRow } from '../../db/tables.js';
-import { previewReply, scheduleReply, sendAtDecision, sendReply, type SendReplyInput, type SendReplyOutcome } from '../../services/replies/index.js';
+import { AppError } from '../../errors.js';
+import { previewReply, scheduleReply, sendAtDecision, sendReply, type SendReplyOutcome } from '../../services/replies/index.js';
+import { withSavedReply, type SavedReplyRequest } from '../../services/saved-replies.js';
 import type { RequestContext } from '../../context.js';
 import { builder } from '../builder.js';
 import { uuidOfNodeId } from '../global-ids.js';
@@ -15,6 +17,7 @@ import {
   NoFromNumberError,
   errorView,
   ProviderError,
+  SavedReplyNotFoundError,
   typedError,
 } from './errors.js';
 import { MessageRef } from './message.js';
@@ -31,7 +34,12 @@ export const RouteEnum = builder.enumType('Route', {
 const SendReplyInputType = builder.inputType('SendReplyInput', {
   fields: (t) => ({
     phoneNumber: t.string({ required: true, description: "The contact's number, any standard US format." }),
-    message: t.string({ required: true, description: 'The text; may be empty when media is attached. At most 1,600 characters.' }),
+    message: t.string({
+      description: 'The text; may be empty when media is attached. At most 1,600 characters. Give message or savedReplyId, not both.',
+    }),
+    savedReplyId: t.id({
+      description: "A saved reply (its Node id or raw UUID) to send instead of message, its merge fields filled in from this contact.",
+    }),
     fromPhoneNumberId: t.id({ description: "Sending number (its Node id or raw UUID); default: the organization's default number." }),
     mediaUrl: t.string({ description: 'One absolute http(s) media URL; makes the reply an MMS under route AUTO.' }),
     mediaUrls: t.stringList({ description: 'Media URLs (with mediaUrl: at most 10 in all).' }),
@@ -93,11 +101,18 @@ ReplyPreviewRef.implement({
 });
 
 type InputShape = typeof SendReplyInputType.$inferInput;
-const toServiceInput = ({ sendAt: _sendAt, ...input }: InputShape): SendReplyInput => ({
+const toServiceInput = ({ sendAt: _sendAt, ...input }: InputShape): SavedReplyRequest => ({
   ...input,
   fromPhoneNumberId: input.fromPhoneNumberId === null || input.fromPhoneNumberId === undefined ? null : uuidOfNodeId(input.fromPhoneNumberId, 'PhoneNumber'),
+  savedReplyId: input.savedReplyId === null || input.savedReplyId === undefined ? null : uuidOfNodeId(input.savedReplyId, 'SavedReply'),
   forceRoute: input.forceRoute ?? 'AUTO',
 });
+
+/** The input with its message: as given, or the saved reply rendered for the contact (services/saved-replies.ts). */
+const resolvedInput = (input: InputShape, ctx: RequestContext) =>
+  withSavedReply(ctx.deps, ctx.caller.organizationId, toServiceInput(input)).catch((error: unknown) => {
+    throw error instanceof AppError ? typedError(error) : error;
+  });
 
 const SEND_REPLY_ERRORS = [
   ContactNotFoundError,
@@ -109,6 +124,7 @@ const SEND_REPLY_ERRORS = [
   InsufficientCreditsError,
   InvalidMessageError,
   ProviderError,
+  SavedReplyNotFoundError,
 ];
 
 builder.mutationField('sendReply', (t) =>
@@ -120,11 +136,12 @@ builder.mutationField('sendReply', (t) =>
     args: { input: t.arg({ type: SendReplyInputType, required: true }) },
     errors: { types: SEND_REPLY_ERRORS, directResult: true, union: { name: 'SendReplyResult' } },
     resolve: async (_root, { input }, ctx: RequestContext) => {
-      const serviceInput = { ...toServiceInput(input), sentByUserId: ctx.caller.userId };
+      // A saved reply is rendered now, also when the reply is scheduled: what was previewed is what goes out.
+      const request = { ...(await resolvedInput(input, ctx)), sentByUserId: ctx.caller.userId };
       const outcome =
         input.sendAt && sendAtDecision(input.sendAt) === 'later'
-          ? await scheduleReply(ctx.deps, ctx.caller.organizationId, serviceInput, input.sendAt)
-          : await sendReply(ctx.deps, ctx.caller.organizationId, serviceInput);
+          ? await scheduleReply(ctx.deps, ctx.caller.organizationId, request, input.sendAt)
+          : await sendReply(ctx.deps, ctx.caller.organizationId, request);
       if (!outcome.ok) throw typedError(outcome.error);
       ctx.loaders.message.clear(outcome.message.id).prime(outcome.message.id, outcome.message);
       ctx.loaders.conversation.clear(outcome.message.conversationId);
@@ -139,7 +156,7 @@ builder.queryField('previewReply', (t) =>
     description:
       'Dry run of sendReply: the text, encoding, segments, route and credits it would use, and the error it would give. Sends nothing, charges nothing.',
     args: { input: t.arg({ type: SendReplyInputType, required: true }) },
-    resolve: (_root, { input }, ctx) => previewReply(ctx.deps, ctx.caller.organizationId, toServiceInput(input)),
+    resolve: async (_root, { input }, ctx) => previewReply(ctx.deps, ctx.caller.organizationId, await resolvedInput(input, ctx)),
   }),
 );
 

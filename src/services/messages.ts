@@ -7,7 +7,14 @@ import { DEFAULT_PAGE_SIZE, pageLimit, pageSize } from './pages.js';
 import { decodeCursor, decodeCursorWithScope, encodeCursor, isUuid, type Keyset } from './cursors.js';
 
 /** Relay connection arguments as clients send them. */
-export type PageArgs = { first?: number | null; after?: string | null; last?: number | null; before?: string | null };
+export type PageArgs = {
+  first?: number | null;
+  after?: string | null;
+  last?: number | null;
+  before?: string | null;
+  /** Only the thread's history: no reply still scheduled or canceled (the REST route, whose statuses have no such word). */
+  historyOnly?: boolean;
+};
 
 /**
  * The columns a page of messages reads: all of them, or the few a caller shows (a GraphQL selection, the
@@ -63,6 +70,7 @@ export type MessagePageRequest = {
   olderThan: Keyset | null;
   newerThan: Keyset | null;
   columns: MessageColumns;
+  historyOnly: boolean;
   /** Stable key for batching identical requests over many conversations. */
   key: string;
 };
@@ -86,7 +94,16 @@ export function messagePageRequest(
   const newerThan = args.before ? decodeCursor('msg', conversationId, args.before, 'before') : null;
   const walk = last !== null ? 'newer' : 'older';
   const limit = last ?? first ?? DEFAULT_PAGE_SIZE;
-  return { walk, limit, olderThan, newerThan, columns, key: `${walk}:${limit}:${args.after ?? ''}:${args.before ?? ''}:${columns.key}` };
+  const historyOnly = args.historyOnly === true;
+  return {
+    walk,
+    limit,
+    olderThan,
+    newerThan,
+    columns,
+    historyOnly,
+    key: `${walk}:${limit}:${args.after ?? ''}:${args.before ?? ''}:${columns.key}${historyOnly ? ':h' : ''}`,
+  };
 }
 
 export function messageCursor(message: Pick<MessageRow, 'conversationId' | 'createdAt' | 'id'>): string {
@@ -118,6 +135,8 @@ function pageQuery(organizationId: SQL, conversationId: SQL, request: MessagePag
   const conditions: SQL[] = [sql`${messages.organizationId} = ${organizationId}`, sql`${messages.conversationId} = ${conversationId}`];
   if (request.olderThan) conditions.push(olderThanKey);
   if (request.newerThan) conditions.push(newerThanKey);
+  // A filter along the same index walk.
+  if (request.historyOnly) conditions.push(sql`${messages.status} is distinct from 'scheduled' and ${messages.status} is distinct from 'canceled'`);
   const order = request.walk === 'older' ? NEWEST_FIRST : OLDEST_FIRST;
   return sql`select ${request.columns.list} from ${messages} where ${sql.join(conditions, sql` and `)}
     order by ${sql.join(order, sql`, `)} limit ${pageLimit(request.limit)}`;
@@ -142,7 +161,7 @@ function statement(shape: string, build: () => SQL): HotQuery {
   return query;
 }
 const shapeOf = (request: MessagePageRequest) =>
-  `${request.walk}:${request.limit}:${request.olderThan ? 1 : 0}${request.newerThan ? 1 : 0}:${request.columns.key}`;
+  `${request.walk}:${request.limit}:${request.olderThan ? 1 : 0}${request.newerThan ? 1 : 0}:${request.columns.key}${request.historyOnly ? ':h' : ''}`;
 
 /**
  * Pages of messages for many conversations in one statement (a LATERAL join walking the keyset index

@@ -139,7 +139,9 @@ export const conversationMessagesRoute: RestRoute = {
     const limit = limitParam(query, 'limit', DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE);
     const cursor = singleParam(query, 'cursor') || null;
     // One statement: the organization's timezone, the conversation and its page (LATERAL joins).
-    const read = await loaders.conversationPageWithTimezone(phoneNumber, { first: limit, after: cursor }, MESSAGE_JSON_COLUMNS);
+    // Replies still scheduled, or canceled, are no part of the history the published route describes (its
+    // statuses are sent, delivered, failed, undelivered): historyOnly leaves them out of the page.
+    const read = await loaders.conversationPageWithTimezone(phoneNumber, { first: limit, after: cursor, historyOnly: true }, MESSAGE_JSON_COLUMNS);
     // No organization (deleted under a cached token): getOrganization answers as it always has.
     const timezone = read?.timezone ?? (await getOrganization(deps.db, caller.organizationId)).timezone;
     const conversation = read?.conversation ?? null;
@@ -148,9 +150,7 @@ export const conversationMessagesRoute: RestRoute = {
     const page = conversation ? await readPage(loaders, conversation, limit, cursor) : null;
     const messages = page?.messages ?? [];
     const body: MessagePageJson = {
-      // Replies still scheduled, or canceled, are no part of the history the published route describes
-      // (its statuses are sent, delivered, failed, undelivered); the cursor still follows the rows read.
-      messages: messages.filter(isHistory).map(messageJson),
+      messages: messages.map(messageJson),
       timezone,
       cursor: page?.hasNextPage && messages.length > 0 ? messageCursor(messages.at(-1)!) : null,
       hasMore: page?.hasNextPage ?? false,
@@ -158,8 +158,6 @@ export const conversationMessagesRoute: RestRoute = {
     return { status: 200, body };
   },
 };
-
-const isHistory = (message: { status: string | null }) => message.status !== 'scheduled' && message.status !== 'canceled';
 
 const invalidCursor = () =>
   new AppError('INVALID_CURSOR', 'cursor is not a valid cursor for this conversation: pass the `cursor` of a previous response.', {
@@ -170,7 +168,7 @@ async function readPage(loaders: Loaders, conversation: ConversationRow, limit: 
   let request;
   try {
     // The GraphQL connection's own page rules: `after` walks to older messages.
-    request = messagePageRequest(conversation.id, { first: limit, after: cursor }, MESSAGE_JSON_COLUMNS);
+    request = messagePageRequest(conversation.id, { first: limit, after: cursor, historyOnly: true }, MESSAGE_JSON_COLUMNS);
   } catch (error) {
     throw error instanceof AppError && error.code === 'INVALID_CURSOR' ? invalidCursor() : error;
   }

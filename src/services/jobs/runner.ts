@@ -49,12 +49,28 @@ export class JobRunner {
     await this.task.close();
   }
 
+  /**
+   * Claims as many due jobs as there are free slots, and claims again as slots free up while claims come
+   * back full; once fewer are due than there is room for, it lets those finish and waits for the next poll.
+   */
   private async drain(): Promise<void> {
     const queues = Object.keys(this.handlers);
-    while (!this.closed) {
-      const claimed = await claimDueJobs(this.db, queues, this.options.concurrency, this.options.leaseMs);
-      await Promise.all(claimed.map((job) => this.run(job)));
-      if (claimed.length < this.options.concurrency) return;
+    const running = new Set<Promise<void>>();
+    try {
+      while (!this.closed) {
+        const room = this.options.concurrency - running.size;
+        if (room > 0) {
+          const claimed = await claimDueJobs(this.db, queues, room, this.options.leaseMs);
+          for (const job of claimed) {
+            const run = this.run(job).finally(() => running.delete(run));
+            running.add(run);
+          }
+          if (claimed.length < room) return;
+        }
+        await Promise.race(running);
+      }
+    } finally {
+      await Promise.all(running);
     }
   }
 

@@ -1,11 +1,11 @@
 import { and, eq, sql } from 'drizzle-orm';
-import { contacts, conversations, messages, messageStatusEvents, organizations, phoneNumbers, type MessageRow } from '../../db/tables.js';
+import { contacts, conversations, messages, messageStatusEvents, phoneNumbers, type MessageRow } from '../../db/tables.js';
 import { AppError } from '../../errors.js';
 import type { ServiceDeps } from '../deps.js';
 import { uuidv7 } from '../ids.js';
 import { JOB_DONE, type JobHandler, type JobOutcome } from '../jobs/runner.js';
 import { resolveRecipient } from './recipient.js';
-import { contactRefusal, insufficientCredits, type SenderContact } from './refusals.js';
+import { reserveDueReply } from './reserve-scheduled.js';
 import type { ScheduledSendOptions } from './schedule.js';
 import { deliver } from './send.js';
 import { storeProviderAnswer } from './settle.js';
@@ -69,46 +69,13 @@ async function sendDue(deps: HandlerDeps, reply: Scheduled): Promise<JobOutcome>
   }
 
   const options = reply.sendOptions as ScheduledSendOptions;
-  const reserved = await deps.db.transaction(async (tx) => {
-    // The order every writer locks in: the contact (shared: consent is decided under it), the message, the organization, the conversation.
-    const [contact] = await tx
-      .select({ id: contacts.id, isOptedIn: contacts.isOptedIn, isTextable: contacts.isTextable })
-      .from(contacts)
-      .where(and(eq(contacts.organizationId, organizationId), eq(contacts.phoneNumber, reply.phoneNumber)))
-      .for('share');
-    const [locked] = await tx
-      .select({ id: messages.id })
-      .from(messages)
-      .where(and(eq(messages.organizationId, organizationId), eq(messages.id, reply.id), eq(messages.status, 'scheduled')))
-      .for('update');
-    if (!locked) return { kind: 'gone' } as const;
-    const refusal = contactRefusal((contact as SenderContact | undefined) ?? null, reply.phoneNumber);
-    if (refusal === 'pending') return { kind: 'pending' } as const;
-    if (refusal) return { kind: 'refused', error: refusal } as const;
-    const [paid] = await tx
-      .update(organizations)
-      .set({ credits: sql`${organizations.credits} - ${options.credits}` })
-      .where(and(eq(organizations.id, organizationId), sql`${organizations.credits} >= ${options.credits}`))
-      .returning({ credits: organizations.credits });
-    if (!paid) {
-      const [org] = await tx.select({ credits: organizations.credits }).from(organizations).where(eq(organizations.id, organizationId));
-      return { kind: 'refused', error: insufficientCredits(options.credits, org?.credits ?? 0) } as const;
-    }
-    const [queued] = await tx
-      .update(messages)
-      .set({ status: 'queued', creditsCharged: options.credits, provider: deps.sms.name, fromPhoneNumberId: recipient.from.id, updatedAt: sql`now()` })
-      .where(and(eq(messages.organizationId, organizationId), eq(messages.id, reply.id)))
-      .returning();
-    await tx.insert(messageStatusEvents).values({ organizationId, id: uuidv7(), messageId: reply.id, status: 'queued' });
-    // It becomes the thread's last message unless a later one is there already; the contact no longer waits.
-    await tx.execute(sql`update ${conversations} v set
-        last_message_id = ${reply.id}, last_message_body = ${queued!.body}, last_direction = 'outgoing',
-        last_message_at = ${queued!.createdAt.toISOString()}::timestamptz, waiting_since = null, updated_at = now()
-      where v.organization_id = ${organizationId} and v.id = ${reply.conversationId}
-        and (v.last_message_id is null or (v.last_message_at, v.last_message_id) < (${queued!.createdAt.toISOString()}::timestamptz, ${reply.id}::uuid))`);
-    return { kind: 'reserved', message: queued!, contact: contact! } as const;
+  const reserved = await reserveDueReply(deps, {
+    organizationId,
+    messageId: reply.id,
+    phoneNumber: reply.phoneNumber,
+    credits: options.credits,
+    fromId: recipient.from.id,
   });
-
   if (reserved.kind === 'gone') return JOB_DONE;
   if (reserved.kind === 'pending') return { runAt: new Date(Date.now() + PENDING_RETRY_MS), reason: 'textability lookup pending' };
   if (reserved.kind === 'refused') {

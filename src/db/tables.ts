@@ -113,6 +113,8 @@ export const phoneNumbers = pgTable(
     /** E.164. Globally unique: inbound messages are routed to an organization by their `To` number. */
     phoneNumber: text('phone_number').notNull(),
     isDefault: boolean('is_default').notNull().default(false),
+    /** A Twilio Messaging Service (MG…): replies from this number are created with MessagingServiceSid, not From. */
+    messagingServiceSid: text('messaging_service_sid'),
     createdAt: timestamptz('created_at').notNull().defaultNow(),
   },
   (t) => [
@@ -251,6 +253,10 @@ export const messages = pgTable(
      * users are never deleted, and a check on every send would buy nothing.
      */
     sentByUserId: uuid('sent_by_user_id'),
+    /** Outgoing: the sender Twilio reports (a Messaging Service picks it from its pool), E.164. */
+    sentFrom: text('sent_from'),
+    /** When the provider call of this send timed out or lost its connection: it may have been sent (SEND_IN_DOUBT). */
+    inDoubtAt: timestamptz('in_doubt_at'),
     /**
      * A scheduled reply: when it is due. While status is `scheduled` its created_at is this time too, so it sits
      * where it will go out in the thread; it keeps the time after it went out (or failed, or was canceled).

@@ -4,8 +4,8 @@ import { AppError } from '../errors.js';
 // messages, an organization for conversations), so a cursor from elsewhere is refused, not reinterpreted.
 // Opaque to clients: base64url of "<kind>:<scope>:<epoch ms>:<id>".
 
-/** msg: a thread's messages; conv: the inbox by last activity; convw / convr: by waiting time, the waiting part and the rest; audit: the audit log. */
-export type CursorKind = 'msg' | 'conv' | 'convw' | 'convr' | 'audit';
+/** msg: a thread's messages; conv: the inbox by last activity; convw / convr: by waiting time, the waiting part and the rest; audit: the audit log; contact: contacts by last update. */
+export type CursorKind = 'msg' | 'conv' | 'convw' | 'convr' | 'audit' | 'contact';
 export type Keyset = { at: Date; id: string };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -142,6 +142,13 @@ export const ContactAlreadyExistsError = errorType(
   'phoneNumber',
 );
 
+export const ContactHasConversationError = errorType(
+  'ContactHasConversationError',
+  'CONTACT_HAS_CONVERSATION',
+  'The contact has a conversation: deleteContact needs eraseHistory: true to delete it with its conversation, messages, notes and consent history.',
+  'phoneNumber',
+);
+
 /** The union member for an AppError when one is registered, otherwise the AppError itself (a GraphQL error). */
 export function typedError(error: AppError): Error {
   const entry = registry.get(error.code);

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawRows } from '../src/db/rows.js';
 import { contacts } from '../src/db/tables.js';
 import { contactPageQuery } from '../src/services/contacts.js';
-import { createTestApp, type TestApp, type TestOrg } from './helpers/app.js';
+import { createTestApp, type GraphqlResponse, type TestApp, type TestOrg } from './helpers/app.js';
 
 // The contacts API: the filtered, keyset-paged `contacts` connection, tags and custom fields on create and
 // update, Contact.conversation batched over a page. deleteContact has its own file (contact-delete.test.ts).
@@ -25,9 +25,9 @@ async function listAll(as: TestOrg, filter: Record<string, unknown> = {}, size =
   const phones: string[] = [];
   let after: string | null = null;
   for (let page = 0; page < 100; page += 1) {
-    const res = await t.graphql(LIST, { first: size, after, filter }, as);
+    const res: GraphqlResponse = await t.graphql(LIST, { first: size, after, filter }, as);
     expect(res.body.errors, JSON.stringify(res.body.errors)).toBeUndefined();
-    const { edges, pageInfo } = res.body.data.contacts;
+    const { edges, pageInfo }: { edges: any[]; pageInfo: { hasNextPage: boolean; endCursor: string } } = res.body.data.contacts;
     phones.push(...edges.map((edge: any) => edge.node.phoneNumber));
     if (!pageInfo.hasNextPage) return phones;
     after = pageInfo.endCursor;

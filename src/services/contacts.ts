@@ -1,5 +1,5 @@
 import { and, eq, inArray, or, sql, type SQL } from 'drizzle-orm';
-import type { DbOrTx } from '../db/client.js';
+import type { Db, DbOrTx } from '../db/client.js';
 import { violatedForeignKey } from '../db/failures.js';
 import { rawRows, rowReader } from '../db/rows.js';
 import { contacts, conversations, messages, notes, type ContactRow } from '../db/tables.js';
@@ -10,7 +10,6 @@ import type { Caller } from './auth.js';
 import { changeConsent } from './consent.js';
 import { cleanCustomFields, cleanTags, sameCustomFields, sameTags } from './contact-fields.js';
 import { decodeCursor, encodeCursor, isUuid } from './cursors.js';
-import type { ServiceDeps } from './deps.js';
 import { pageLimit } from './pages.js';
 import { normalizePhone } from './phone.js';
 
@@ -241,7 +240,8 @@ const contactNotFound = (contactId: string) => new AppError('CONTACT_NOT_FOUND',
  * Audited as `contact.deleted`, without the phone number: an erased person is not kept in the log.
  */
 export async function deleteContact(
-  deps: Pick<ServiceDeps, 'db'>,
+  // Not Pick<ServiceDeps, 'db'>: services/deps.ts reaches this module through textability.ts (an import cycle).
+  deps: { db: Db },
   caller: Caller,
   contactId: string,
   options: { eraseHistory?: boolean | null } = {},

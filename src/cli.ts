@@ -1,3 +1,4 @@
+import { open } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import { ConfigError, loadConfig } from './config.js';
 import { openDeps, type Deps } from './deps.js';
@@ -8,6 +9,7 @@ import { issueApiToken, revokeApiToken } from './services/api-tokens.js';
 import { recordAudit } from './services/audit.js';
 import { addMember, requireMember } from './services/members.js';
 import { createContact } from './services/contacts.js';
+import { importContacts, type ImportError } from './services/contact-import.js';
 import { receiveInbound } from './services/inbound.js';
 import { addPhoneNumber, createOrganization, organizationExists } from './services/organizations.js';
 
@@ -148,9 +150,8 @@ program
     ),
   );
 
-program
-  .command('contact')
-  .description('contacts')
+const contact = program.command('contact').description('contacts');
+contact
   .command('add')
   .description('add a contact to an organization')
   .requiredOption('--org <id>', 'organization id')
@@ -175,6 +176,35 @@ program
         return { contactId: contact.id, phoneNumber: contact.phoneNumber };
       },
       (r) => `Added contact ${r.phoneNumber} as ${r.contactId}`,
+    ),
+  );
+contact
+  .command('import')
+  .description('import contacts from a CSV file: phone,firstName,lastName,tags (";"-separated), other columns as custom fields')
+  .requiredOption('--org <id>', 'organization id')
+  .requiredOption('--file <path>', 'the CSV file (UTF-8, header on line 1)')
+  .action((opts: { org: string; file: string }) =>
+    run(
+      async (deps) => {
+        await requireOrganization(deps, opts.org);
+        const file = await open(opts.file).catch((error: NodeJS.ErrnoException) => {
+          throw new AppError('BAD_USER_INPUT', `Cannot read ${opts.file}: ${error.code ?? error.message}.`);
+        });
+        try {
+          if (!(await file.stat()).isFile()) throw new AppError('BAD_USER_INPUT', `Cannot read ${opts.file}: not a file.`);
+          return await importContacts(deps.db, opts.org, file.createReadStream({ autoClose: false }));
+        } finally {
+          await file.close();
+        }
+      },
+      (r) => {
+        const errors = r.errors as ImportError[];
+        return [
+          `Imported ${opts.file}: ${r.created} created, ${r.updated} updated, ${r.skipped} skipped.`,
+          ...errors.slice(0, 50).map((e) => `  line ${e.line}: ${e.error}`),
+          ...(errors.length > 50 ? [`  … and ${errors.length - 50} more (--json lists them all)`] : []),
+        ].join('\n');
+      },
     ),
   );
 

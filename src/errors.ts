@@ -38,6 +38,8 @@ export const errorCatalog = {
   CONTACT_NON_TEXTABLE: { status: 400, category: 'CONTACT_NON_TEXTABLE' },
   CONTACT_TEXTABILITY_PENDING: { status: 400, category: 'CONTACT_TEXTABILITY_PENDING' },
   CONTACT_ALREADY_EXISTS: { status: 409, category: 'CONTACT_ALREADY_EXISTS' },
+  /** deleteContact of a contact that has a conversation, without eraseHistory. */
+  CONTACT_HAS_CONVERSATION: { status: 409, category: 'CONTACT_HAS_CONVERSATION' },
   NO_FROM_NUMBER: { status: 400, category: 'NO_FROM_NUMBER' },
   FROM_NUMBER_FORBIDDEN: { status: 403, category: 'FROM_NUMBER_FORBIDDEN' },
   INSUFFICIENT_CREDITS: { status: 402, category: 'INSUFFICIENT_CREDITS' },

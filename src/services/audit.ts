@@ -14,9 +14,10 @@ export type AuditAction =
   | 'token.created'
   | 'token.revoked'
   | 'conversation.assigned'
-  | 'conversation.status_changed';
+  | 'conversation.status_changed'
+  | 'contact.deleted';
 
-export type AuditObjectType = 'user' | 'api_token' | 'conversation';
+export type AuditObjectType = 'user' | 'api_token' | 'conversation' | 'contact';
 
 export async function recordAudit(
   tx: DbOrTx,

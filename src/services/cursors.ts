@@ -6,9 +6,9 @@ import { AppError } from '../errors.js';
 
 /**
  * msg: a thread's messages; conv: the inbox by last activity; convw / convr: by waiting time, the waiting part and the rest; audit: the audit log;
- * note: a thread's notes; timeline: a thread's messages and notes together; mention: the notes that mention one member.
+ * note: a thread's notes; timeline: a thread's messages and notes together; mention: the notes that mention one member; contact: contacts by last update.
  */
-export type CursorKind = 'msg' | 'conv' | 'convw' | 'convr' | 'audit' | 'note' | 'timeline' | 'mention';
+export type CursorKind = 'msg' | 'conv' | 'convw' | 'convr' | 'audit' | 'note' | 'timeline' | 'mention' | 'contact';
 export type Keyset = { at: Date; id: string };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

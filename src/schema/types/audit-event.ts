@@ -22,7 +22,7 @@ const AuditEventRef = builder.objectRef<AuditEventRow>('AuditEvent').implement({
     uuid: t.exposeString('id'),
     action: t.exposeString('action', {
       description:
-        'member.added, member.role_changed, member.removed, token.created, token.revoked, conversation.assigned or conversation.status_changed.',
+        'member.added, member.role_changed, member.removed, token.created, token.revoked, conversation.assigned, conversation.status_changed or contact.deleted.',
     }),
     actorKind: t.field({
       type: AuditActorKindEnum,
@@ -36,7 +36,7 @@ const AuditEventRef = builder.objectRef<AuditEventRow>('AuditEvent').implement({
     }),
     actorUserId: t.id({ nullable: true, description: "The acting user's raw id, kept after they leave.", resolve: (event) => event.actorUserId }),
     actorTokenId: t.id({ nullable: true, description: 'The raw id of the API token used, if any.', resolve: (event) => event.actorTokenId }),
-    objectType: t.exposeString('objectType', { description: 'user, api_token or conversation.' }),
+    objectType: t.exposeString('objectType', { description: 'user, api_token, conversation or contact.' }),
     objectId: t.id({ description: "The object's raw id.", resolve: (event) => event.objectId }),
     data: t.field({ type: 'JSONObject', description: 'What changed (from / to).', resolve: (event) => event.data }),
     createdAt: t.expose('createdAt', { type: 'DateTime' }),

@@ -175,6 +175,12 @@ export const InvalidSavedReplyError = errorType(
   "A saved reply's name or body is empty or too long (name: 100 characters; body: 1,600, a message's limit). `field` names which.",
   'field',
 );
+export const ContactHasConversationError = errorType(
+  'ContactHasConversationError',
+  'CONTACT_HAS_CONVERSATION',
+  'The contact has a conversation: deleteContact needs eraseHistory: true to delete it with its conversation, messages, notes and consent history.',
+  'phoneNumber',
+);
 
 /** The union member for an AppError when one is registered, otherwise the AppError itself (a GraphQL error). */
 export function typedError(error: AppError): Error {

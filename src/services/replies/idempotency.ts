@@ -1,8 +1,11 @@
 import { and, eq } from 'drizzle-orm';
 import { conversations, messages, type MessageRow } from '../../db/tables.js';
+import { AppError } from '../../errors.js';
 import type { ServiceDeps } from '../deps.js';
+import { normalizePhone } from '../phone.js';
+import { checkIdempotencyKey, checkShape } from './compose.js';
 import { providerFailure } from './refusals.js';
-import { sendSucceeded, type SendReplyOutcome } from './types.js';
+import { sendSucceeded, type SendReplyInput, type SendReplyOutcome } from './types.js';
 
 // Idempotency keys: a second send with a key answers with the first one's result, waiting while the first
 // is still with the provider.
@@ -37,4 +40,31 @@ export async function replay(deps: Pick<ServiceDeps, 'db' | 'config'>, organizat
     return { ok: false, error: providerFailure(message.errorCode, conversation?.phoneNumber ?? '') };
   }
   return sendSucceeded(message);
+}
+
+/**
+ * The first steps of a send or a schedule: the input's shape, its idempotency key and number; then, for a key
+ * used before, the first result (`answered`). Otherwise the normalized number and key to go on with.
+ */
+export async function openSend(
+  deps: Pick<ServiceDeps, 'db' | 'config'>,
+  organizationId: string,
+  input: SendReplyInput,
+): Promise<{ answered: SendReplyOutcome } | { answered: null; phoneNumber: string; key: string | null }> {
+  const shapeError = checkShape(input);
+  if (shapeError) return { answered: { ok: false, error: shapeError } };
+  const key = checkIdempotencyKey(input.idempotencyKey);
+  if (key instanceof AppError) return { answered: { ok: false, error: key } };
+  let phoneNumber: string;
+  try {
+    phoneNumber = normalizePhone(input.phoneNumber);
+  } catch (error) {
+    if (error instanceof AppError) return { answered: { ok: false, error } };
+    throw error;
+  }
+  if (key) {
+    const first = await messageByIdempotencyKey(deps, organizationId, key);
+    if (first) return { answered: await replay(deps, organizationId, first) };
+  }
+  return { answered: null, phoneNumber, key };
 }

@@ -6,10 +6,9 @@ import { isUuid } from '../cursors.js';
 import type { ServiceDeps } from '../deps.js';
 import { uuidv7 } from '../ids.js';
 import { deleteJobByKey, enqueueJob, rescheduleJob } from '../jobs/queue.js';
-import { normalizePhone } from '../phone.js';
 import { storeShortLinks } from '../short-links.js';
-import { checkIdempotencyKey, checkShape, compose, type Composition } from './compose.js';
-import { messageByIdempotencyKey, replay } from './idempotency.js';
+import { compose, type Composition } from './compose.js';
+import { messageByIdempotencyKey, openSend, replay } from './idempotency.js';
 import { resolveRecipient, shortLinkBaseOf } from './recipient.js';
 import { isKeyCollision } from './reserve.js';
 import type { SendReplyInput, SendReplyOutcome } from './types.js';
@@ -51,21 +50,9 @@ export async function scheduleReply(
   input: SendReplyInput,
   sendAt: Date,
 ): Promise<SendReplyOutcome> {
-  const shapeError = checkShape(input);
-  if (shapeError) return { ok: false, error: shapeError };
-  const key = checkIdempotencyKey(input.idempotencyKey);
-  if (key instanceof AppError) return { ok: false, error: key };
-  let phoneNumber: string;
-  try {
-    phoneNumber = normalizePhone(input.phoneNumber);
-  } catch (error) {
-    if (error instanceof AppError) return { ok: false, error };
-    throw error;
-  }
-  if (key) {
-    const first = await messageByIdempotencyKey(deps, organizationId, key);
-    if (first) return replay(deps, organizationId, first);
-  }
+  const opened = await openSend(deps, organizationId, input);
+  if (opened.answered) return opened.answered;
+  const { phoneNumber, key } = opened;
   const recipient = await resolveRecipient(deps, organizationId, phoneNumber, input);
   const composed = compose(input, recipient instanceof AppError ? deps.config.publicBaseUrl : recipient.shortLinkBase, deps.config.mmsCreditPrice);
   if (composed.error) return { ok: false, error: composed.error };

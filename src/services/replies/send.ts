@@ -4,10 +4,9 @@ import type { SendResult } from '../../providers/sms-provider.js';
 import { creditBalance } from '../credits.js';
 import type { ServiceDeps } from '../deps.js';
 import { uuidv7 } from '../ids.js';
-import { normalizePhone } from '../phone.js';
 import { storeShortLinks } from '../short-links.js';
-import { checkIdempotencyKey, checkShape, compose } from './compose.js';
-import { messageByIdempotencyKey, replay } from './idempotency.js';
+import { compose } from './compose.js';
+import { messageByIdempotencyKey, openSend, replay } from './idempotency.js';
 import { numberWanted, resolveRecipient } from './recipient.js';
 import { insufficientCredits, providerFailure, textabilityPending } from './refusals.js';
 import { directOutcome, directSend, isKeyCollision, reserveAlone, reserveWithoutLinks, RollBack, type DirectOutcome, type Sender } from './reserve.js';
@@ -27,21 +26,9 @@ import { sendSucceeded, type SendReplyInput, type SendReplyOutcome } from './typ
 // Replies bypass quiet hours: they go out immediately at any hour.
 
 export async function sendReply(deps: ServiceDeps, organizationId: string, input: SendReplyInput): Promise<SendReplyOutcome> {
-  const shapeError = checkShape(input);
-  if (shapeError) return { ok: false, error: shapeError };
-  const key = checkIdempotencyKey(input.idempotencyKey);
-  if (key instanceof AppError) return { ok: false, error: key };
-  let phoneNumber: string;
-  try {
-    phoneNumber = normalizePhone(input.phoneNumber);
-  } catch (error) {
-    if (error instanceof AppError) return { ok: false, error };
-    throw error;
-  }
-  if (key) {
-    const first = await messageByIdempotencyKey(deps, organizationId, key);
-    if (first) return replay(deps, organizationId, first);
-  }
+  const opened = await openSend(deps, organizationId, input);
+  if (opened.answered) return opened.answered;
+  const { phoneNumber, key } = opened;
 
   // 1-2. Without links the text does not depend on the organization's short-link base, so the send is
   // checked and reserved in one statement (reserveWithoutLinks); with links they are stored first, in a

@@ -9,7 +9,7 @@ import { scheduleReply } from '../src/services/replies/index.js';
 import { createTestApp, type TestApp, type TestOrg } from './helpers/app.js';
 import { postgresUrl } from './helpers/database.js';
 import { startFakeTwilio, type FakeTwilio } from './helpers/fake-twilio.js';
-import { until } from './helpers/realtime.js';
+import { connectWs, subscribeWs, until } from './helpers/realtime.js';
 
 // Scheduled replies (SendReplyInput.sendAt) over HTTP, sent through the real `twilio` SDK against the fake
 // Twilio, by the job runner each instance runs. Due times are moved with rescheduleReply (the public API)
@@ -169,13 +169,25 @@ describe('going out', () => {
     await t.db.update(organizations).set({ credits: 100 }).where(eq(organizations.id, org.organizationId));
   });
 
-  it('fails a due reply to a contact who opted out meanwhile', async () => {
+  it('fails a due reply to a contact who opted out meanwhile, and tells messageStatusChanged over graphql-ws', async () => {
     const number = await contact();
     const scheduled = await schedule(number, inSeconds(600));
-    await t.db.execute(sql`update contacts set is_opted_in = false where phone_number = ${number}`);
-    const failed = await dueNow(scheduled.message.id);
-    expect(failed).toMatchObject({ status: 'FAILED', failureCode: 'CONTACT_OPTED_OUT', creditsCharged: 0 });
-    expect(sentTo(number)).toEqual([]);
+    const ws = connectWs(t.url, org);
+    const statuses = subscribeWs(ws, `subscription($p: String) { messageStatusChanged(phoneNumber: $p) { id status failureCode } }`, { p: number });
+    try {
+      // Subscribed before the change: the socket is acknowledged, and the subscribe message went right after.
+      await until(() => ws.messages.includes('connection_ack'), 10_000, 'connection_ack');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await t.db.execute(sql`update contacts set is_opted_in = false where phone_number = ${number}`);
+      const failed = await dueNow(scheduled.message.id);
+      expect(failed).toMatchObject({ status: 'FAILED', failureCode: 'CONTACT_OPTED_OUT', creditsCharged: 0 });
+      expect(sentTo(number)).toEqual([]);
+      const [event] = await statuses.waitFor(1);
+      expect(event).toEqual({ messageStatusChanged: { id: scheduled.message.id, status: 'FAILED', failureCode: 'CONTACT_OPTED_OUT' } });
+    } finally {
+      statuses.unsubscribe();
+      await ws.client.dispose();
+    }
   });
 
   it('fails a reply that fell due while every instance was down longer than SCHEDULED_REPLY_MAX_LATENESS_MS, unsent', async () => {

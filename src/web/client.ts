@@ -9,6 +9,8 @@ export type Connection = { state: 'connecting' | 'connected' | 'reconnecting'; e
 
 export type Gateway = { client: Client; ws: WsClient; onConnection(listener: (c: Connection) => void): () => void; dispose(): void };
 
+declare const __POSSIBLE_TYPES__: Record<string, string[]>; // from schema.graphql (vite.config.ts)
+
 // Types without an id are embedded in their parent (Graphcache would otherwise warn in development).
 const embedded = () => null;
 
@@ -47,6 +49,7 @@ export function createGateway(session: Session, onUnauthenticated: () => void): 
     fetchOptions: () => ({ headers: headersOf(session) }),
     exchanges: [
       cacheExchange({
+        possibleTypes: __POSSIBLE_TYPES__,
         keys: {
           ConversationCounts: embedded, PageInfo: embedded, ReplyPreview: embedded, Viewer: embedded, Member: embedded,
           ShortLink: embedded, SendReplyPayload: embedded, ConversationConnection: embedded, ConversationEdge: embedded,

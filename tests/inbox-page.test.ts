@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postInbound, TEST_AUTH_TOKEN, TEST_PUBLIC_BASE_URL } from './helpers/realtime.js';
@@ -116,6 +117,8 @@ describe('the inbox page in Chromium', () => {
     const asset = /src="(\/assets\/[^"]+\.js)"/.exec(html)![1];
     const script = await fetch(server.url + asset);
     expect(script.headers.get('cache-control')).toContain('immutable');
+    // The quality bar: at most 200 KB of JavaScript gzipped.
+    expect(gzipSync(Buffer.from(await script.arrayBuffer())).length).toBeLessThan(200 * 1024);
     expect((await fetch(`${server.url}/assets/../main.js`)).status).toBe(404);
   });
 

@@ -59,8 +59,9 @@ async function openPage(path = '/', viewport = { width: 1440, height: 900 }): Pr
   page.on('console', (message) => {
     if (message.type() !== 'error') return;
     const text = message.text();
-    // The demo's media live on example.org (the machine is offline), and a stopped server refuses the socket.
-    if (/net::ERR_NAME_NOT_RESOLVED|net::ERR_CONNECTION_REFUSED|WebSocket connection to/.test(text)) return;
+    // The demo's media live on example.org (the machine is offline); a stopping server resets requests in
+    // flight and then refuses connections (the restart test).
+    if (/net::ERR_NAME_NOT_RESOLVED|net::ERR_CONNECTION_REFUSED|net::ERR_CONNECTION_RESET|WebSocket connection to/.test(text)) return;
     consoleErrors.push(text);
   });
   await page.goto(server.url + path);

@@ -3,7 +3,7 @@
 // RSS (its loader thread, and a __name() call for every closure made: bench/optimizations.md). No
 // bundling, so paths resolved from import.meta.url (the drizzle/ folder) stay the same depth. esbuild
 // does not type-check: `npm run typecheck` does.
-import { readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildSync } from 'esbuild';
@@ -13,11 +13,14 @@ const sourceDir = join(root, 'src');
 const outDir = join(root, 'dist');
 
 const sources = readdirSync(sourceDir, { recursive: true, encoding: 'utf8' })
-  .filter((file) => file.endsWith('.ts') && !file.endsWith('.d.ts'))
+  // src/web/ is the inbox page: a browser bundle Vite builds (scripts/build-web.mjs), not server modules.
+  .filter((file) => file.endsWith('.ts') && !file.endsWith('.d.ts') && !file.startsWith(`web${'/'}`))
   .map((file) => join(sourceDir, file));
 
-// A module deleted from src/ must not linger in dist/.
-rmSync(outDir, { recursive: true, force: true });
+// A module deleted from src/ must not linger in dist/. dist/web/ (the page's own build) stays.
+if (existsSync(outDir)) {
+  for (const entry of readdirSync(outDir)) if (entry !== 'web') rmSync(join(outDir, entry), { recursive: true, force: true });
+}
 buildSync({
   entryPoints: sources,
   outdir: outDir,

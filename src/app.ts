@@ -13,6 +13,7 @@ import { handleShortLink, SHORT_LINK_PREFIX } from './http/links.js';
 import { pathOf, sendJson } from './http/respond.js';
 import { createRestHandler } from './http/rest/router.js';
 import { handleTwilioWebhook, TWILIO_MESSAGES_PATH, TWILIO_STATUS_PATH } from './http/webhooks/twilio.js';
+import { createWebHandler, isPagePath, type DemoCredentials } from './http/web.js';
 
 export type App = {
   server: Server;
@@ -26,8 +27,14 @@ export type App = {
   stop(graceMs?: number): Promise<void>;
 };
 
-export function buildApp(deps: Deps, options: GraphqlOptions = {}): App {
+export type AppOptions = GraphqlOptions & {
+  /** The seeded demo's credentials for the inbox page (main.ts passes them outside production only). */
+  webDemo?: DemoCredentials | null;
+};
+
+export function buildApp(deps: Deps, options: AppOptions = {}): App {
   const graphql = createGraphqlHandler(deps, options);
+  const web = createWebHandler({ demo: options.webDemo });
   const rest = createRestHandler(deps);
   // Yoga adds CORS to GraphQL's answers itself (the same policy); every other route gets it here.
   const cors = corsPolicy(deps.config);
@@ -70,8 +77,8 @@ export function buildApp(deps: Deps, options: GraphqlOptions = {}): App {
       void handleHealth(deps, res);
       return;
     }
-    if (path === '/') {
-      res.writeHead(302, { location: '/graphql' }).end();
+    if (isPagePath(path)) {
+      web(req, res, path); // the inbox page (src/http/web.ts)
       return;
     }
     sendJson(res, 404, { success: false, code: 'NOT_FOUND', message: `No route for ${req.method} ${path}.` });

@@ -37,7 +37,12 @@ async function main() {
   const deps = await openDeps(config, logger);
   const demo = config.seedDemo ? await ensureDemo(config, deps) : null;
   const headers = demo ? { Authorization: `Bearer ${demo.apiToken}`, 'x-organization-id': demo.organizationId } : undefined;
-  const app = buildApp(deps, { graphiqlHeaders: config.env === 'production' ? undefined : headers });
+  const development = config.env !== 'production';
+  const app = buildApp(deps, {
+    graphiqlHeaders: development ? headers : undefined,
+    // The inbox page opens signed in as the demo owner, only outside production and only for the demo seeded here.
+    webDemo: development && demo ? { organizationId: demo.organizationId, apiToken: demo.apiToken } : null,
+  });
   const url = await app.start();
   logger.info({ url, database: deps.database.kind, smsProvider: deps.sms.name }, 'listening');
   // Contacts still pending a textability lookup (retries do not survive a restart).
@@ -50,7 +55,7 @@ async function main() {
   deps.jobs.start();
 
   const lines = [``, `  Conversations gateway on ${deps.database.kind === 'pglite' ? `embedded PGlite (${resolve(config.dataDir)})` : 'PostgreSQL'}`];
-  lines.push(`  GraphiQL:        ${url}/graphql`);
+  lines.push(`  Inbox:           ${url}/`, `  GraphiQL:        ${url}/graphql`);
   if (demo) {
     lines.push(`  Organization id: ${demo.organizationId}`, `  API token:       ${demo.apiToken}`);
     if (demo.owner) lines.push(`  Signed in as:    ${demo.owner}`);

@@ -71,8 +71,13 @@ export async function settleSendsInDoubt(deps: SweepDeps, limit = SWEEP_LIMIT): 
         : ({ kind: 'unknown', reason: 'its sending number is gone' } as const);
       if (record.kind === 'sent') {
         // The provider's answer, late: stored as any answer, only while the send still waits for one.
-        if (await storeProviderAnswer(deps, send.organizationId, send, record.providerMessageId, record.status)) {
+        const answered = await storeProviderAnswer(deps, send.organizationId, send, record.providerMessageId, record.status);
+        if (answered) {
           result.sent += 1;
+          // Still queued at the provider: storeProviderAnswer told no one, yet the reply is no longer in doubt.
+          if (answered.status === 'queued') {
+            deps.events.publish('messageStatusChanged', send.organizationId, { messageId: send.id, conversationId: send.conversationId });
+          }
           deps.logger.warn({ ...context, providerMessageId: record.providerMessageId }, 'send in doubt: the provider has it; its id is stored');
         }
       } else if (record.kind === 'not_sent') {

@@ -172,13 +172,13 @@ describe('Twilio errors: mapped, recorded, refunded', () => {
     expect(await contactRow(contact.id)).toMatchObject({ isOptedIn: true, isTextable: true });
   });
 
-  it('a timeout is a PROVIDER_ERROR and refunds', async () => {
+  it('a timeout is SEND_IN_DOUBT: not refunded until the provider says', async () => {
     const contact = await textable();
     fake.delaySends(1_500);
     const before = await balance();
     const result = await send({ phoneNumber: contact.phoneNumber, message: 'slow' });
-    expect(result).toMatchObject({ __typename: 'ProviderError', providerErrorCode: null });
-    expect(await balance()).toBe(before);
+    expect(result).toMatchObject({ __typename: 'SendInDoubtError', code: 'SEND_IN_DOUBT' });
+    expect(await balance()).toBe(before - 1);
   });
 
   it('an idempotent retry after a refusal returns the same refusal and calls Twilio once', async () => {

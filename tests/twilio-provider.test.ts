@@ -249,7 +249,9 @@ describe('textability lookup (Lookup v2 line_type_intelligence)', () => {
       row = await contactRow(uuid);
     }
     expect(row.isTextable).toBe(true);
-    expect(fake.lookups.filter((p) => p === phoneNumber)).toHaveLength(3);
+    // Two 500s, then the answer: retried by the Twilio client (5xx, within SMS_PROVIDER_TIMEOUT_MS) and, past
+    // that, by the lookup's own retry, so at least three lookups, however the time fell.
+    expect(fake.lookups.filter((p) => p === phoneNumber).length).toBeGreaterThanOrEqual(3);
   });
 
   it('an unknown line type keeps the contact pending (replies refused) until a verdict', async () => {

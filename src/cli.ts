@@ -139,14 +139,14 @@ program
   .requiredOption('--org <id>', 'organization id')
   .requiredOption('--phone <number>', 'phone number, any standard format')
   .option('--default', 'make it the default sending number')
-  .action((opts: { org: string; phone: string; default?: boolean }) =>
+  .option('--messaging-service-sid <MG…>', 'send through this Twilio Messaging Service (A2P 10DLC) instead of From')
+  .action((opts: { org: string; phone: string; default?: boolean; messagingServiceSid?: string }) =>
     run(
       async (deps) => {
         await requireOrganization(deps, opts.org);
-        const { phoneNumberId, phoneNumber } = await addPhoneNumber(deps.db, opts.org, { phoneNumber: opts.phone, isDefault: opts.default });
-        return { phoneNumberId, phoneNumber };
+        return addPhoneNumber(deps.db, opts.org, { phoneNumber: opts.phone, isDefault: opts.default, messagingServiceSid: opts.messagingServiceSid });
       },
-      (r) => `Added ${r.phoneNumber} as ${r.phoneNumberId}`,
+      (r) => `Added ${r.phoneNumber} as ${r.phoneNumberId}${r.messagingServiceSid ? ` (Messaging Service ${r.messagingServiceSid})` : ''}`,
     ),
   );
 

@@ -44,9 +44,16 @@ const configSchema = z.object({
   TWILIO_AUTH_TOKEN: z.string().optional(),
   /** Replaces the scheme and host of every Twilio API call (Messages, Lookup): Twilio-compatible providers, tests. */
   TWILIO_API_BASE_URL: z.string().url().optional(),
+  /** Twilio calls in flight at once from this instance (Twilio answers 429, error 20429, past an account's limit). */
+  TWILIO_MAX_CONCURRENT_REQUESTS: z.coerce.number().int().min(1).max(1_000).default(25),
+  /** Twilio calls waiting for a free slot, in arrival order, before more are refused at once with PROVIDER_BUSY. */
+  TWILIO_MAX_QUEUED_REQUESTS: z.coerce.number().int().min(0).default(1_000),
   /** Credits charged for one MMS (an SMS costs one credit per segment). */
   MMS_CREDIT_PRICE: z.coerce.number().int().min(0).default(3),
-  /** How long a provider call may take before the send is failed and refunded. */
+  /**
+   * The whole budget of one provider call: waiting for a slot, retries of 429/5xx and their backoff. A send
+   * that gets no answer in time is in doubt (SEND_IN_DOUBT), settled within about twice this.
+   */
   SMS_PROVIDER_TIMEOUT_MS: z.coerce.number().int().min(100).default(15_000),
   /**
    * Age past which a reply still waiting for the provider's answer is in doubt (its process stopped during
@@ -108,6 +115,8 @@ export type Config = {
   twilioAccountSid: string | undefined;
   twilioAuthToken: string | undefined;
   twilioApiBaseUrl: string | undefined;
+  twilioMaxConcurrentRequests: number;
+  twilioMaxQueuedRequests: number;
   mmsCreditPrice: number;
   smsProviderTimeoutMs: number;
   sendsInDoubtAfterMs: number;
@@ -186,6 +195,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     twilioAccountSid: c.TWILIO_ACCOUNT_SID,
     twilioAuthToken: c.TWILIO_AUTH_TOKEN,
     twilioApiBaseUrl: c.TWILIO_API_BASE_URL?.replace(/\/+$/, ''),
+    twilioMaxConcurrentRequests: c.TWILIO_MAX_CONCURRENT_REQUESTS,
+    twilioMaxQueuedRequests: c.TWILIO_MAX_QUEUED_REQUESTS,
     mmsCreditPrice: c.MMS_CREDIT_PRICE,
     smsProviderTimeoutMs: c.SMS_PROVIDER_TIMEOUT_MS,
     sendsInDoubtAfterMs: c.SENDS_IN_DOUBT_AFTER_MS,

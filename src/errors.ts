@@ -51,6 +51,10 @@ export const errorCatalog = {
   /** A saved reply's name or body is empty or too long. */
   INVALID_SAVED_REPLY: { status: 400, category: 'BAD_USER_INPUT' },
   PROVIDER_ERROR: { status: 502, category: 'PROVIDER_ERROR' },
+  /** No free slot among TWILIO_MAX_CONCURRENT_REQUESTS within SMS_PROVIDER_TIMEOUT_MS: nothing sent, nothing charged. */
+  PROVIDER_BUSY: { status: 503, category: 'PROVIDER_ERROR' },
+  /** The provider call got no answer: the reply stays queued and charged, and is settled with the provider. Do not resend. */
+  SEND_IN_DOUBT: { status: 504, category: 'SEND_IN_DOUBT' },
   SERVICE_UNAVAILABLE: { status: 503, category: 'SERVICE_UNAVAILABLE' },
   INTERNAL_ERROR: { status: 500, category: 'INTERNAL_SERVER_ERROR' },
 } as const;

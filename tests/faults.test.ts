@@ -190,39 +190,39 @@ describe('the SMS provider times out or fails during a send', () => {
     await fake?.close();
   });
 
-  it('a timeout refunds, marks the message failed, tells the caller, and a retry with the key sends nothing more', async () => {
+  it('a timeout keeps the reply queued and charged (in doubt), tells the caller, and a retry with the key sends nothing more', async () => {
     const contact = await t.createContact(org, { phoneNumber: '+14155550111', isTextable: true });
     fake.delaySends(1_200);
     const before = await balance();
     const input = { phoneNumber: contact.phoneNumber, message: 'are you there?', idempotencyKey: 'timeout-1' };
     const first = await t.graphql(SEND, { input }, org);
-    expect(first.body.data.sendReply).toMatchObject({ __typename: 'ProviderError', code: 'PROVIDER_ERROR', providerErrorCode: null });
-    expect(await balance()).toBe(before);
+    expect(first.body.data.sendReply).toMatchObject({ __typename: 'SendInDoubtError', code: 'SEND_IN_DOUBT' });
+    expect(await balance()).toBe(before - 1);
     const [row] = await t.db.select().from(messages).where(and(eq(messages.organizationId, org.organizationId), eq(messages.idempotencyKey, 'timeout-1')));
-    expect(row).toMatchObject({ status: 'failed', creditsCharged: 0 });
-    const history = await t.db.select().from(messageStatusEvents).where(eq(messageStatusEvents.messageId, row!.id));
-    expect(history.map((h) => h.status)).toEqual(['queued', 'failed']);
+    expect(row).toMatchObject({ status: 'queued', creditsCharged: 1 });
+    expect(row!.inDoubtAt).not.toBeNull();
 
     await until(() => fake.sent.length === 1, 5_000, 'the slow send to land at the provider');
     const again = await t.graphql(SEND, { input }, org);
-    expect(again.body.data.sendReply).toEqual(first.body.data.sendReply);
+    expect(again.body.data.sendReply).toMatchObject({ __typename: 'SendInDoubtError', code: 'SEND_IN_DOUBT' });
     const rest = await fetch(`${t.url}/api/conversations/${encodeURIComponent(contact.phoneNumber)}/reply`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${org.apiToken}`, 'idempotency-key': 'timeout-1' },
       body: JSON.stringify({ message: 'are you there?' }),
     });
-    expect(rest.status).toBe(502);
-    expect(await rest.json()).toMatchObject({ success: false, code: 'PROVIDER_ERROR' });
+    expect(rest.status).toBe(504);
+    expect(await rest.json()).toMatchObject({ success: false, code: 'SEND_IN_DOUBT', messageLog: { id: row!.id, status: 'queued' } });
     fake.delaySends(0);
     expect(sends()).toBe(1);
-    expect(await balance()).toBe(before);
+    expect(await balance()).toBe(before - 1);
   });
 
-  it('a provider 5xx refunds and marks the message failed; the REST caller gets 502', async () => {
+  it('a provider 5xx that lasts past the retries refunds and marks the message failed; the REST caller gets 502', async () => {
     const contact = await t.createContact(org, { phoneNumber: '+14155550112', isTextable: true });
     const before = await balance();
     const sent = sends();
-    fake.failNextSend({ code: 20500, status: 500 });
+    // Retried within SMS_PROVIDER_TIMEOUT_MS (300 ms here): more 500s than it can outlast.
+    for (let i = 0; i < 50; i += 1) fake.failNextSend({ code: 20500, status: 500 });
     const res = await fetch(`${t.url}/api/conversations/${encodeURIComponent(contact.phoneNumber)}/reply`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${org.apiToken}`, 'idempotency-key': 'five-hundred' },
@@ -231,7 +231,8 @@ describe('the SMS provider times out or fails during a send', () => {
     expect(res.status).toBe(502);
     expect(await res.json()).toMatchObject({ success: false, code: 'PROVIDER_ERROR' });
     expect(await balance()).toBe(before);
-    expect(sends()).toBe(sent + 1);
+    expect(sends()).toBeGreaterThan(sent + 1);
+    expect(fake.sent.filter((m) => m.to === contact.phoneNumber)).toHaveLength(0);
     const [row] = await t.db.select().from(messages).where(and(eq(messages.organizationId, org.organizationId), eq(messages.idempotencyKey, 'five-hundred')));
     expect(row).toMatchObject({ status: 'failed', errorCode: 20500, creditsCharged: 0 });
   });

@@ -172,13 +172,13 @@ describe('Twilio errors: mapped, recorded, refunded', () => {
     expect(await contactRow(contact.id)).toMatchObject({ isOptedIn: true, isTextable: true });
   });
 
-  it('a timeout is a PROVIDER_ERROR and refunds', async () => {
+  it('a timeout is SEND_IN_DOUBT: not refunded until the provider says', async () => {
     const contact = await textable();
     fake.delaySends(1_500);
     const before = await balance();
     const result = await send({ phoneNumber: contact.phoneNumber, message: 'slow' });
-    expect(result).toMatchObject({ __typename: 'ProviderError', providerErrorCode: null });
-    expect(await balance()).toBe(before);
+    expect(result).toMatchObject({ __typename: 'SendInDoubtError', code: 'SEND_IN_DOUBT' });
+    expect(await balance()).toBe(before - 1);
   });
 
   it('an idempotent retry after a refusal returns the same refusal and calls Twilio once', async () => {
@@ -249,7 +249,9 @@ describe('textability lookup (Lookup v2 line_type_intelligence)', () => {
       row = await contactRow(uuid);
     }
     expect(row.isTextable).toBe(true);
-    expect(fake.lookups.filter((p) => p === phoneNumber)).toHaveLength(3);
+    // Two 500s, then the answer: retried by the Twilio client (5xx, within SMS_PROVIDER_TIMEOUT_MS) and, past
+    // that, by the lookup's own retry, so at least three lookups, however the time fell.
+    expect(fake.lookups.filter((p) => p === phoneNumber).length).toBeGreaterThanOrEqual(3);
   });
 
   it('an unknown line type keeps the contact pending (replies refused) until a verdict', async () => {

@@ -16,6 +16,8 @@ export function createSmsProvider(
       authToken: config.twilioAuthToken!,
       apiBaseUrl: config.twilioApiBaseUrl,
       timeoutMs: config.smsProviderTimeoutMs,
+      maxConcurrentRequests: config.twilioMaxConcurrentRequests,
+      maxQueuedRequests: config.twilioMaxQueuedRequests,
     });
   }
   return new SimulatedProvider({ statusDelayMs: config.simulatedStatusDelayMs, applyStatus: options.applyStatus, logger: options.logger });

@@ -8,6 +8,8 @@ export type OutgoingMessage = {
   /** E.164 recipient and sender. */
   to: string;
   from: string;
+  /** A Twilio Messaging Service (MG…) of the sending number: the send names it instead of `from`. */
+  messagingServiceSid?: string | null;
   body: string;
   mediaUrls: string[];
   /** Deliver as MMS even without media (route MMS forced). */
@@ -20,10 +22,20 @@ export type SendResult =
   | { ok: true; providerMessageId: string; /** lower-case Twilio status, usually queued */ status: string }
   | {
       ok: false;
+      inDoubt?: false;
       /** The provider's error code (Twilio's numeric codes: 21610, 21211, 21614, 30003 ...), null for network failures. */
       errorCode: number | null;
       message: string;
-    };
+      /** The provider's documentation link for the code (Twilio's more_info). */
+      moreInfo?: string | null;
+      /** Never sent: no slot free among TWILIO_MAX_CONCURRENT_REQUESTS within the provider timeout (PROVIDER_BUSY). */
+      busy?: boolean;
+    }
+  /**
+   * The request may have reached the provider but no answer came back (a timeout, a connection lost after
+   * the request was written): the message may exist. Settled later with findSend, never refunded blindly.
+   */
+  | { ok: false; inDoubt: true; message: string };
 
 export type LineTypeResult = {
   /** true: mobile, can receive SMS; false: landline, VoIP and other kinds that cannot. */
@@ -35,6 +47,8 @@ export type LineTypeResult = {
 export type SendInDoubt = {
   to: string;
   from: string;
+  /** Sent through this Messaging Service: Twilio picked the sender, so `from` does not narrow the search. */
+  messagingServiceSid?: string | null;
   body: string;
   /** When we reserved it: the provider created it, if at all, within the provider timeout after. */
   createdAt: Date;

@@ -41,6 +41,8 @@ export type StatusUpdate = {
   providerMessageId: string;
   status: string;
   errorCode?: number | null;
+  /** The sender the provider reports (a Messaging Service picks it from its pool): stored as messages.sent_from. */
+  from?: string | null;
   /** Narrows the lookup when the caller knows the organization (the simulated provider does). */
   organizationId?: string;
 };
@@ -158,9 +160,9 @@ async function writeStatuses(db: Db, items: PendingStatus[]): Promise<Settled<Ap
 const STATUSES = new HotQuery(
   sql`with x as (
         select * from jsonb_to_recordset(${sql.placeholder('input')}::jsonb)
-          as x(g int, sid text, org uuid, events jsonb, ends jsonb)
+          as x(g int, sid text, org uuid, events jsonb, ends jsonb, sfrom text)
       ), m as (
-        select x.g, x.events, coalesce(x.ends -> found.status, x.ends -> '') as ends, found.*
+        select x.g, x.events, x.sfrom, coalesce(x.ends -> found.status, x.ends -> '') as ends, found.*
         from x cross join lateral (
           select organization_id, id, conversation_id, status from ${messages}
           where provider_message_id = x.sid and (x.org is null or organization_id = x.org)
@@ -173,9 +175,12 @@ const STATUSES = new HotQuery(
         from m cross join lateral rows from (jsonb_to_recordset(m.events) as (id uuid, status text, err int)) with ordinality as e(id, status, err, n)
         order by m.g, e.n
       ), moved as (
-        update ${messages} set status = m.ends ->> 'status', error_code = coalesce((m.ends ->> 'err')::int, ${messages}.error_code), updated_at = now()
+        update ${messages} set status = coalesce(m.ends ->> 'status', ${messages}.status),
+          error_code = coalesce((m.ends ->> 'err')::int, ${messages}.error_code),
+          sent_from = coalesce(m.sfrom, ${messages}.sent_from), updated_at = now()
         from m
-        where ${messages}.organization_id = m.organization_id and ${messages}.id = m.id and m.ends ->> 'status' is not null
+        where ${messages}.organization_id = m.organization_id and ${messages}.id = m.id
+          and (m.ends ->> 'status' is not null or (m.sfrom is not null and ${messages}.sent_from is distinct from m.sfrom))
         returning ${messages}.id
       )
       select m.g, m.organization_id, m.id, m.conversation_id, m.status from m`,
@@ -193,6 +198,8 @@ async function writeRound(db: DbOrTx, items: PendingStatus[], groups: number[][]
       // Event ids made in arrival order (ids.ts): the history reads in (created_at, id) order, clock_timestamp() below.
       events: indexes.map((index) => ({ id: uuidv7(), status: items[index]!.status, err: items[index]!.errorCode })),
       ends: endPoints(indexes.map((index) => items[index]!)),
+      // The sender Twilio reports; the latest callback's, should they differ.
+      sfrom: indexes.map((index) => items[index]!.update.from ?? null).filter(Boolean).at(-1) ?? null,
       indexes,
     }));
   const rows = await STATUSES.rows(db, { input: JSON.stringify(input.map(({ indexes: _, ...row }) => row)) });
@@ -257,7 +264,7 @@ async function applyWithOptOut(deps: Pick<ServiceDeps, 'db'>, update: StatusUpda
     }
     await tx
       .update(messages)
-      .set({ status, errorCode: errorCode ?? message.errorCode, updatedAt: sql`now()` })
+      .set({ status, errorCode: errorCode ?? message.errorCode, sentFrom: update.from ?? message.sentFrom, updatedAt: sql`now()` })
       .where(and(eq(messages.organizationId, message.organizationId), eq(messages.id, message.id)));
     await optOutRecipient(tx, message.organizationId, message.conversationId, message.id);
     return { outcome: 'applied' as const, message, status, last: true };

@@ -48,9 +48,16 @@ export async function organizationExists(db: DbOrTx, organizationId: string): Pr
 export async function addPhoneNumber(
   db: DbOrTx,
   organizationId: string,
-  input: { phoneNumber: string; isDefault?: boolean },
-): Promise<{ phoneNumberId: string; phoneNumber: string }> {
+  input: { phoneNumber: string; isDefault?: boolean; messagingServiceSid?: string | null },
+): Promise<{ phoneNumberId: string; phoneNumber: string; messagingServiceSid: string | null }> {
   const phoneNumber = normalizePhone(input.phoneNumber);
+  const messagingServiceSid = input.messagingServiceSid?.trim() || null;
+  // Twilio's Messaging Service SIDs: MG and 32 hex digits.
+  if (messagingServiceSid && !/^MG[0-9a-f]{32}$/i.test(messagingServiceSid)) {
+    throw badUserInput(`${messagingServiceSid.slice(0, 40)} is not a Twilio Messaging Service SID (MG followed by 32 hex digits).`, {
+      field: 'messagingServiceSid',
+    });
+  }
   return db.transaction(async (tx) => {
     const taken = await tx.select({ organizationId: phoneNumbers.organizationId }).from(phoneNumbers).where(eq(phoneNumbers.phoneNumber, phoneNumber));
     if (taken.length > 0) throw badUserInput(`${phoneNumber} is already registered as a sending number.`, { field: 'phoneNumber' });
@@ -62,9 +69,9 @@ export async function addPhoneNumber(
     }
     const [row] = await tx
       .insert(phoneNumbers)
-      .values({ organizationId, phoneNumber, isDefault: input.isDefault ?? false })
+      .values({ organizationId, phoneNumber, isDefault: input.isDefault ?? false, messagingServiceSid })
       .returning({ id: phoneNumbers.id });
-    return { phoneNumberId: row!.id, phoneNumber };
+    return { phoneNumberId: row!.id, phoneNumber, messagingServiceSid };
   });
 }
 

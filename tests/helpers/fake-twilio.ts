@@ -10,8 +10,12 @@ import twilio from 'twilio';
 // - GET  /v2/PhoneNumbers/{PhoneNumber}?Fields=line_type_intelligence (Basic auth) -> Lookup v2 JSON
 // Errors come back in Twilio's format: { code, message, more_info, status }.
 // It can also post signed status callbacks to the StatusCallback URL a message was sent with.
+// Misbehaving as real Twilio does: 429 (20429) with Retry-After and 5xx (failNextSend), slow answers
+// (delaySends), a connection reset after reading the request (resetNextSends, created or not), no answer
+// at all (hangSendsTo); `maxInFlight` counts the most message creations it held at once.
 
-export type TwilioErrorSpec = { code: number; message?: string; status?: number };
+/** `retryAfter`: a Retry-After header, in seconds (Twilio sends one with some 429s). */
+export type TwilioErrorSpec = { code: number; message?: string; status?: number; retryAfter?: number };
 
 export type SentMessage = {
   sid: string;
@@ -22,6 +26,8 @@ export type SentMessage = {
   mediaUrls: string[];
   statusCallback: string | null;
   sendAsMms: boolean;
+  /** MessagingServiceSid of the request (Twilio then picks `from` from the service's pool). */
+  messagingServiceSid: string | null;
   dateCreated: Date;
   /** The raw form parameters, as received. */
   params: Record<string, string | string[]>;
@@ -50,7 +56,8 @@ function twilioError(res: ServerResponse, spec: TwilioErrorSpec) {
     more_info: `https://www.twilio.com/docs/errors/${spec.code}`,
     status,
   });
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }).end(body);
+  const retryAfter = spec.retryAfter === undefined ? {} : { 'retry-after': String(spec.retryAfter) };
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...retryAfter }).end(body);
 }
 
 function json(res: ServerResponse, status: number, payload: unknown) {
@@ -84,6 +91,10 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
   /** Recipients whose sends never get an answer; `kept`: Twilio created the message all the same. */
   const hangingSendsTo = new Map<string, { kept: boolean }>();
   const earlyCallbacks: Promise<Response>[] = [];
+  /** The next sends' connections are reset once their request is read; `kept`: the message was created first. */
+  const resets: { kept: boolean }[] = [];
+  const load = { inFlight: 0, maxInFlight: 0 };
+  const serviceSenders = new Map<string, string>();
 
   /** A signed status callback, as Twilio signs it (X-Twilio-Signature over its URL and the sorted parameters). */
   function postStatusCallback(sid: string, status: string, extra: { errorCode?: number; url?: string; postTo?: string; authToken?: string } = {}) {
@@ -121,7 +132,7 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
     error_code: null,
     error_message: null,
     from: record.from,
-    messaging_service_sid: null,
+    messaging_service_sid: record.messagingServiceSid,
     num_media: String(record.mediaUrls.length),
     num_segments: '1',
     price: null,
@@ -166,12 +177,17 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
       });
     }
     if (messagesPath && req.method === 'POST') {
+      load.inFlight += 1;
+      load.maxInFlight = Math.max(load.maxInFlight, load.inFlight);
+      // Counted until the answer is written (or the connection goes).
+      res.once('close', () => (load.inFlight -= 1));
       if (messagesPath[1] !== accountSid) return twilioError(res, { code: 20404, status: 404 });
       if (sendDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, sendDelayMs));
       const to = params.get('To') ?? '';
       const from = params.get('From') ?? '';
       if (!to) return twilioError(res, { code: 21604, message: "A 'To' phone number is required." });
-      if (!from) return twilioError(res, { code: 21603, message: "A 'From' phone number is required." });
+      const messagingServiceSid = params.get('MessagingServiceSid');
+      if (!from && !messagingServiceSid) return twilioError(res, { code: 21603, message: "A 'From' phone number is required." });
       const failure = nextSendErrors.shift() ?? sendErrorsByRecipient.get(to);
       if (failure) return twilioError(res, failure);
       const hanging = hangingSendsTo.get(to);
@@ -181,7 +197,9 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
         sid,
         accountSid,
         to,
-        from,
+        // A Messaging Service picks the sender from its pool: here, the one setServiceSender named.
+        from: from || (messagingServiceSid && serviceSenders.get(messagingServiceSid)) || '+15005550006',
+        messagingServiceSid,
         body: params.get('Body') ?? '',
         mediaUrls,
         statusCallback: params.get('StatusCallback'),
@@ -191,6 +209,12 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
           [...new Set(params.keys())].map((key) => [key, params.getAll(key).length > 1 ? params.getAll(key) : params.get(key)!]),
         ),
       };
+      const reset = resets.shift();
+      if (reset) {
+        if (reset.kept) sent.push(record);
+        req.socket.destroy();
+        return;
+      }
       // A send that never gets its answer (the caller is killed meanwhile), created or not.
       if (hanging) {
         if (hanging.kept) sent.push(record);
@@ -295,6 +319,24 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
       earlyCallback = null;
       earlyCallbacks.length = 0;
       hangingSendsTo.clear();
+      resets.length = 0;
+      load.maxInFlight = load.inFlight;
+      serviceSenders.clear();
+    },
+    /** Message creations being handled now, and the most at once since start (or reset). */
+    get inFlight() {
+      return load.inFlight;
+    },
+    get maxInFlight() {
+      return load.maxInFlight;
+    },
+    /** The next `count` sends have their connection reset once the request is read; `kept`: created first. */
+    resetNextSends(count: number, options: { kept: boolean }) {
+      for (let i = 0; i < count; i += 1) resets.push(options);
+    },
+    /** The number a Messaging Service sends from (its pool of one). */
+    setServiceSender(messagingServiceSid: string, phoneNumber: string) {
+      serviceSenders.set(messagingServiceSid, phoneNumber);
     },
     /**
      * Posts a status callback for a sent message to its StatusCallback URL (or `postTo`, still signed for the

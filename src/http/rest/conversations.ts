@@ -8,7 +8,7 @@ import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from '../../services/pages.js';
 import { sendReply } from '../../services/replies/index.js';
 import type { RestRoute } from './route.js';
 import { booleanParam, limitParam, phoneParam, readJsonObject, singleParam } from './request.js';
-import { ReplyRequestJson, type ConversationJson, type MessageJson, type MessagePageJson, type ReplyResponseJson } from './schemas.js';
+import { ReplyRequestJson, type ConversationJson, type MessageJson, type MessagePageJson, type ReplyResponseJson, type SendInDoubtJson } from './schemas.js';
 
 // The published conversations API (shared/spec/rest-conversations.md) over the same services and
 // loaders as the GraphQL resolvers: these handlers only translate parameters and shapes.
@@ -208,13 +208,36 @@ export const replyRoute: RestRoute = {
     'FROM_NUMBER_FORBIDDEN',
     'PAYLOAD_TOO_LARGE',
     'PROVIDER_ERROR',
+    'PROVIDER_BUSY',
     ...authErrors,
   ],
+  otherResponses: {
+    '504': {
+      description:
+        '`SEND_IN_DOUBT`: the SMS provider did not answer in time, so the reply may or may not have gone out. Do not send it again: it stays queued with its credits reserved and is settled (sent, or failed and refunded) within about twice the provider timeout. A retry with the same `Idempotency-Key` answers its state.',
+      schema: { $ref: 'SendInDoubt' },
+    },
+  },
   async handle({ deps, caller, req, params }) {
     const phoneNumber = phoneParam(params.phoneNumber!);
     const idempotencyKey = idempotencyKeyOf(req.headers['idempotency-key']);
     const body = parseReplyBody(await readJsonObject(req));
     const outcome = await sendReply(deps, caller.organizationId, { ...body, phoneNumber, idempotencyKey, sentByUserId: caller.userId });
+    if (!outcome.ok && outcome.inDoubt) {
+      const inDoubt: SendInDoubtJson = {
+        success: false,
+        code: 'SEND_IN_DOUBT',
+        message: outcome.error.message,
+        messageLog: {
+          id: outcome.inDoubt.id,
+          phoneNumber,
+          message: outcome.inDoubt.body,
+          status: outcome.inDoubt.status ?? 'queued',
+          sentAt: outcome.inDoubt.createdAt.toISOString(),
+        },
+      };
+      return { status: 504, body: inDoubt };
+    }
     if (!outcome.ok) throw outcome.error;
     const response: ReplyResponseJson = {
       success: true,

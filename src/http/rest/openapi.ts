@@ -25,6 +25,7 @@ const errorMeanings: Partial<Record<ErrorCode, string>> = {
   INSUFFICIENT_CREDITS: 'Insufficient credits to send the message.',
   FROM_NUMBER_FORBIDDEN: 'The specified `fromPhoneNumberId` does not belong to your organization.',
   PROVIDER_ERROR: 'The SMS provider refused or failed the send; nothing was charged.',
+  PROVIDER_BUSY: 'The send waited too long for a free slot to the SMS provider (TWILIO_MAX_CONCURRENT_REQUESTS); nothing was sent or charged.',
   INTERNAL_ERROR: 'An unexpected server error.',
 };
 
@@ -97,6 +98,12 @@ function operation(route: RestRoute) {
     responses: {
       '200': { description: route.response.description, content: { 'application/json': { schema: expand(route.response.schema) } } },
       ...errorResponses(route.errors),
+      ...Object.fromEntries(
+        Object.entries(route.otherResponses ?? {}).map(([status, { description, schema }]) => [
+          status,
+          { description, content: { 'application/json': { schema: expand(schema) } } },
+        ]),
+      ),
     },
   };
 }

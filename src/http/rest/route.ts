@@ -33,6 +33,8 @@ export type RestRoute = {
   /** Component schema names are given bare (`MessagePage`) and expanded by the OpenAPI builder. */
   requestBody?: { $ref: string };
   response: { description: string; schema: SchemaRef };
+  /** Answers other than 200 and the error shape, by status (a reply in doubt: 504 with the reply). */
+  otherResponses?: Record<string, { description: string; schema: SchemaRef }>;
   /** Every error code the route answers besides INTERNAL_ERROR; statuses come from the error catalog. */
   errors: readonly ErrorCode[];
   handle(ctx: RouteContext): Promise<{ status: number; body: unknown }>;

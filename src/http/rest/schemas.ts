@@ -89,11 +89,26 @@ export const ErrorJson = z.strictObject({
   message: z.string().min(1).meta({ description: 'Human-readable explanation.' }),
 });
 
+/** HTTP 504 of a reply: the provider did not answer, the reply stays queued and is settled later (do not resend). */
+export const SendInDoubtJson = z.strictObject({
+  success: z.literal(false),
+  code: z.literal('SEND_IN_DOUBT'),
+  message: z.string().min(1).meta({ description: 'Why, and that the reply must not be sent again: it will be settled.' }),
+  messageLog: z.strictObject({
+    id: uuid,
+    phoneNumber: e164,
+    message: z.string(),
+    status: z.string().meta({ description: '`queued` until settled: then `sent` (or later) or `failed` and refunded.', examples: ['queued'] }),
+    sentAt: timestamp,
+  }),
+});
+
 export type ConversationJson = z.infer<typeof ConversationJson>;
 export type MessageJson = z.infer<typeof MessageJson>;
 export type MessagePageJson = z.infer<typeof MessagePageJson>;
 export type ReplyResponseJson = z.infer<typeof ReplyResponseJson>;
 export type ErrorJson = z.infer<typeof ErrorJson>;
+export type SendInDoubtJson = z.infer<typeof SendInDoubtJson>;
 
 /** Named schemas, emitted as `#/components/schemas/<name>` in the OpenAPI document. */
 export const componentSchemas = {
@@ -103,4 +118,5 @@ export const componentSchemas = {
   ReplyRequest: ReplyRequestJson,
   ReplyResponse: ReplyResponseJson,
   Error: ErrorJson,
+  SendInDoubt: SendInDoubtJson,
 } as const;

@@ -87,6 +87,8 @@ async function status(deps: Deps, params: WebhookParams, res: ServerResponse) {
       providerMessageId: single(params, 'MessageSid', true),
       status: single(params, 'MessageStatus', true),
       errorCode: errorCode && /^\d{1,9}$/.test(errorCode) ? Number(errorCode) : null,
+      // Who Twilio sent it from: a Messaging Service's pick, so the stored message names its real sender.
+      from: single(params, 'From') || null,
     },
     // A callback can arrive before its send has stored the message's SID: it waits for it a while.
     { waitForMessageMs: deps.config.statusCallbackWaitMs },

@@ -1,5 +1,6 @@
 import twilio from 'twilio';
 import type { LineTypeResult, OutgoingMessage, SendInDoubt, SendRecord, SendResult, SmsProvider } from '../sms-provider.js';
+import { ProviderBusy, ThrottledRequestClient } from './throttled-client.js';
 
 export type TwilioProviderOptions = {
   accountSid: string;
@@ -7,26 +8,11 @@ export type TwilioProviderOptions = {
   /** Replaces scheme and host of every API call (Messages and Lookup alike); unset: Twilio's own hosts. */
   apiBaseUrl?: string;
   timeoutMs: number;
+  /** TWILIO_MAX_CONCURRENT_REQUESTS: calls in flight at once from this instance. */
+  maxConcurrentRequests?: number;
+  /** TWILIO_MAX_QUEUED_REQUESTS: calls waiting for a slot before more are refused as busy. */
+  maxQueuedRequests?: number;
 };
-
-type RequestOptions<TData> = import('twilio/lib/base/RequestClient.js').RequestOptions<TData>;
-
-/** Sends every SDK request to `base` instead of *.twilio.com, keeping path and query. */
-class RebasedRequestClient extends twilio.RequestClient {
-  constructor(
-    private readonly base: URL,
-    options: ConstructorParameters<typeof twilio.RequestClient>[0],
-  ) {
-    super(options);
-  }
-
-  override request<TData>(opts: RequestOptions<TData>) {
-    const uri = new URL(opts.uri);
-    uri.protocol = this.base.protocol;
-    uri.host = this.base.host;
-    return super.request<TData>({ ...opts, uri: uri.toString() });
-  }
-}
 
 // Lookup v2 line types (https://www.twilio.com/docs/lookup/v2-api/line-type-intelligence). Only mobile
 // numbers take SMS reliably; landlines, VoIP of either kind, toll-free, pagers and the rest do not.
@@ -51,12 +37,21 @@ const CLOCK_SLACK_MS = 60_000;
 export class TwilioProvider implements SmsProvider {
   readonly name = 'twilio' as const;
   private readonly client: twilio.Twilio;
+  /** Exposed for tests and diagnostics: calls in flight now and at most. */
+  readonly http: ThrottledRequestClient;
 
   constructor(options: TwilioProviderOptions) {
     const httpOptions = { timeout: options.timeoutMs, keepAlive: true };
-    const httpClient = options.apiBaseUrl
-      ? new RebasedRequestClient(new URL(options.apiBaseUrl), httpOptions)
-      : new twilio.RequestClient(httpOptions);
+    const httpClient = new ThrottledRequestClient(
+      {
+        base: options.apiBaseUrl ? new URL(options.apiBaseUrl) : undefined,
+        timeoutMs: options.timeoutMs,
+        maxConcurrent: options.maxConcurrentRequests ?? 25,
+        maxQueued: options.maxQueuedRequests ?? 1_000,
+      },
+      httpOptions,
+    );
+    this.http = httpClient;
     // Pass an empty env so the SDK takes nothing from process.env beyond what config.ts validated.
     this.client = twilio(options.accountSid, options.authToken, { httpClient, timeout: options.timeoutMs, env: {} });
   }
@@ -65,7 +60,8 @@ export class TwilioProvider implements SmsProvider {
     try {
       const sent = await this.client.messages.create({
         to: message.to,
-        from: message.from,
+        // A Messaging Service picks the sender from its pool (A2P 10DLC): Twilio wants one or the other.
+        ...(message.messagingServiceSid ? { messagingServiceSid: message.messagingServiceSid } : { from: message.from }),
         ...(message.body ? { body: message.body } : {}),
         ...(message.mediaUrls.length > 0 ? { mediaUrl: message.mediaUrls } : {}),
         // Only meaningful without media: media already makes it an MMS.
@@ -89,10 +85,15 @@ export class TwilioProvider implements SmsProvider {
     const latest = send.createdAt.getTime() + withinMs + CLOCK_SLACK_MS;
     try {
       type MessagesPage = Pick<Awaited<ReturnType<typeof this.client.messages.page>>, 'instances' | 'nextPageUrl' | 'nextPage'>;
-      let page: MessagesPage = await this.client.messages.page({ to: send.to, from: send.from, pageSize: FIND_PAGE_SIZE });
+      // A Messaging Service's sender is Twilio's pick: look by recipient, and match the service instead.
+      const service = send.messagingServiceSid ?? null;
+      let page: MessagesPage = await this.client.messages.page(
+        service ? { to: send.to, pageSize: FIND_PAGE_SIZE } : { to: send.to, from: send.from, pageSize: FIND_PAGE_SIZE },
+      );
       for (let read = 1; ; read += 1) {
         const match = page.instances.find((message) => {
           const created = message.dateCreated?.getTime() ?? NaN;
+          if (service && message.messagingServiceSid !== service) return false;
           return message.body === send.body && created >= earliest && created <= latest;
         });
         if (match) return { kind: 'sent', providerMessageId: match.sid, status: (match.status ?? 'queued').toLowerCase() };
@@ -121,15 +122,26 @@ export class TwilioProvider implements SmsProvider {
   async close(): Promise<void> {}
 }
 
+// Failures that prove the request never left us: nothing can have been created.
+const NEVER_SENT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ERR_INVALID_URL', 'ERR_BAD_OPTION_VALUE']);
+
 function sendFailure(error: unknown): SendResult {
+  if (error instanceof ProviderBusy) return { ok: false, errorCode: null, busy: true, message: error.message };
   if (error instanceof twilio.RestException) {
     return {
       ok: false,
       errorCode: typeof error.code === 'number' ? error.code : null,
       message: error.message || `Twilio answered HTTP ${error.status}`,
+      moreInfo: error.moreInfo ?? null,
     };
   }
-  // Network failure or timeout: the request may not have reached Twilio; the caller refunds.
   const message = error instanceof Error ? error.message : String(error);
-  return { ok: false, errorCode: null, message: `Twilio could not be reached: ${message}` };
+  const code = (error as { code?: unknown } | null)?.code;
+  const isAxios = (error as { isAxiosError?: unknown } | null)?.isAxiosError === true;
+  // The SDK refused before any request (a bad parameter), or the connection never opened: nothing was sent.
+  if (!isAxios || (typeof code === 'string' && NEVER_SENT.has(code))) {
+    return { ok: false, errorCode: null, message: `Twilio could not be reached: ${message}` };
+  }
+  // A timeout, a reset or a hang-up once the request may have been written: Twilio may have the message.
+  return { ok: false, inDoubt: true, message: `No answer from Twilio (${typeof code === 'string' ? code : message})` };
 }

@@ -73,6 +73,11 @@ function errorType<Extra extends 'phoneNumber' | 'phoneNumberAndProvider' | 'cre
               description: "The provider's error code (Twilio's numeric codes), when the provider refused the send.",
               resolve: (e) => (detail(e, 'providerErrorCode') as number | null | undefined) ?? null,
             }),
+            moreInfo: t.string({
+              nullable: true,
+              description: "The provider's documentation page for its error code (Twilio's more_info link).",
+              resolve: (e) => (detail(e, 'moreInfo') as string | null | undefined) ?? null,
+            }),
           }
         : {}),
       ...(extra === 'field'
@@ -141,9 +146,12 @@ export const InvalidMessageError = errorType(
 export const ProviderError = errorType(
   'ProviderError',
   'PROVIDER_ERROR',
-  'The SMS provider refused the message or could not be reached; the credits were refunded.',
+  'The SMS provider refused the message or could not be reached; the credits were refunded. `code` is PROVIDER_BUSY when the send waited too long for a free slot (TWILIO_MAX_CONCURRENT_REQUESTS): nothing was sent.',
   'provider',
 );
+// PROVIDER_BUSY (no free slot for a Twilio call in time; nothing sent or charged) is a ProviderError too.
+registry.set('PROVIDER_BUSY', registry.get('PROVIDER_ERROR')!);
+
 export const ContactAlreadyExistsError = errorType(
   'ContactAlreadyExistsError',
   'CONTACT_ALREADY_EXISTS',

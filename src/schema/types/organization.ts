@@ -14,6 +14,10 @@ builder.node(PhoneNumberRef, {
     phoneNumber: t.exposeString('phoneNumber', { description: 'E.164.' }),
     isDefault: t.exposeBoolean('isDefault', { description: 'Replies go out from this number unless another is chosen.' }),
     uuid: t.exposeString('id', { description: 'Raw UUID, as the REST API and `fromPhoneNumberId` accept it.' }),
+    messagingServiceSid: t.exposeString('messagingServiceSid', {
+      nullable: true,
+      description: 'The Twilio Messaging Service (MG…) replies from this number go through (sent with MessagingServiceSid, not From); null: sent From this number.',
+    }),
   }),
 });
 

@@ -1,4 +1,4 @@
-import type { ShortLinkRow } from '../../db/tables.js';
+import type { MessageRow, ShortLinkRow } from '../../db/tables.js';
 import { AppError } from '../../errors.js';
 import { previewReply, scheduleReply, sendAtDecision, sendReply, type SendReplyOutcome } from '../../services/replies/index.js';
 import { withSavedReply, type SavedReplyRequest } from '../../services/saved-replies.js';
@@ -10,6 +10,7 @@ import {
   ContactNotFoundError,
   ContactOptedOutError,
   ContactTextabilityPendingError,
+  DomainError,
   ErrorInterface,
   FromNumberForbiddenError,
   InsufficientCreditsError,
@@ -114,6 +115,28 @@ const resolvedInput = (input: InputShape, ctx: RequestContext) =>
     throw error instanceof AppError ? typedError(error) : error;
   });
 
+/** SEND_IN_DOUBT: the provider call got no answer; the reply stays queued and charged until it is settled. */
+class SendInDoubtError extends DomainError {
+  constructor(
+    error: AppError,
+    readonly reply: MessageRow,
+  ) {
+    super(error);
+  }
+}
+builder.objectType(SendInDoubtError, {
+  name: 'SendInDoubtError',
+  description:
+    'The SMS provider did not answer in time (a timeout or a lost connection), so the reply may or may not have gone out. ' +
+    'Do not send it again: it stays QUEUED with its credits reserved and is settled within about twice SMS_PROVIDER_TIMEOUT_MS, ' +
+    'as sent (with its provider id) or as FAILED and refunded; messageStatusChanged tells when.',
+  interfaces: [ErrorInterface],
+  isTypeOf: (value) => value instanceof SendInDoubtError,
+  fields: (t) => ({
+    reply: t.field({ type: MessageRef, description: 'The reply as stored now (QUEUED).', resolve: (e) => e.reply }),
+  }),
+});
+
 const SEND_REPLY_ERRORS = [
   ContactNotFoundError,
   ContactOptedOutError,
@@ -124,6 +147,7 @@ const SEND_REPLY_ERRORS = [
   InsufficientCreditsError,
   InvalidMessageError,
   ProviderError,
+  SendInDoubtError,
   SavedReplyNotFoundError,
 ];
 
@@ -142,7 +166,7 @@ builder.mutationField('sendReply', (t) =>
         input.sendAt && sendAtDecision(input.sendAt) === 'later'
           ? await scheduleReply(ctx.deps, ctx.caller.organizationId, request, input.sendAt)
           : await sendReply(ctx.deps, ctx.caller.organizationId, request);
-      if (!outcome.ok) throw typedError(outcome.error);
+      if (!outcome.ok) throw outcome.inDoubt ? new SendInDoubtError(outcome.error, outcome.inDoubt) : typedError(outcome.error);
       ctx.loaders.message.clear(outcome.message.id).prime(outcome.message.id, outcome.message);
       ctx.loaders.conversation.clear(outcome.message.conversationId);
       return outcome;
@@ -189,4 +213,8 @@ builder.objectFields(MessageRef, (t) => ({
   creditsCharged: t.exposeInt('creditsCharged', { description: 'Credits this message cost (0 once refunded).' }),
   provider: t.exposeString('provider', { nullable: true, description: '`twilio`, `simulated`, ...' }),
   providerMessageId: t.exposeString('providerMessageId', { nullable: true, description: "The provider's id (Twilio MessageSid)." }),
+  sentFrom: t.exposeString('sentFrom', {
+    nullable: true,
+    description: 'Outgoing: the sender the provider reports (status callbacks), E.164; a Messaging Service picks it from its pool.',
+  }),
 }));

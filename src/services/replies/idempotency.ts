@@ -4,7 +4,7 @@ import { AppError } from '../../errors.js';
 import type { ServiceDeps } from '../deps.js';
 import { normalizePhone } from '../phone.js';
 import { checkIdempotencyKey, checkShape } from './compose.js';
-import { providerFailure } from './refusals.js';
+import { providerFailure, sendInDoubt } from './refusals.js';
 import { sendSucceeded, type SendReplyInput, type SendReplyOutcome } from './types.js';
 
 // Idempotency keys: a second send with a key answers with the first one's result, waiting while the first
@@ -20,7 +20,9 @@ export async function messageByIdempotencyKey(deps: Pick<ServiceDeps, 'db'>, org
 }
 
 /** A send still waiting for the provider's answer: queued, no provider id, no error. */
-const inFlight = (message: MessageRow) => message.status === 'queued' && message.providerMessageId === null && message.errorCode === null;
+const awaitingAnswer = (message: MessageRow) => message.status === 'queued' && message.providerMessageId === null && message.errorCode === null;
+/** Its call is still running (an in-doubt one has ended without an answer, and waits for the sweep instead). */
+const inFlight = (message: MessageRow) => awaitingAnswer(message) && message.inDoubtAt === null;
 
 /** The first result for an idempotency key; waits while the first attempt is still talking to the provider. */
 export async function replay(deps: Pick<ServiceDeps, 'db' | 'config'>, organizationId: string, first: MessageRow): Promise<SendReplyOutcome> {
@@ -32,6 +34,10 @@ export async function replay(deps: Pick<ServiceDeps, 'db' | 'config'>, organizat
   }
   // A scheduled reply answers with its message whatever became of it (its failure is on the message).
   if (message.sendAt !== null) return sendSucceeded(message);
+  // In doubt still: its current state, and the same advice; never a second send.
+  if (message.inDoubtAt !== null && awaitingAnswer(message)) {
+    return { ok: false, error: sendInDoubt(deps.config.smsProviderTimeoutMs), inDoubt: message };
+  }
   if (message.providerMessageId === null && message.status === 'failed') {
     const [conversation] = await deps.db
       .select({ phoneNumber: conversations.phoneNumber })

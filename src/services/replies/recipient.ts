@@ -17,7 +17,7 @@ export type RecipientDeps = Pick<ServiceDeps, 'db' | 'textability' | 'config' | 
 export type Recipient = {
   phoneNumber: string;
   contact: ContactRow;
-  from: { id: string; phoneNumber: string };
+  from: { id: string; phoneNumber: string; messagingServiceSid: string | null };
   shortLinkBase: string;
   balance: number;
 };
@@ -29,12 +29,12 @@ type RecipientKey = { org: string; phone: string; byId: boolean; wanted: string 
 
 /** readRecipients' statement, built once (db/rows.ts): the keys come as one JSON parameter. */
 const RECIPIENTS = new HotQuery(
-  sql`select x.i, o.credits as o_credits, o.short_link_base_url as o_base, n.id as n_id, n.phone_number as n_phone, ${RECIPIENT_CONTACT_COLUMNS}
+  sql`select x.i, o.credits as o_credits, o.short_link_base_url as o_base, n.id as n_id, n.phone_number as n_phone, n.messaging_service_sid as n_mg, ${RECIPIENT_CONTACT_COLUMNS}
     from jsonb_to_recordset(${sql.placeholder('input')}::jsonb) as x(i int, org uuid, phone text, "byId" boolean, wanted uuid)
     join ${organizations} o on o.id = x.org
     left join ${contacts} c on c.organization_id = o.id and c.phone_number = x.phone
     left join lateral (
-      select id, phone_number from ${phoneNumbers} p
+      select id, phone_number, messaging_service_sid from ${phoneNumbers} p
       where p.organization_id = o.id and case when x."byId" then p.id = x.wanted else p.is_default end
       limit 1
     ) n on true`,
@@ -97,7 +97,7 @@ export async function resolveRecipient(
   }
   if (refusal) return refusal;
 
-  const from = row.n_id ? { id: row.n_id as string, phoneNumber: row.n_phone as string } : undefined;
+  const from = row.n_id ? { id: row.n_id as string, phoneNumber: row.n_phone as string, messagingServiceSid: (row.n_mg as string | null) ?? null } : undefined;
   if (!from) return fromNumberRefusal(wanted);
   const shortLinkBase = (row.o_base as string | null) ?? deps.config.publicBaseUrl;
   return { phoneNumber, contact: contact!, from, shortLinkBase, balance: Number(row.o_credits) };

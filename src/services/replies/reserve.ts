@@ -91,9 +91,9 @@ const RESERVE = new HotQuery(
           select id, is_opted_in, is_textable from ${contacts} where organization_id = x.org and phone_number = x.phone for share
         ) c
       ), num as (
-        select x.i, n.id as number_id, n.phone_number as number_phone
+        select x.i, n.id as number_id, n.phone_number as number_phone, n.messaging_service_sid as number_mg
         from x cross join lateral (
-          select id, phone_number from ${phoneNumbers} p
+          select id, phone_number, messaging_service_sid from ${phoneNumbers} p
           where p.organization_id = x.org and case when x."byId" then p.id = x.wanted else p.is_default end
           limit 1
         ) n
@@ -132,7 +132,7 @@ const RESERVE = new HotQuery(
         insert into ${messageStatusEvents} (organization_id, id, message_id, status)
         select ins.organization_id, x.eid, ins.id, 'queued' from ins join x on x.id = ins.id
       )
-      select x.i, (bal.id is not null) as org_found, num.number_id as n_id, num.number_phone as n_phone,
+      select x.i, (bal.id is not null) as org_found, num.number_id as n_id, num.number_phone as n_phone, num.number_mg as n_mg,
         (a.i is not null) as accepted, (e.i is not null) as eligible, ${DIRECT_CONTACT_COLUMNS}, ${INSERTED_COLUMNS}
       from x
       left join bal on bal.id = x.org
@@ -168,7 +168,7 @@ async function reserveDirect(db: DbOrTx, items: DirectSend[]): Promise<Settled<R
   return items.map((_, i) => ({ ok: true, value: byIndex.get(i)! }));
 }
 
-export type Sender = { contact: SenderContact; from: { id: string; phoneNumber: string } };
+export type Sender = { contact: SenderContact; from: { id: string; phoneNumber: string; messagingServiceSid?: string | null } };
 
 export type DirectOutcome =
   | ({ kind: 'reserved'; message: MessageRow } & Sender)
@@ -234,7 +234,7 @@ export function directOutcome(row: Record<string, unknown>, phoneNumber: string,
   if (refusal) return { kind: 'refused', error: refusal };
   if (!row.n_id) return { kind: 'refused', error: fromNumberRefusal(wanted) };
   if (!row.accepted) return { kind: 'credits' };
-  return { kind: 'reserved', message: readMessage(row), contact: contact!, from: { id: row.n_id as string, phoneNumber: row.n_phone as string } };
+  return { kind: 'reserved', message: readMessage(row), contact: contact!, from: { id: row.n_id as string, phoneNumber: row.n_phone as string, messagingServiceSid: (row.n_mg as string | null) ?? null } };
 }
 
 /** The unique violation of messages_org_idempotency_key: another send took this idempotency key first. */

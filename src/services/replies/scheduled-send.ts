@@ -9,6 +9,7 @@ import { reserveDueReply } from './reserve-scheduled.js';
 import type { ScheduledSendOptions } from './schedule.js';
 import { deliver } from './send.js';
 import { storeProviderAnswer } from './settle.js';
+import type { SendReplyOutcome } from './types.js';
 
 // A scheduled reply going out: the job handler of scheduled replies (jobs/runner.ts runs it when the job
 // is due). Exactly once, across instances, restarts and a SIGKILL at any moment:
@@ -83,9 +84,10 @@ async function sendDue(deps: HandlerDeps, reply: Scheduled): Promise<JobOutcome>
     return JOB_DONE;
   }
   deps.events.publish('messageStatusChanged', organizationId, { messageId: reply.id, conversationId: reply.conversationId });
-  // deliver() stores the answer, or fails and refunds the reply keeping the provider's reason.
-  await deliver(deps, organizationId, reply.phoneNumber, reserved.message, { contact: reserved.contact, from: recipient.from }, options.route);
-  return JOB_DONE;
+  // deliver() stores the answer, or fails and refunds the reply keeping the provider's reason; in doubt,
+  // the reply stays queued and this job settles it (resumeInterrupted) once the provider can say.
+  const outcome = await deliver(deps, organizationId, reply.phoneNumber, reserved.message, { contact: reserved.contact, from: recipient.from }, options.route);
+  return afterDelivery(deps, outcome);
 }
 
 /**
@@ -95,14 +97,18 @@ async function sendDue(deps: HandlerDeps, reply: Scheduled): Promise<JobOutcome>
 async function resumeInterrupted(deps: HandlerDeps, reply: Scheduled): Promise<JobOutcome> {
   const { organizationId } = reply;
   const reservedAt = reply.updatedAt.getTime();
-  const settleAt = reservedAt + deps.config.sendsInDoubtAfterMs;
+  // A call that ended without an answer (in_doubt_at) leaves nothing live: one provider timeout is enough.
+  const settleAt = reply.inDoubtAt ? reply.inDoubtAt.getTime() + deps.config.smsProviderTimeoutMs : reservedAt + deps.config.sendsInDoubtAfterMs;
   if (Date.now() < settleAt) return { runAt: new Date(settleAt), reason: 'a send may still be with the provider' };
   const [from] = await deps.db
-    .select({ id: phoneNumbers.id, phoneNumber: phoneNumbers.phoneNumber })
+    .select({ id: phoneNumbers.id, phoneNumber: phoneNumbers.phoneNumber, messagingServiceSid: phoneNumbers.messagingServiceSid })
     .from(phoneNumbers)
     .where(and(eq(phoneNumbers.organizationId, organizationId), eq(phoneNumbers.id, reply.fromPhoneNumberId ?? sql`null`)));
   const record = from
-    ? await deps.sms.findSend({ to: reply.phoneNumber, from: from.phoneNumber, body: reply.body, createdAt: reply.updatedAt }, deps.config.smsProviderTimeoutMs)
+    ? await deps.sms.findSend(
+        { to: reply.phoneNumber, from: from.phoneNumber, messagingServiceSid: from.messagingServiceSid, body: reply.body, createdAt: reply.updatedAt },
+        deps.config.smsProviderTimeoutMs,
+      )
     : ({ kind: 'unknown', reason: 'its sending number is gone' } as const);
   const context = { organizationId, messageId: reply.id };
   if (record.kind === 'sent') {
@@ -119,14 +125,20 @@ async function resumeInterrupted(deps: HandlerDeps, reply: Scheduled): Promise<J
     .where(and(eq(contacts.organizationId, organizationId), eq(contacts.phoneNumber, reply.phoneNumber)));
   const [touched] = await deps.db
     .update(messages)
-    .set({ updatedAt: sql`now()` })
+    .set({ updatedAt: sql`now()`, inDoubtAt: null })
     .where(and(eq(messages.organizationId, organizationId), eq(messages.id, reply.id), eq(messages.status, 'queued'), sql`${messages.providerMessageId} is null`))
     .returning();
   if (!touched) return JOB_DONE;
   deps.logger.warn(context, 'scheduled reply: the provider never got it; sending it now');
   const options = reply.sendOptions as ScheduledSendOptions;
-  await deliver(deps, organizationId, reply.phoneNumber, touched, { contact: contact!, from: from! }, options.route);
-  return JOB_DONE;
+  return afterDelivery(deps, await deliver(deps, organizationId, reply.phoneNumber, touched, { contact: contact!, from: from! }, options.route));
+}
+
+/** Done, unless the send is in doubt: then the job comes back to settle it once the provider can say. */
+function afterDelivery(deps: HandlerDeps, outcome: SendReplyOutcome): JobOutcome {
+  if (outcome.ok || !outcome.inDoubt) return JOB_DONE;
+  const inDoubtAt = outcome.inDoubt.inDoubtAt?.getTime() ?? Date.now();
+  return { runAt: new Date(inDoubtAt + deps.config.smsProviderTimeoutMs), reason: 'the send is in doubt' };
 }
 
 /** Fails a reply that is still scheduled, keeping why; nothing was charged. */

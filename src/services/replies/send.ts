@@ -8,9 +8,9 @@ import { storeShortLinks } from '../short-links.js';
 import { compose } from './compose.js';
 import { messageByIdempotencyKey, openSend, replay } from './idempotency.js';
 import { numberWanted, resolveRecipient } from './recipient.js';
-import { insufficientCredits, providerFailure, textabilityPending } from './refusals.js';
+import { insufficientCredits, providerBusy, providerFailure, sendInDoubt, textabilityPending } from './refusals.js';
 import { directOutcome, directSend, isKeyCollision, reserveAlone, reserveWithoutLinks, RollBack, type DirectOutcome, type Sender } from './reserve.js';
-import { failReservedSend, storeProviderAnswer } from './settle.js';
+import { failReservedSend, markInDoubt, storeProviderAnswer } from './settle.js';
 import { sendSucceeded, type SendReplyInput, type SendReplyOutcome } from './types.js';
 
 // Sending a reply: the one place money is spent and a phone buzzes. The order of work makes it exact:
@@ -22,7 +22,8 @@ import { sendSucceeded, type SendReplyInput, type SendReplyOutcome } from './typ
 //     replays its result; a refused contact or too few credits write nothing;
 //  3. the provider is called outside any transaction;
 //  4. one statement stores the provider's answer, or a transaction marks the message failed and refunds
-//     (settle.ts, shared with the sweep of sends in doubt).
+//     (settle.ts, shared with the sweep of sends in doubt). A call that got no answer (a timeout, a lost
+//     connection) is in doubt: the reply stays queued and charged until the provider says (SEND_IN_DOUBT).
 // Replies bypass quiet hours: they go out immediately at any hour.
 
 export async function sendReply(deps: ServiceDeps, organizationId: string, input: SendReplyInput): Promise<SendReplyOutcome> {
@@ -142,6 +143,7 @@ export async function deliver(
       messageId: queued.id,
       to: phoneNumber,
       from: recipient.from.phoneNumber,
+      messagingServiceSid: recipient.from.messagingServiceSid ?? null,
       body: queued.body,
       mediaUrls: queued.mediaUrls,
       sendAsMms: route === 'MMS',
@@ -160,8 +162,16 @@ export async function deliver(
     return sendSucceeded({ ...queued, ...answered });
   }
 
+  if (result.inDoubt) {
+    // The provider may have it: the reply stays queued with its credits, and is settled by asking the
+    // provider (sends-in-doubt.ts, or a scheduled reply's own job). Refunding now could pay for a text
+    // the contact got, and tell a person to send it twice.
+    deps.logger.warn({ messageId: queued.id, providerMessage: result.message }, 'provider call in doubt: settled later');
+    const marked = await markInDoubt(deps, organizationId, queued);
+    return { ok: false, error: sendInDoubt(deps.config.smsProviderTimeoutMs), inDoubt: marked ?? queued };
+  }
   deps.logger.warn({ messageId: queued.id, errorCode: result.errorCode, providerMessage: result.message }, 'provider refused a reply');
-  const error = providerFailure(result.errorCode, phoneNumber);
+  const error = result.busy ? providerBusy() : providerFailure(result.errorCode, phoneNumber);
   await failReservedSend(deps, organizationId, queued, result.errorCode, recipient.contact, queued.sendAt ? error.code : null);
   return { ok: false, error };
 }

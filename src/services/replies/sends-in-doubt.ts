@@ -14,6 +14,8 @@ import { failReservedSend, storeProviderAnswer } from './settle.js';
 // Every instance sweeps. Each update is conditional on the send still being in doubt, so a send settled
 // by two (instances, or a late answer and a sweep) is settled once. A send that charged nothing (an MMS at
 // MMS_CREDIT_PRICE=0) is not swept: no money is held, and the index stays off the status column.
+// A send whose own call timed out or lost its connection (in_doubt_at, SEND_IN_DOUBT) need not wait that
+// long: its call is over, so one more SMS_PROVIDER_TIMEOUT_MS (for Twilio to finish creating it) is enough.
 
 type SweepDeps = Pick<ServiceDeps, 'db' | 'sms' | 'events' | 'logger' | 'config' | 'state'>;
 
@@ -36,6 +38,7 @@ export async function settleSendsInDoubt(deps: SweepDeps, limit = SWEEP_LIMIT): 
       createdAt: messages.createdAt,
       to: conversations.phoneNumber,
       from: phoneNumbers.phoneNumber,
+      messagingServiceSid: phoneNumbers.messagingServiceSid,
     })
     .from(messages)
     .innerJoin(conversations, and(eq(conversations.organizationId, messages.organizationId), eq(conversations.id, messages.conversationId)))
@@ -44,7 +47,8 @@ export async function settleSendsInDoubt(deps: SweepDeps, limit = SWEEP_LIMIT): 
       and(
         sql`${messages.providerMessageId} is null and ${messages.direction} = 'outgoing' and ${messages.creditsCharged} > 0`,
         sql`${messages.status} = 'queued'`,
-        sql`${messages.createdAt} < now() - make_interval(secs => ${afterSeconds})`,
+        sql`(${messages.createdAt} < now() - make_interval(secs => ${afterSeconds})
+          or ${messages.inDoubtAt} < now() - make_interval(secs => ${deps.config.smsProviderTimeoutMs / 1000}))`,
         // A scheduled reply's own job settles it (and sends it again if the provider never got it).
         sql`${messages.sendAt} is null`,
         // Only the provider that made the send can say what became of it.
@@ -60,12 +64,20 @@ export async function settleSendsInDoubt(deps: SweepDeps, limit = SWEEP_LIMIT): 
     // One send that cannot be settled (its SID already taken, say) must not stop the others.
     try {
       const record = send.from
-        ? await deps.sms.findSend({ to: send.to, from: send.from, body: send.body, createdAt: send.createdAt }, deps.config.smsProviderTimeoutMs)
+        ? await deps.sms.findSend(
+            { to: send.to, from: send.from, messagingServiceSid: send.messagingServiceSid, body: send.body, createdAt: send.createdAt },
+            deps.config.smsProviderTimeoutMs,
+          )
         : ({ kind: 'unknown', reason: 'its sending number is gone' } as const);
       if (record.kind === 'sent') {
         // The provider's answer, late: stored as any answer, only while the send still waits for one.
-        if (await storeProviderAnswer(deps, send.organizationId, send, record.providerMessageId, record.status)) {
+        const answered = await storeProviderAnswer(deps, send.organizationId, send, record.providerMessageId, record.status);
+        if (answered) {
           result.sent += 1;
+          // Still queued at the provider: storeProviderAnswer told no one, yet the reply is no longer in doubt.
+          if (answered.status === 'queued') {
+            deps.events.publish('messageStatusChanged', send.organizationId, { messageId: send.id, conversationId: send.conversationId });
+          }
           deps.logger.warn({ ...context, providerMessageId: record.providerMessageId }, 'send in doubt: the provider has it; its id is stored');
         }
       } else if (record.kind === 'not_sent') {
@@ -85,10 +97,13 @@ export async function settleSendsInDoubt(deps: SweepDeps, limit = SWEEP_LIMIT): 
   return result;
 }
 
-/** Sweeps at start and then every so often (a fifth of SENDS_IN_DOUBT_AFTER_MS, at most a minute). */
+/**
+ * Sweeps at start and then every so often: a fifth of SENDS_IN_DOUBT_AFTER_MS, at most a minute, and at most
+ * half of SMS_PROVIDER_TIMEOUT_MS, so a SEND_IN_DOUBT is settled within about twice the provider timeout.
+ */
 export class SendsInDoubtSweeper extends PeriodicTask {
   constructor(deps: SweepDeps) {
-    const everyMs = Math.min(60_000, Math.max(200, Math.floor(deps.config.sendsInDoubtAfterMs / 5)));
+    const everyMs = Math.max(200, Math.min(60_000, Math.floor(deps.config.sendsInDoubtAfterMs / 5), Math.floor(deps.config.smsProviderTimeoutMs / 2)));
     super('settling sends in doubt', everyMs, () => settleSendsInDoubt(deps), deps.logger);
   }
 }

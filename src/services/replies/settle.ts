@@ -128,6 +128,19 @@ export async function failReservedSend(
   return failed;
 }
 
+/**
+ * Marks a reserved send whose provider call got no answer (SEND_IN_DOUBT): it stays queued and charged,
+ * and the sweep of sends in doubt settles it once the provider can say. Null when settled meanwhile.
+ */
+export async function markInDoubt(deps: Pick<ServiceDeps, 'db'>, organizationId: string, queued: Pick<MessageRow, 'id'>): Promise<MessageRow | null> {
+  const [row] = await deps.db
+    .update(messages)
+    .set({ inDoubtAt: sql`now()`, updatedAt: sql`now()` })
+    .where(and(eq(messages.organizationId, organizationId), eq(messages.id, queued.id), eq(messages.status, 'queued'), isNull(messages.providerMessageId)))
+    .returning();
+  return row ?? null;
+}
+
 /** What a provider refusal tells us about the recipient: 21610 opted out, 21211/21614 not textable. */
 async function applyRecipientError(tx: Tx, organizationId: string, contact: Pick<SenderContact, 'id'>, messageId: string, errorCode: number | null) {
   if (errorCode === PROVIDER_ERRORS.UNSUBSCRIBED) {

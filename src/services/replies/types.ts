@@ -28,7 +28,8 @@ export type SendReplyOutcome =
       encoding: Encoding;
       creditsCharged: number;
     }
-  | { ok: false; error: AppError };
+  /** `inDoubt`: SEND_IN_DOUBT, the reply as stored (queued, charged) until the provider's answer is known. */
+  | { ok: false; error: AppError; inDoubt?: MessageRow };
 
 /** The outcome of a send the provider took: from its stored message, so an idempotent replay answers the same. */
 export function sendSucceeded(message: MessageRow): SendReplyOutcome {

@@ -76,6 +76,17 @@ describe('conversations', () => {
     expect(await phones({ unread: false })).toHaveLength(3);
   });
 
+  it('archived: true lists only archived conversations, false only the others, whatever includeArchived says', async () => {
+    expect(await phones({ archived: true })).toEqual(['+12125550003']);
+    expect(await phones({ archived: true, includeArchived: false })).toEqual(['+12125550003']);
+    expect(await phones({ archived: false, includeArchived: true })).toEqual(['+19195551234', '+14155550004', '+19195550002']);
+    // Each shape has its own cached statement: asking again in another order gives the same answers.
+    expect(await phones({ includeArchived: true })).toHaveLength(4);
+    expect(await phones({ archived: true, unresponded: true })).toEqual(['+12125550003']);
+    const counts = await t.graphql('{ archived: conversationCounts(filter: { archived: true }) { all } rest: conversationCounts { all } }', {}, acme);
+    expect(counts.body.data).toEqual({ archived: { all: 1 }, rest: { all: 3 } });
+  });
+
   it('search matches names case-insensitively and phone digits in any format', async () => {
     expect(await phones({ search: 'jan' })).toEqual(['+19195551234']);
     expect(await phones({ search: 'SMITH' })).toEqual(['+19195551234']);

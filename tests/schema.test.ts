@@ -82,6 +82,7 @@ describe('schema.graphql', () => {
       unresponded: 'Boolean',
       search: 'String',
       includeArchived: 'Boolean',
+      archived: 'Boolean',
       starred: 'Boolean',
       status: '[ConversationStatus!]',
       assignedTo: 'ID',

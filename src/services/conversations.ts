@@ -24,6 +24,8 @@ export type ConversationFilter = {
   search?: string | null;
   /** true: archived conversations are included (hidden by default). */
   includeArchived?: boolean | null;
+  /** true: only archived conversations; false: only the others (the default, unless includeArchived). */
+  archived?: boolean | null;
   /** true: only starred conversations. */
   starred?: boolean | null;
   /** Only these statuses (absent or empty: every status). */
@@ -48,11 +50,12 @@ export type ConversationListItem = {
 const escapeLike = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
 
 /** How a filter is told apart when statements are cached: which conditions it has, not their values. */
-type FilterShape = { term: string | undefined; digits: string; mine: 'no' | 'viewer' | 'nobody' };
+type FilterShape = { term: string | undefined; digits: string; mine: 'no' | 'viewer' | 'nobody'; archived: 'hidden' | 'only' | 'any' };
 
 function shapeOf(filter: ConversationFilter, viewerUserId: string | null): FilterShape {
   const term = filter.search?.trim() || undefined;
-  return { term, digits: term?.replace(/\D/g, '') ?? '', mine: !filter.mine ? 'no' : viewerUserId ? 'viewer' : 'nobody' };
+  const archived = filter.archived === true ? 'only' : filter.archived === false || !filter.includeArchived ? 'hidden' : 'any';
+  return { term, digits: term?.replace(/\D/g, '') ?? '', mine: !filter.mine ? 'no' : viewerUserId ? 'viewer' : 'nobody', archived };
 }
 
 /**
@@ -61,7 +64,7 @@ function shapeOf(filter: ConversationFilter, viewerUserId: string | null): Filte
  */
 function filterConditions(filter: ConversationFilter, shape: FilterShape): SQL[] {
   const conditions: SQL[] = [sql`${conversations.organizationId} = ${sql.placeholder('organizationId')}`];
-  if (!filter.includeArchived) conditions.push(eq(conversations.isArchived, false));
+  if (shape.archived !== 'any') conditions.push(eq(conversations.isArchived, shape.archived === 'only'));
   if (filter.unread) conditions.push(gt(conversations.unreadCount, 0));
   if (filter.unresponded) conditions.push(eq(conversations.lastDirection, 'incoming'));
   if (filter.starred) conditions.push(eq(conversations.isStarred, true));
@@ -100,9 +103,9 @@ function filterValues(organizationId: string, filter: ConversationFilter, shape:
 const NO_ONE = '00000000-0000-0000-0000-000000000000';
 
 const filterKey = (filter: ConversationFilter, shape: FilterShape) =>
-  [filter.includeArchived, filter.unread, filter.unresponded, filter.starred, shape.term, shape.digits, filter.status?.length, filter.assignedTo, filter.unassigned]
+  [shape.archived === 'any', filter.unread, filter.unresponded, filter.starred, shape.term, shape.digits, filter.status?.length, filter.assignedTo, filter.unassigned]
     .map((value) => (value ? 1 : 0))
-    .join('') + MINE_KEY[shape.mine];
+    .join('') + MINE_KEY[shape.mine] + (shape.archived === 'only' ? 'a' : '');
 
 const MINE_KEY: Record<FilterShape['mine'], string> = { no: '', viewer: 'v', nobody: 'x' };
 

@@ -27,8 +27,8 @@ const FILTERS: Array<{ key: FilterKey; label: string; filter: Record<string, unk
   { key: 'PENDING', label: 'Pending', filter: { status: ['PENDING'] }, count: (c) => c.counts.pending },
   { key: 'SNOOZED', label: 'Snoozed', filter: { status: ['SNOOZED'] }, count: (c) => c.counts.snoozed },
   { key: 'RESOLVED', label: 'Resolved', filter: { status: ['RESOLVED'] }, count: (c) => c.counts.resolved },
-  // Archived conversations are left out of every other view; this one shows them with the rest.
-  { key: 'archived', label: 'With archived', filter: { includeArchived: true }, count: (c) => c.archived.all },
+  // Archived conversations are left out of every other view; this one shows only them.
+  { key: 'archived', label: 'Archived', filter: { archived: true }, count: (c) => c.archived.all },
 ];
 
 const PAGE = 50;

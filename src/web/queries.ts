@@ -53,7 +53,7 @@ export const COUNTS = gql`
   query Counts($search: String) {
     counts: conversationCounts(filter: { search: $search }) { all unread waiting mine unassigned open pending resolved snoozed }
     starred: conversationCounts(filter: { search: $search, starred: true }) { all }
-    archived: conversationCounts(filter: { search: $search, includeArchived: true }) { all }
+    archived: conversationCounts(filter: { search: $search, archived: true }) { all }
   }
 `;
 

@@ -125,6 +125,7 @@ const ConversationFilterInput = builder.inputType('ConversationFilter', {
     unresponded: t.boolean({ description: 'true: only conversations whose last message is inbound.' }),
     search: t.string({ description: 'Contact first or last name (case-insensitive, partial) or phone digits in any format.' }),
     includeArchived: t.boolean({ description: 'true: include archived conversations.' }),
+    archived: t.boolean({ description: 'true: only archived conversations; false: only the others (the default unless includeArchived).' }),
     starred: t.boolean({ description: 'true: only starred conversations.' }),
     status: t.field({ type: [ConversationStatusEnum], description: 'Only these statuses (absent: every status).' }),
     assignedTo: t.id({ description: 'Only conversations assigned to this member (a User id).' }),

@@ -60,8 +60,8 @@ async function openPage(path = '/', viewport = { width: 1440, height: 900 }): Pr
     if (message.type() !== 'error') return;
     const text = message.text();
     // The demo's media live on example.org (the machine is offline); a stopping server resets requests in
-    // flight and then refuses connections (the restart test).
-    if (/net::ERR_NAME_NOT_RESOLVED|net::ERR_CONNECTION_REFUSED|net::ERR_CONNECTION_RESET|WebSocket connection to/.test(text)) return;
+    // flight (or closes them unanswered) and then refuses connections (the restart test).
+    if (/net::ERR_NAME_NOT_RESOLVED|net::ERR_CONNECTION_REFUSED|net::ERR_CONNECTION_RESET|net::ERR_EMPTY_RESPONSE|WebSocket connection to/.test(text)) return;
     consoleErrors.push(text);
   });
   await page.goto(server.url + path);

@@ -2,6 +2,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extname, join, normalize, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { AppError } from '../errors.js';
+import { sendErrorJson } from './respond.js';
 
 // The inbox page (src/web/, built by Vite into dist/web/ by `npm run build`), served from this process
 // with no CDN: `/` and `/inbox/...` answer index.html (deep links are the page's own routes), `/assets/...`
@@ -57,13 +59,14 @@ export function createWebHandler(options: { demo?: DemoCredentials | null; dir?:
 
   return function serveWeb(req: IncomingMessage, res: ServerResponse, path: string) {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end('Method not allowed\n');
+      // The one error shape of our non-GraphQL routes, so a client gets a code here too.
+      sendErrorJson(res, new AppError('METHOD_NOT_ALLOWED', 'The inbox page answers GET and HEAD only.', { allow: 'GET, HEAD' }));
       return;
     }
     if (path.startsWith('/assets/')) {
       const file = normalize(join(dir, decodeURIComponent(path)));
       if (!file.startsWith(dir.endsWith(sep) ? dir : dir + sep) || !existsSync(file) || !statSync(file).isFile()) {
-        res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' }).end('Not found\n');
+        sendErrorJson(res, new AppError('NOT_FOUND', 'No such asset of the inbox page.'));
         return;
       }
       const body = readFileSync(file);

@@ -253,7 +253,11 @@ describe('the inbox page in Chromium', () => {
       expect(await bubbles(page, `${body} ${stamp}`).count(), body).toBe(1);
     }
     // The list caught up too: this conversation is on top.
-    await page.waitForFunction((phone) => document.querySelector('[data-testid=conversation-list] li')?.getAttribute('data-phone') === phone, target.phoneNumber);
+    await page.waitForFunction(
+      (phone) => document.querySelector('[data-testid=conversation-list] li')?.getAttribute('data-phone') === phone,
+      target.phoneNumber,
+      { timeout: 30_000 },
+    );
   }, 120_000); // a stop, two CLI runs and a start of the real process
 
   it('logged no console errors on any page', () => {

@@ -58,10 +58,14 @@ export function ConversationList({ selected, onOpen, epoch }: { selected: string
 
   // The first page and the badges again, from the network: the cache merges the page in (relayPagination),
   // so a changed conversation moves to the top and one that left the filter leaves the list.
-  const refresh = useRef<() => void>(() => {});
-  refresh.current = () => {
-    void client.query(CONVERSATIONS, { ...listVariables, after: null }, { requestPolicy: 'network-only' }).toPromise();
-    void client.query(COUNTS, { search: search || null }, { requestPolicy: 'network-only' }).toPromise();
+  const refresh = useRef<(attempt?: number) => void>(() => {});
+  refresh.current = (attempt = 0) => {
+    const list = client.query(CONVERSATIONS, { ...listVariables, after: null }, { requestPolicy: 'network-only' }).toPromise();
+    const badges = client.query(COUNTS, { search: search || null }, { requestPolicy: 'network-only' }).toPromise();
+    // Right after a reconnect the browser may reuse a connection the stopped server closed: try again, a few times.
+    void Promise.all([list, badges]).then((results) => {
+      if (results.some((result) => result.error?.networkError) && attempt < 3) setTimeout(() => refresh.current(attempt + 1), 500 * (attempt + 1));
+    });
   };
   const pending = useRef<ReturnType<typeof setTimeout> | null>(null);
   useSubscription({ query: CONVERSATION_UPDATED }, (_: unknown, event: unknown) => {

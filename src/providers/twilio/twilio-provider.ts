@@ -1,3 +1,4 @@
+import { context, propagation } from '@opentelemetry/api';
 import twilio from 'twilio';
 import type { LineTypeResult, OutgoingMessage, SendInDoubt, SendRecord, SendResult, SmsProvider } from '../sms-provider.js';
 
@@ -11,20 +12,26 @@ export type TwilioProviderOptions = {
 
 type RequestOptions<TData> = import('twilio/lib/base/RequestClient.js').RequestOptions<TData>;
 
-/** Sends every SDK request to `base` instead of *.twilio.com, keeping path and query. */
+/**
+ * Sends every SDK request to `base` (when set) instead of *.twilio.com, keeping path and query. Each
+ * request carries the W3C `traceparent` of the active span (tracing on; otherwise nothing is added).
+ */
 class RebasedRequestClient extends twilio.RequestClient {
   constructor(
-    private readonly base: URL,
+    private readonly base: URL | null,
     options: ConstructorParameters<typeof twilio.RequestClient>[0],
   ) {
     super(options);
   }
 
   override request<TData>(opts: RequestOptions<TData>) {
+    const headers: Record<string, string> = { ...(opts.headers as Record<string, string> | undefined) };
+    propagation.inject(context.active(), headers);
+    if (!this.base) return super.request<TData>({ ...opts, headers });
     const uri = new URL(opts.uri);
     uri.protocol = this.base.protocol;
     uri.host = this.base.host;
-    return super.request<TData>({ ...opts, uri: uri.toString() });
+    return super.request<TData>({ ...opts, headers, uri: uri.toString() });
   }
 }
 
@@ -54,9 +61,7 @@ export class TwilioProvider implements SmsProvider {
 
   constructor(options: TwilioProviderOptions) {
     const httpOptions = { timeout: options.timeoutMs, keepAlive: true };
-    const httpClient = options.apiBaseUrl
-      ? new RebasedRequestClient(new URL(options.apiBaseUrl), httpOptions)
-      : new twilio.RequestClient(httpOptions);
+    const httpClient = new RebasedRequestClient(options.apiBaseUrl ? new URL(options.apiBaseUrl) : null, httpOptions);
     // Pass an empty env so the SDK takes nothing from process.env beyond what config.ts validated.
     this.client = twilio(options.accountSid, options.authToken, { httpClient, timeout: options.timeoutMs, env: {} });
   }

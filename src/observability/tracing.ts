@@ -88,15 +88,22 @@ export function bindContext<T extends (...args: never[]) => unknown>(work: T): T
 
 // SQL: a span per statement named by its verb and first table ("select messages"), with the statement
 // text, whose values are placeholders ($1, $2): never the values themselves.
-const VERB = /^\s*(?:with\b[\s\S]*?\)\s*)?(select|insert|update|delete|with)\b/i;
-const TABLE = /\b(?:from|into|update|join)\s+"?([\w.]+)"?/i;
+const WRITE = /\b(insert\s+into|update|delete\s+from)\s+"?([\w.]+)"?/i;
+const READ = /\bfrom\s+"?([\w.]+)"?/i;
 const names = new Map<string, string>();
 function statementName(text: string): string {
   let name = names.get(text);
   if (name === undefined) {
-    const verb = (VERB.exec(text)?.[1] ?? text.trim().split(/\s+/, 1)[0] ?? 'sql').toLowerCase();
-    const table = TABLE.exec(text)?.[1];
-    name = table ? `${verb} ${table}` : verb;
+    // A statement with CTEs is named by what it writes, if anything, else by what it reads first.
+    const code = text.replace(/--[^\n]*/g, '');
+    const verb = code.trimStart().split(/\s/, 1)[0]!.toLowerCase();
+    const write = verb === 'select' ? null : WRITE.exec(code);
+    if (write) name = `${write[1]!.split(/\s/)[0]!.toLowerCase()} ${write[2]}`;
+    else {
+      const table = READ.exec(code)?.[1];
+      const shown = verb === 'with' ? 'select' : verb;
+      name = table ? `${shown} ${table}` : shown;
+    }
     if (names.size < 5_000) names.set(text, name);
   }
   return name;

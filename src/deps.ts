@@ -8,6 +8,7 @@ import { observedProvider } from './observability/observed-provider.js';
 import { createTracing, type Tracing } from './observability/tracing.js';
 import { createSmsProvider } from './providers/index.js';
 import { createEventBus } from './pubsub/index.js';
+import { connectRedis, type RedisConnections } from './pubsub/redis.js';
 import { Authenticator } from './services/auth.js';
 import { SnoozeSweeper } from './services/conversation-status.js';
 import { JwtVerifier } from './services/jwt.js';
@@ -35,13 +36,16 @@ export type Deps = ServiceDeps & {
   metrics: Metrics;
   /** OpenTelemetry tracing; null when OTEL_EXPORTER_OTLP_ENDPOINT is unset (no spans at all). */
   tracing: Tracing | null;
+  /** Redis connections (REDIS_URL), or null: events over the database, rate limits in memory. */
+  redis: RedisConnections | null;
 };
 
 /** Wires the long-lived services around an open, migrated database. */
 export function assembleDeps(config: Config, database: Database, logger: Logger): Deps {
   const metrics = new Metrics();
   const tracing = createTracing(config);
-  const events = createEventBus({ database, logger, metrics });
+  const redis = config.redisUrl ? connectRedis(config.redisUrl, logger) : null;
+  const events = createEventBus({ database, logger, metrics, redis: redis ?? undefined });
   const state = new ServiceState();
   // The simulated provider reports statuses through the same path as Twilio's callbacks.
   const provider = createSmsProvider(config, {
@@ -76,9 +80,11 @@ export function assembleDeps(config: Config, database: Database, logger: Logger)
     rateLimiter: new RateLimiter(config.rateLimitPerMinute, {
       authFailuresPerMinute: config.authFailuresPerMinute,
       isVerifiedToken: (authorization) => authenticator.isVerified(authorization),
+      redis: redis?.commands,
     }),
     metrics,
     tracing,
+    redis,
   };
 }
 
@@ -113,6 +119,7 @@ export async function closeDeps(deps: Deps, options: { database?: boolean } = {}
   deps.logger.info({ held: deps.state.inspect() }, 'draining service state');
   await deps.state.drain();
   await deps.events.close();
+  await deps.redis?.close();
   await deps.tracing?.close().catch((error: unknown) => deps.logger.warn({ err: error }, 'could not export the last spans'));
   // false: the database is shared with another instance in this process (tests of several instances on PGlite).
   if (options.database !== false) await deps.database.close();

@@ -5,6 +5,8 @@ import type { Logger } from 'pino';
 import type { Database } from '../db/client.js';
 import type { Metrics } from '../observability/metrics.js';
 import { PostgresEventTarget } from './postgres-event-target.js';
+import { RedisEventTarget } from './redis-event-target.js';
+import type { RedisConnections } from './redis.js';
 
 // Typed topics. Payloads carry ids only: a subscriber loads rows through the data layer with its own
 // organization scope, and the same payloads can cross instances (PostgreSQL NOTIFY caps at 8000 bytes).
@@ -33,12 +35,19 @@ export type EventBus = PubSub<GatewayEvents> & {
 };
 
 /**
- * The event bus; call publish only after the writing transaction committed. On PostgreSQL, events
- * travel between gateway instances through LISTEN/NOTIFY; otherwise (PGlite, one process) they stay
- * in process.
+ * The event bus; call publish only after the writing transaction committed. With Redis, events travel
+ * between gateway instances over Redis pub/sub; else on PostgreSQL through LISTEN/NOTIFY; otherwise
+ * (PGlite, one process) they stay in process.
  */
-export function createEventBus(options: { database?: Database; logger?: Logger; metrics?: Metrics } = {}): EventBus {
+export function createEventBus(options: { database?: Database; logger?: Logger; metrics?: Metrics; redis?: RedisConnections } = {}): EventBus {
   const { metrics } = options;
+  // With Redis (REDIS_URL), events cross instances over its pub/sub, whatever the database.
+  if (options.redis && options.logger) {
+    const lag = metrics?.eventDeliveryLag.labels({ source: 'redis' });
+    const target = new RedisEventTarget(options.redis, options.logger, lag && ((seconds) => lag.observe(seconds)));
+    const pubsub = counted(createPubSub<GatewayEvents>({ eventTarget: target as unknown as PubSubEventTarget<GatewayEvents> }), metrics);
+    return Object.assign(pubsub, { ready: target.ready, close: () => target.close(), ...sharedListening(target) });
+  }
   if (options.database?.kind === 'postgres' && options.logger) {
     const lag = metrics?.eventDeliveryLag.labels({ source: 'postgres' });
     const target = new PostgresEventTarget(options.database, options.logger, lag && ((seconds) => lag.observe(seconds)));

@@ -118,7 +118,7 @@ export function buildApp(deps: Deps, options: GraphqlOptions = {}): App {
     async start(port = deps.config.port, host = deps.config.host) {
       await deps.events.ready; // cross-instance events flowing before the first subscriber
       // Revoked tokens leave the auth cache at once; should LISTEN fail, the cache TTL still bounds it.
-      stopWatchingRevocations ??= await deps.authenticator.watchRevocations(deps.database).catch((error: unknown) => {
+      stopWatchingRevocations ??= await deps.authenticator.watchRevocations(deps.redis ?? deps.database).catch((error: unknown) => {
         deps.logger.warn({ err: error }, 'could not LISTEN for token revocations; the auth cache TTL bounds them');
         return null;
       });

@@ -9,7 +9,8 @@ import { createTracing, type Tracing } from './observability/tracing.js';
 import { createSmsProvider } from './providers/index.js';
 import { createEventBus } from './pubsub/index.js';
 import { connectRedis, type RedisConnections } from './pubsub/redis.js';
-import { Authenticator } from './services/auth.js';
+import { runAfterCommit } from './db/after-commit.js';
+import { ACCESS_CHANGED_CHANNEL, Authenticator, relayAccessChanges } from './services/auth.js';
 import { SnoozeSweeper } from './services/conversation-status.js';
 import { JwtVerifier } from './services/jwt.js';
 import { applyMessageStatus } from './services/message-status.js';
@@ -46,6 +47,15 @@ export function assembleDeps(config: Config, database: Database, logger: Logger)
   const tracing = createTracing(config);
   const redis = config.redisUrl ? connectRedis(config.redisUrl, logger) : null;
   const events = createEventBus({ database, logger, metrics, redis: redis ?? undefined });
+  if (redis) {
+    // Token revocations and membership changes reach every instance over Redis too, once committed.
+    runAfterCommit(database.db);
+    relayAccessChanges(database.db, (payload) => {
+      redis.commands.publish(ACCESS_CHANGED_CHANNEL, payload).catch((error: unknown) =>
+        logger.warn({ err: error, payload }, 'could not publish an access change to Redis; other instances drop it when their auth cache expires'),
+      );
+    });
+  }
   const state = new ServiceState();
   // The simulated provider reports statuses through the same path as Twilio's callbacks.
   const provider = createSmsProvider(config, {

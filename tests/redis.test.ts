@@ -7,6 +7,9 @@ import { buildApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { createDatabase, type Database } from '../src/db/client.js';
 import { assembleDeps, closeDeps, type Deps } from '../src/deps.js';
+import { Redis } from 'ioredis';
+import { revokeApiToken } from '../src/services/api-tokens.js';
+import { ACCESS_CHANGED_CHANNEL } from '../src/services/auth.js';
 import { createTestApp, type TestApp, type TestOrg } from './helpers/app.js';
 import { postgresUrl } from './helpers/database.js';
 import { connectWs, postInbound, subscribeWs, TEST_AUTH_TOKEN, TEST_PUBLIC_BASE_URL, until } from './helpers/realtime.js';
@@ -116,6 +119,27 @@ describe('with REDIS_URL', () => {
     expect(metrics).toMatch(/gateway_event_delivery_lag_seconds_count\{source="redis"\} [1-9]/);
     received.unsubscribe();
     await connection.client.dispose();
+  });
+
+  it('carries token revocations to every instance over Redis, once committed', async () => {
+    const other = await secondInstance({ REDIS_URL: redis.url, RATE_LIMIT_PER_MINUTE: '0' });
+    const revoked = await t.createOrg('Revoked org', { phoneNumber: '+19195550400' });
+    const watcher = new Redis(redis.url);
+    const notices: string[] = [];
+    watcher.on('message', (_channel: string, payload: string) => notices.push(payload));
+    await watcher.subscribe(ACCESS_CHANGED_CHANNEL);
+    try {
+      const connection = connectWs(other.url, revoked);
+      subscribeWs(connection, `subscription { messageReceived { body } }`);
+      await until(() => other.deps.events.subscriberCount('messageReceived', revoked.organizationId) > 0, 10_000, 'the subscription');
+      // The operator's revocation (the CLI's call), on the first instance's database handle.
+      const result = await revokeApiToken(t.db, revoked.apiToken);
+      await until(() => connection.closes.some((close) => close.code === 4401), 10_000, 'the socket on the other instance to close');
+      expect(notices).toContain(result!.tokenId);
+      await connection.client.dispose();
+    } finally {
+      await watcher.quit();
+    }
   });
 
   it('shares one token\'s rate limit between instances', async () => {

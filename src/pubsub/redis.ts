@@ -9,6 +9,8 @@ import type { Logger } from 'pino';
 export type RedisConnections = {
   commands: Redis;
   subscriber: Redis;
+  /** Subscribes to a channel (as Database.listen does); resolves to the function that unsubscribes. */
+  listen(channel: string, onMessage: (payload: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 };
 
@@ -46,6 +48,24 @@ export function connectRedis(url: string, logger: Logger): RedisConnections {
   return {
     commands,
     subscriber,
+    async listen(channel, onMessage) {
+      const handler = (from: string, payload: string) => {
+        if (from === channel) onMessage(payload);
+      };
+      subscriber.on('message', handler);
+      // With Redis away the SUBSCRIBE waits in the queue and goes out on reconnect: do not hold the start for it.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        subscriber.subscribe(channel),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, 5_000);
+        }),
+      ]).finally(() => clearTimeout(timer));
+      return async () => {
+        subscriber.off('message', handler);
+        await subscriber.unsubscribe(channel).catch(() => {});
+      };
+    },
     async close() {
       await Promise.all([commands.quit().catch(() => commands.disconnect()), subscriber.quit().catch(() => subscriber.disconnect())]);
     },

@@ -1,4 +1,4 @@
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Deps } from './deps.js';
 import { createGraphqlHandler, type GraphqlOptions } from './http/graphql.js';
@@ -45,18 +45,17 @@ export function buildApp(deps: Deps, options: GraphqlOptions = {}): App {
     httpDuration.observe({ route, method }, (performance.now() - startedAt) / 1000);
   };
 
+  const observers = (req: IncomingMessage): RequestObservers => ({
+    route: routeOf(pathOf(req), SHORT_LINK_PREFIX, webhookPaths),
+    tracing: deps.tracing,
+    onClose,
+  });
+
   // Every response gets x-request-id (and is counted, and traced when tracing is on); /graphql and /api
   // spend the caller's per-token budget first.
-  const server = createServer((req, res) => {
-    const path = pathOf(req);
-    serveWithRequestId(deps.logger, req, res, () => route(req, res, path), {
-      route: routeOf(path, SHORT_LINK_PREFIX, webhookPaths),
-      tracing: deps.tracing,
-      onClose,
-    });
-  });
-  const route = (req: Parameters<typeof serveWithRequestId>[1], res: ServerResponse, path: string) => {
+  const server = createServer((req, res) => serveWithRequestId(deps.logger, req, res, () => {
     drain.mark(res);
+    const path = pathOf(req);
     if (path === '/graphql' || path.startsWith('/graphql/')) {
       if (/text\/event-stream|multipart\/mixed/.test(req.headers.accept ?? '')) {
         streams.add(res);
@@ -104,7 +103,7 @@ export function buildApp(deps: Deps, options: GraphqlOptions = {}): App {
       return;
     }
     sendJson(res, 404, { success: false, code: 'NOT_FOUND', message: `No route for ${req.method} ${path}.` });
-  };
+  }, observers(req)));
   server.keepAliveTimeout = 65_000;
   const drain = createDrain(server);
   const websockets = attachGraphqlWs(server, graphql, deps, revocations);

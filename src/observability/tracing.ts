@@ -1,10 +1,5 @@
+import { createRequire } from 'node:module';
 import { context, createContextKey, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Attributes, type Context, type Span, type Tracer } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BatchSpanProcessor, BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
-import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import { PglitePreparedQuery } from 'drizzle-orm/pglite/session';
 import { PostgresJsPreparedQuery } from 'drizzle-orm/postgres-js/session';
 import type { Config } from '../config.js';
@@ -31,20 +26,37 @@ export type Tracing = {
   close(): Promise<void>;
 };
 
-let processWideRegistered = false;
-function registerProcessWide(): void {
-  if (processWideRegistered) return;
-  processWideRegistered = true;
-  context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+// The SDK is loaded only when tracing is on (about 20 MB of modules a process without tracing never needs).
+const load = createRequire(import.meta.url);
+type Sdk = {
+  AsyncLocalStorageContextManager: typeof import('@opentelemetry/context-async-hooks').AsyncLocalStorageContextManager;
+  W3CTraceContextPropagator: typeof import('@opentelemetry/core').W3CTraceContextPropagator;
+  OTLPTraceExporter: typeof import('@opentelemetry/exporter-trace-otlp-http').OTLPTraceExporter;
+  resourceFromAttributes: typeof import('@opentelemetry/resources').resourceFromAttributes;
+  BasicTracerProvider: typeof import('@opentelemetry/sdk-trace-base').BasicTracerProvider;
+  BatchSpanProcessor: typeof import('@opentelemetry/sdk-trace-base').BatchSpanProcessor;
+};
+let sdk: Sdk | null = null;
+function loadSdk(): Sdk {
+  if (sdk) return sdk;
+  sdk = {
+    ...(load('@opentelemetry/context-async-hooks') as Pick<Sdk, 'AsyncLocalStorageContextManager'>),
+    ...(load('@opentelemetry/core') as Pick<Sdk, 'W3CTraceContextPropagator'>),
+    ...(load('@opentelemetry/exporter-trace-otlp-http') as Pick<Sdk, 'OTLPTraceExporter'>),
+    ...(load('@opentelemetry/resources') as Pick<Sdk, 'resourceFromAttributes'>),
+    ...(load('@opentelemetry/sdk-trace-base') as Pick<Sdk, 'BasicTracerProvider' | 'BatchSpanProcessor'>),
+  };
+  context.setGlobalContextManager(new sdk.AsyncLocalStorageContextManager().enable());
+  propagation.setGlobalPropagator(new sdk.W3CTraceContextPropagator());
   instrumentSql();
+  return sdk;
 }
 
 export function createTracing(config: Pick<Config, 'tracing'>): Tracing | null {
   if (!config.tracing) return null;
-  registerProcessWide();
+  const { BasicTracerProvider, BatchSpanProcessor, OTLPTraceExporter, resourceFromAttributes } = loadSdk();
   const provider = new BasicTracerProvider({
-    resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: config.tracing.serviceName }),
+    resource: resourceFromAttributes({ 'service.name': config.tracing.serviceName }),
     spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: config.tracing.tracesUrl, headers: config.tracing.headers }))],
   });
   const tracer = provider.getTracer('conversations-gateway');

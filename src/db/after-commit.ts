@@ -7,9 +7,12 @@ import type { Db, DbOrTx } from './client.js';
 type Open = { root: Db; hooks: (() => void)[] };
 
 const open = new WeakMap<object, Open>();
+const prepared = new WeakSet<Db>();
 
 /** Makes `db.transaction` run the hooks registered on its transactions once they commit. */
 export function runAfterCommit(db: Db): void {
+  if (prepared.has(db)) return; // several instances in one process (tests) share one database handle
+  prepared.add(db);
   const transaction = db.transaction.bind(db);
   db.transaction = (async (work: (tx: never) => Promise<unknown>, config?: never) => {
     const hooks: (() => void)[] = [];

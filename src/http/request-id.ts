@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { WebSocketServer } from 'ws';
-import { context } from '@opentelemetry/api';
+import { context, SpanStatusCode } from '@opentelemetry/api';
 import type { Tracing } from '../observability/tracing.js';
 import { pathOf } from './respond.js';
 
@@ -85,7 +85,7 @@ export function serveWithRequestId(
       current.traceId = span.spanContext().traceId;
       res.once('close', () => {
         span.setAttribute('http.response.status_code', res.statusCode);
-        if (res.statusCode >= 500) span.setStatus({ code: 2 });
+        if (res.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
         span.end();
         onClose?.(req, res, route, started);
       });

@@ -1,4 +1,4 @@
-import { createServer, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Deps } from './deps.js';
 import { createGraphqlHandler, type GraphqlOptions } from './http/graphql.js';
@@ -6,9 +6,10 @@ import { attachGraphqlWs } from './http/graphql-ws.js';
 import { closeOnRevocation, closeStreamOnRevocation } from './http/revocations.js';
 import { applyCors, corsPolicy } from './http/cors.js';
 import { createDrain } from './http/graceful.js';
-import { handleHealth } from './http/health.js';
+import { createReadiness, handleHealth, handleLiveness } from './http/health.js';
+import { handleMetrics, routeOf } from './http/metrics.js';
 import { admitRequest } from './http/rate-limit.js';
-import { addRequestIdToUpgrades, serveWithRequestId } from './http/request-id.js';
+import { addRequestIdToUpgrades, serveWithRequestId, type RequestObservers } from './http/request-id.js';
 import { handleShortLink, SHORT_LINK_PREFIX } from './http/links.js';
 import { pathOf, sendJson } from './http/respond.js';
 import { createRestHandler } from './http/rest/router.js';
@@ -42,8 +43,23 @@ export function buildApp(deps: Deps, options: AppOptions = {}): App {
   const streams = new Set<ServerResponse>();
   // WebSockets and event streams close when the token they opened with is revoked.
   const revocations = closeOnRevocation(deps.authenticator);
+  const readiness = createReadiness(deps);
+  const webhookPaths = [TWILIO_MESSAGES_PATH, TWILIO_STATUS_PATH];
+  const { httpRequests, httpDuration } = deps.metrics;
+  const onClose: RequestObservers['onClose'] = (req, res, route, startedAt) => {
+    const method = req.method ?? 'GET';
+    httpRequests.inc({ route, method, status: res.statusCode });
+    httpDuration.observe({ route, method }, (performance.now() - startedAt) / 1000);
+  };
 
-  // Every response gets x-request-id; /graphql and /api spend the caller's per-token budget first.
+  const observers = (req: IncomingMessage): RequestObservers => ({
+    route: routeOf(pathOf(req), SHORT_LINK_PREFIX, webhookPaths),
+    tracing: deps.tracing,
+    onClose,
+  });
+
+  // Every response gets x-request-id (and is counted, and traced when tracing is on); /graphql and /api
+  // spend the caller's per-token budget first.
   const server = createServer((req, res) => serveWithRequestId(deps.logger, req, res, () => {
     drain.mark(res);
     const path = pathOf(req);
@@ -77,16 +93,29 @@ export function buildApp(deps: Deps, options: AppOptions = {}): App {
       void handleHealth(deps, res);
       return;
     }
+    if (path === '/health/live' && (req.method === 'GET' || req.method === 'HEAD')) {
+      handleLiveness(res);
+      return;
+    }
+    if (path === '/health/ready' && (req.method === 'GET' || req.method === 'HEAD')) {
+      void readiness.handle(res);
+      return;
+    }
+    if (path === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
+      void handleMetrics(deps.metrics, deps.config.metricsToken, req, res);
+      return;
+    }
     if (isPagePath(path)) {
       web(req, res, path); // the inbox page (src/http/web.ts)
       return;
     }
     sendJson(res, 404, { success: false, code: 'NOT_FOUND', message: `No route for ${req.method} ${path}.` });
-  }));
+  }, observers(req)));
   server.keepAliveTimeout = 65_000;
   const drain = createDrain(server);
   const websockets = attachGraphqlWs(server, graphql, deps, revocations);
   addRequestIdToUpgrades(websockets.wss);
+  deps.metrics.sources.subscriptions = () => ({ ws: websockets.activeOperations(), sse: streams.size });
   let stopWatchingRevocations: (() => Promise<void>) | null = null;
 
   return {
@@ -95,7 +124,7 @@ export function buildApp(deps: Deps, options: AppOptions = {}): App {
     async start(port = deps.config.port, host = deps.config.host) {
       await deps.events.ready; // cross-instance events flowing before the first subscriber
       // Revoked tokens leave the auth cache at once; should LISTEN fail, the cache TTL still bounds it.
-      stopWatchingRevocations ??= await deps.authenticator.watchRevocations(deps.database).catch((error: unknown) => {
+      stopWatchingRevocations ??= await deps.authenticator.watchRevocations(deps.redis ?? deps.database).catch((error: unknown) => {
         deps.logger.warn({ err: error }, 'could not LISTEN for token revocations; the auth cache TTL bounds them');
         return null;
       });
@@ -111,6 +140,9 @@ export function buildApp(deps: Deps, options: AppOptions = {}): App {
     },
     async stop(graceMs = 10_000) {
       if (!server.listening) return;
+      // Not ready from now on; a load balancer that checks /health/ready stops sending before we stop accepting.
+      readiness.stop();
+      if (deps.config.shutdownDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, deps.config.shutdownDelayMs));
       // In-flight requests finish (src/http/graceful.ts); open streams end now, WebSockets close with 1001.
       const closed = drain.close(graceMs);
       for (const res of streams) res.destroy();

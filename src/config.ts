@@ -88,6 +88,21 @@ const configSchema = z.object({
   AUTH_JWT_AUDIENCE: z.string().optional(),
   /** How often each instance looks for snoozes that ended (they end within this much of snoozedUntil). */
   SNOOZE_SWEEP_MS: z.coerce.number().int().min(100).max(5_000).default(1_000),
+  /** When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`. */
+  METRICS_TOKEN: z.string().min(16).optional(),
+  /** From the start of shutdown, how long /health/ready answers 503 before the server stops accepting (load balancers notice). */
+  SHUTDOWN_DELAY_MS: z.coerce.number().int().min(0).max(60_000).default(0),
+  /** `pretty` or `json` log lines (default: pretty when stdout is a terminal). */
+  LOG_FORMAT: z.enum(['json', 'pretty']).optional(),
+  /** OpenTelemetry (standard variables): OTLP/HTTP traces go to <endpoint>/v1/traces, or to the traces endpoint as given. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.string().url().optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.string().url().optional(),
+  /** `key=value,key2=value2` headers sent with every export (an API key of the tracing backend). */
+  OTEL_EXPORTER_OTLP_HEADERS: z.string().optional(),
+  OTEL_SERVICE_NAME: z.string().default('conversations-gateway'),
+  OTEL_SDK_DISABLED: booleanString.optional(),
+  /** Redis (redis://host:port): events, token revocations and rate limits shared by every instance. */
+  REDIS_URL: z.string().url().optional(),
 });
 
 export type Config = {
@@ -128,7 +143,23 @@ export type Config = {
   snoozeSweepMs: number;
   scheduledReplyMaxLatenessMs: number;
   jobs: { pollMs: number; leaseMs: number; concurrency: number };
+  metricsToken: string | undefined;
+  shutdownDelayMs: number;
+  /** undefined: pretty on a terminal, JSON otherwise. */
+  logFormat: 'json' | 'pretty' | undefined;
+  /** OTLP/HTTP trace export; null: tracing off (no spans made at all). */
+  tracing: { tracesUrl: string; headers: Record<string, string>; serviceName: string } | null;
+  redisUrl: string | undefined;
 };
+
+function otlpHeaders(value: string | undefined): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const pair of (value ?? '').split(',')) {
+    const at = pair.indexOf('=');
+    if (at > 0) headers[decodeURIComponent(pair.slice(0, at).trim())] = decodeURIComponent(pair.slice(at + 1).trim());
+  }
+  return headers;
+}
 
 export class ConfigError extends Error {}
 
@@ -207,5 +238,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     snoozeSweepMs: c.SNOOZE_SWEEP_MS,
     scheduledReplyMaxLatenessMs: c.SCHEDULED_REPLY_MAX_LATENESS_MS,
     jobs: { pollMs: c.JOB_POLL_MS, leaseMs: c.JOB_LEASE_MS, concurrency: c.JOB_CONCURRENCY },
+    metricsToken: c.METRICS_TOKEN,
+    shutdownDelayMs: c.SHUTDOWN_DELAY_MS,
+    logFormat: c.LOG_FORMAT,
+    tracing:
+      !c.OTEL_SDK_DISABLED && (c.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || c.OTEL_EXPORTER_OTLP_ENDPOINT)
+        ? {
+            tracesUrl: c.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? `${c.OTEL_EXPORTER_OTLP_ENDPOINT!.replace(/\/+$/, '')}/v1/traces`,
+            headers: otlpHeaders(c.OTEL_EXPORTER_OTLP_HEADERS),
+            serviceName: c.OTEL_SERVICE_NAME,
+          }
+        : null,
+    redisUrl: c.REDIS_URL,
   };
 }

@@ -3,15 +3,21 @@ import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { createDatabase, type Database } from './db/client.js';
 import { RateLimiter } from './http/rate-limit.js';
+import { Metrics } from './observability/metrics.js';
+import { observedProvider } from './observability/observed-provider.js';
+import { createTracing, type Tracing } from './observability/tracing.js';
 import { createSmsProvider } from './providers/index.js';
 import { createEventBus } from './pubsub/index.js';
-import { Authenticator } from './services/auth.js';
+import { connectRedis, type RedisConnections } from './pubsub/redis.js';
+import { runAfterCommit } from './db/after-commit.js';
+import { ACCESS_CHANGED_CHANNEL, Authenticator, relayAccessChanges } from './services/auth.js';
 import { SnoozeSweeper } from './services/conversation-status.js';
 import { JwtVerifier } from './services/jwt.js';
 import { applyMessageStatus } from './services/message-status.js';
 import { JobRunner } from './services/jobs/runner.js';
 import { SCHEDULED_REPLY_QUEUE, scheduledReplyHandler, SendsInDoubtSweeper } from './services/replies/index.js';
 import type { ServiceDeps } from './services/deps.js';
+import { countSendsInDoubt, pendingJobsByQueue } from './services/observability.js';
 import { ServiceState } from './services/state.js';
 import { TextabilityService } from './services/textability.js';
 
@@ -27,17 +33,39 @@ export type Deps = ServiceDeps & {
   jobs: JobRunner;
   /** Per-token request budget for /graphql and /api (RATE_LIMIT_PER_MINUTE). */
   rateLimiter: RateLimiter;
+  /** Prometheus metrics of this instance (GET /metrics). */
+  metrics: Metrics;
+  /** OpenTelemetry tracing; null when OTEL_EXPORTER_OTLP_ENDPOINT is unset (no spans at all). */
+  tracing: Tracing | null;
+  /** Redis connections (REDIS_URL), or null: events over the database, rate limits in memory. */
+  redis: RedisConnections | null;
 };
 
 /** Wires the long-lived services around an open, migrated database. */
 export function assembleDeps(config: Config, database: Database, logger: Logger): Deps {
-  const events = createEventBus({ database, logger });
+  const metrics = new Metrics();
+  const tracing = createTracing(config);
+  const redis = config.redisUrl ? connectRedis(config.redisUrl, logger) : null;
+  const events = createEventBus({ database, logger, metrics, redis: redis ?? undefined });
+  if (redis) {
+    // Token revocations and membership changes reach every instance over Redis too, once committed.
+    runAfterCommit(database.db);
+    relayAccessChanges(database.db, (payload) => {
+      redis.commands.publish(ACCESS_CHANGED_CHANNEL, payload).catch((error: unknown) =>
+        logger.warn({ err: error, payload }, 'could not publish an access change to Redis; other instances drop it when their auth cache expires'),
+      );
+    });
+  }
   const state = new ServiceState();
   // The simulated provider reports statuses through the same path as Twilio's callbacks.
-  const sms = createSmsProvider(config, {
+  const provider = createSmsProvider(config, {
     logger,
     applyStatus: (update) => applyMessageStatus({ db: database.db, events, logger, state }, update),
   });
+  const sms = observedProvider(provider, metrics, tracing);
+  metrics.sources.dbPool = () => database.poolStats();
+  metrics.sources.sendsInDoubt = () => countSendsInDoubt(database.db, config.sendsInDoubtAfterMs);
+  metrics.sources.jobsPending = () => pendingJobsByQueue(database.db);
   const textability = new TextabilityService(database.db, sms, logger, config.lookupRetryMs);
   const authenticator = new Authenticator(database.db, config.authCacheTtlMs, config.jwt ? new JwtVerifier(config.jwt) : null);
   return {
@@ -57,11 +85,16 @@ export function assembleDeps(config: Config, database: Database, logger: Logger)
       { [SCHEDULED_REPLY_QUEUE]: scheduledReplyHandler({ db: database.db, events, sms, config, textability, state, logger }) },
       config.jobs,
       logger,
+      (queue, outcome) => metrics.jobsRun.inc({ queue, outcome }),
     ),
     rateLimiter: new RateLimiter(config.rateLimitPerMinute, {
       authFailuresPerMinute: config.authFailuresPerMinute,
       isVerifiedToken: (authorization) => authenticator.isVerified(authorization),
+      redis: redis?.commands,
     }),
+    metrics,
+    tracing,
+    redis,
   };
 }
 
@@ -96,6 +129,8 @@ export async function closeDeps(deps: Deps, options: { database?: boolean } = {}
   deps.logger.info({ held: deps.state.inspect() }, 'draining service state');
   await deps.state.drain();
   await deps.events.close();
+  await deps.redis?.close();
+  await deps.tracing?.close().catch((error: unknown) => deps.logger.warn({ err: error }, 'could not export the last spans'));
   // false: the database is shared with another instance in this process (tests of several instances on PGlite).
   if (options.database !== false) await deps.database.close();
 }

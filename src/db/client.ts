@@ -1,7 +1,8 @@
-import { mkdirSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
-import type { Logger as DrizzleLogger } from 'drizzle-orm';
+import { sql, type Logger as DrizzleLogger } from 'drizzle-orm';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
@@ -22,6 +23,23 @@ export type DbOrTx = Db | Tx;
 
 export const migrationsFolder = fileURLToPath(new URL('../../drizzle', import.meta.url));
 
+/**
+ * Whether every migration in drizzle/ is applied: the newest recorded migration is at least as recent as
+ * the newest one in the journal (what drizzle's migrator itself compares). False while another instance
+ * is still migrating, or before the first migration made the table.
+ */
+export async function migrationsApplied(db: Db): Promise<boolean> {
+  const journal = JSON.parse(readFileSync(`${migrationsFolder}/meta/_journal.json`, 'utf8')) as { entries: { when: number }[] };
+  const newest = Math.max(...journal.entries.map((entry) => entry.when));
+  const exists = await db.execute<{ table: string | null }>(sql`select to_regclass('drizzle.__drizzle_migrations')::text as table`);
+  if (!rowsOf<{ table: string | null }>(exists)[0]?.table) return false;
+  const applied = await db.execute<{ newest: string | null }>(sql`select max(created_at)::text as newest from drizzle.__drizzle_migrations`);
+  return Number(rowsOf<{ newest: string | null }>(applied)[0]?.newest ?? 0) >= newest;
+}
+
+/** postgres.js returns rows as the result; PGlite as `result.rows`. */
+const rowsOf = <T>(result: unknown): T[] => (Array.isArray(result) ? result : (result as { rows: T[] }).rows);
+
 export type Notification = { channel: string; payload: string };
 
 export interface Database {
@@ -33,6 +51,8 @@ export interface Database {
   /** Cheap round trip for health checks. */
   ping(): Promise<void>;
   listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>>;
+  /** This instance's connections by state (open, busy, idle, max), for gateway_db_pool_connections. */
+  poolStats(): Promise<Record<string, number>>;
   close(): Promise<void>;
 }
 
@@ -55,7 +75,7 @@ export class StatementLog implements DrizzleLogger {
 }
 
 export type DatabaseOptions =
-  | { kind: 'postgres'; url: string; poolSize?: number }
+  | { kind: 'postgres'; url: string; poolSize?: number; /** Names this instance's connections in pg_stat_activity. */ applicationName?: string }
   | {
       kind: 'pglite';
       dataDir?: string /* undefined: in memory */;
@@ -66,8 +86,12 @@ export type DatabaseOptions =
 export async function createDatabase(options: DatabaseOptions): Promise<Database> {
   const statementLog = new StatementLog();
   if (options.kind === 'postgres') {
+    // postgres.js keeps its pool's counts private: the server's own view of our connections, by their name.
+    const applicationName = options.applicationName ?? `conversations-gateway/${randomUUID().slice(0, 8)}`;
+    const max = options.poolSize ?? 10;
     const client = postgres(options.url, {
-      max: options.poolSize ?? 10,
+      connection: { application_name: applicationName },
+      max,
       onnotice: () => {},
       // While the server is away, queued queries fail at the next reconnect attempt: retry within a quarter second
       // (not postgres.js's default of up to 20 s), so callers get a prompt 503 and recovery is prompt too.
@@ -88,6 +112,15 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
         const subscription = await client.listen(channel, onPayload);
         return () => subscription.unlisten();
       },
+      poolStats: async () => {
+        // The connection counting is busy only for this statement: it counts as idle.
+        const [row] = await client<{ open: number; busy: number }[]>`
+          select count(*)::int as open, (count(*) filter (where state = 'active' and pid <> pg_backend_pid()))::int as busy
+          from pg_stat_activity where application_name = ${applicationName}`;
+        const open = row?.open ?? 0;
+        const busy = row?.busy ?? 0;
+        return { open, busy, idle: open - busy, max };
+      },
       close: () => client.end({ timeout: 5 }),
     };
   }
@@ -105,6 +138,8 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
       await client.query('select 1');
     },
     listen: async (channel, onPayload) => client.listen(channel, onPayload),
+    // One embedded connection, always open.
+    poolStats: async () => ({ open: 1, max: 1 }),
     close: () => client.close(),
   };
 }

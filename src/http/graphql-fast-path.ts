@@ -7,6 +7,7 @@ import { readBody } from './body.js';
 import { corsHeaders, type corsPolicy } from './cors.js';
 import { credentialsOfRequest } from './credentials.js';
 import type { CompileCache } from './graphql-compile.js';
+import { observeOperation, type OperationInfo } from './graphql-observability.js';
 import { firstRefusal, type OperationGuard } from './operation-guards.js';
 // Mutations run once here; their errors are reported by Yoga without running them again.
 import { executedAlready, runMutationOnce } from './graphql-fast-mutation.js';
@@ -31,6 +32,8 @@ type Entry = {
   operationName: string | undefined;
   /** A mutation runs once, here: see graphql-fast-mutation.ts. */
   mutation: boolean;
+  /** Its type and name, for metrics and spans. */
+  info: OperationInfo;
 };
 
 /** Documents kept; beyond it the oldest go (a stream of distinct documents only ever costs Yoga's path). */
@@ -76,6 +79,7 @@ export function createGraphqlFastPath(
         document: args.document,
         operationName: args.operationName ?? undefined,
         mutation: operation === 'mutation',
+        info: { type: operation, name: args.operationName ?? getOperationAST(args.document, args.operationName)?.name?.value },
       });
     },
   };
@@ -107,10 +111,13 @@ export function createGraphqlFastPath(
     } catch {
       return null;
     }
-    if (entry.mutation) return runMutationOnce(req, compiled, context, values);
-    const result = await compiled.query(undefined, context, values);
-    if (result.errors?.length || result.extensions) return null;
-    return compiled.stringify(result);
+    const run = entry.mutation
+      ? () => runMutationOnce(req, compiled, context, values)
+      : async () => {
+          const result = await compiled.query(undefined, context, values);
+          return result.errors?.length || result.extensions ? null : compiled.stringify(result);
+        };
+    return observeOperation(deps.metrics, deps.tracing, entry.info, run, (json) => json !== null);
   }
 
   /** Yoga's answer to a request whose body was read already. */

@@ -18,6 +18,8 @@ export type FastPathPart =
   /** The compile cache (graphql-compile.ts) that the fast path executes from as well. */
   | 'execution'
   /** The fast path's own hook: tells it which documents Yoga accepted. */
-  | 'feeds-fast-path';
+  | 'feeds-fast-path'
+  /** Metrics and spans (graphql-observability.ts): the fast path records the operations it answers alike. */
+  | 'observed-both';
 
 export type DeclaredPlugin = { name: string; plugin: Plugin; fastPath: FastPathPart };

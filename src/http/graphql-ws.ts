@@ -234,8 +234,13 @@ export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps
   // No permessage-deflate: shared results leave as plain frames (nextFrame), and compressing each member's
   // copy would cost more CPU than it saves on small JSON messages.
   const wss = new WebSocketServer({ server, path: yoga.graphqlEndpoint, maxPayload: 1024 * 1024, perMessageDeflate: false });
+  // Connections past connection_init, for gateway_subscriptions_active: their open operations.
+  const connections = new Set<{ subscriptions: Record<string, unknown> }>();
   const handle = useServer(
     {
+      onClose: (ctx) => {
+        connections.delete(ctx);
+      },
       // Authenticate at connection_init, before any operation: 4401 bad/missing token, 4403 wrong organization.
       onConnect: async (ctx) => {
         const credentials = credentialsOfConnectionParams(ctx.connectionParams);
@@ -259,7 +264,10 @@ export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps
                 socket.close(CloseCode.Forbidden, MEMBERSHIP_CHANGED_CLOSE_REASON),
           );
           if (socket.readyState >= socket.CLOSING) untrack();
-          else socket.once('close', untrack);
+          else {
+            socket.once('close', untrack);
+            connections.add(ctx);
+          }
           return true;
         } catch (error) {
           const classified = classifyError(error);
@@ -304,5 +312,11 @@ export function attachGraphqlWs(server: Server, yoga: GraphqlHandler, deps: Deps
     wss,
     /** Closes every socket with 1001 (going away); their subscriptions end with them. */
     dispose: () => handle.dispose(),
+    /** Operations (subscriptions, mostly) open on this instance's sockets. */
+    activeOperations(): number {
+      let open = 0;
+      for (const ctx of connections) for (const _ in ctx.subscriptions) open += 1;
+      return open;
+    },
   };
 }

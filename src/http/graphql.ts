@@ -12,6 +12,7 @@ import { databaseUnavailableError, hardenedYogaOptions } from './protections.js'
 import { failureAlreadyLogged } from './request-id.js';
 import { createCompileCache, useCompiledExecution } from './graphql-compile.js';
 import { createGraphqlFastPath } from './graphql-fast-path.js';
+import { useOperationObservability } from './graphql-observability.js';
 import type { DeclaredPlugin } from './graphql-plugins.js';
 import { operationGuards } from './operation-guards.js';
 
@@ -77,6 +78,7 @@ export function createGraphqlHandler(deps: Deps, options: GraphqlOptions = {}) {
     maxBodyBytes: deps.config.maxRequestBodyBytes,
   });
   const plugins: DeclaredPlugin[] = [
+    { name: 'observability', plugin: useOperationObservability(deps.metrics, deps.tracing), fastPath: 'observed-both' },
     ...hardened.plugins,
     { name: 'compiled-execution', plugin: useCompiledExecution(compileCache), fastPath: 'execution' },
     { name: 'fast-path', plugin: fastPath.plugin, fastPath: 'feeds-fast-path' },

@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { GraphQLError } from 'graphql';
 import type { Plugin as YogaPlugin } from 'graphql-yoga';
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
+import type { Redis } from 'ioredis';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { bearerToken, hashApiToken } from '../services/auth.js';
 import { credentialsOfConnectionParams } from './credentials.js';
 import { sendJson } from './respond.js';
@@ -9,7 +10,8 @@ import { sendJson } from './respond.js';
 // Per-token rate limiting for /graphql (HTTP and WebSocket operations) and /api. Twilio's webhooks,
 // /health and short links never pass through here: Twilio does not retry a 429, so refusing a webhook
 // would lose a message. Each token has its own fixed one-minute window in memory (per instance), so
-// one token's flood costs others nothing but a Map lookup.
+// one token's flood costs others nothing but a Map lookup. With Redis (REDIS_URL) the windows live there,
+// shared by every instance; while Redis is away each instance counts in its own memory again.
 
 export type RateDecision = { allowed: true } | { allowed: false; retryAfterSeconds: number; limit: number };
 
@@ -21,14 +23,23 @@ export type RateLimiterOptions = {
   authFailuresPerMinute?: number;
   /** Whether a request's Authorization carries a token already verified (cached): such requests still pass. */
   isVerifiedToken?: (authorization: string | undefined) => boolean;
+  /** Shared windows in Redis (per token and per address), with per-instance memory while it is away. */
+  redis?: Redis;
 };
 
+/** A one-minute window of `points`: in Redis when given (falling back to memory), else in memory. */
+function window(points: number, keyPrefix: string, redis: Redis | undefined): RateLimiterAbstract {
+  const memory = new RateLimiterMemory({ points, duration: 60 });
+  if (!redis) return memory;
+  return new RateLimiterRedis({ storeClient: redis, points, duration: 60, keyPrefix, rejectIfRedisNotReady: true, insuranceLimiter: memory });
+}
+
 export class RateLimiter {
-  private readonly limiter: RateLimiterMemory | null;
+  private readonly limiter: RateLimiterAbstract | null;
   private readonly inbound = new RateLimiterMemory({ points: INBOUND_FLOOD_PER_MINUTE, duration: 60 });
   // Per-token budgets cannot stop a flood of made-up tokens (each would get its own budget, and each costs
   // a token lookup): failures are also counted per client address.
-  private readonly authFailures: RateLimiterMemory | null;
+  private readonly authFailures: RateLimiterAbstract | null;
   readonly authFailuresPerMinute: number;
   private readonly isVerifiedToken: (authorization: string | undefined) => boolean;
 
@@ -36,9 +47,9 @@ export class RateLimiter {
     readonly perMinute: number,
     options: RateLimiterOptions = {},
   ) {
-    this.limiter = perMinute > 0 ? new RateLimiterMemory({ points: perMinute, duration: 60 }) : null;
+    this.limiter = perMinute > 0 ? window(perMinute, 'gw:rate', options.redis) : null;
     this.authFailuresPerMinute = options.authFailuresPerMinute ?? 0;
-    this.authFailures = this.authFailuresPerMinute > 0 ? new RateLimiterMemory({ points: this.authFailuresPerMinute, duration: 60 }) : null;
+    this.authFailures = this.authFailuresPerMinute > 0 ? window(this.authFailuresPerMinute, 'gw:auth-failures', options.redis) : null;
     this.isVerifiedToken = options.isVerifiedToken ?? (() => false);
   }
 

@@ -3,7 +3,10 @@ import { getEventListeners, setMaxListeners } from 'node:events';
 import { createPubSub, type PubSub, type PubSubEventTarget } from '@graphql-yoga/subscription';
 import type { Logger } from 'pino';
 import type { Database } from '../db/client.js';
+import type { Metrics } from '../observability/metrics.js';
 import { PostgresEventTarget } from './postgres-event-target.js';
+import { RedisEventTarget } from './redis-event-target.js';
+import type { RedisConnections } from './redis.js';
 
 // Typed topics. Payloads carry ids only: a subscriber loads rows through the data layer with its own
 // organization scope, and the same payloads can cross instances (PostgreSQL NOTIFY caps at 8000 bytes).
@@ -32,20 +35,44 @@ export type EventBus = PubSub<GatewayEvents> & {
 };
 
 /**
- * The event bus; call publish only after the writing transaction committed. On PostgreSQL, events
- * travel between gateway instances through LISTEN/NOTIFY; otherwise (PGlite, one process) they stay
- * in process.
+ * The event bus; call publish only after the writing transaction committed. With Redis, events travel
+ * between gateway instances over Redis pub/sub; else on PostgreSQL through LISTEN/NOTIFY; otherwise
+ * (PGlite, one process) they stay in process.
  */
-export function createEventBus(options: { database?: Database; logger?: Logger } = {}): EventBus {
+export function createEventBus(options: { database?: Database; logger?: Logger; metrics?: Metrics; redis?: RedisConnections } = {}): EventBus {
+  const { metrics } = options;
+  // With Redis (REDIS_URL), events cross instances over its pub/sub, whatever the database.
+  if (options.redis && options.logger) {
+    const lag = metrics?.eventDeliveryLag.labels({ source: 'redis' });
+    const target = new RedisEventTarget(options.redis, options.logger, lag && ((seconds) => lag.observe(seconds)));
+    const pubsub = counted(createPubSub<GatewayEvents>({ eventTarget: target as unknown as PubSubEventTarget<GatewayEvents> }), metrics);
+    return Object.assign(pubsub, { ready: target.ready, close: () => target.close(), ...sharedListening(target) });
+  }
   if (options.database?.kind === 'postgres' && options.logger) {
-    const target = new PostgresEventTarget(options.database, options.logger);
-    const pubsub = createPubSub<GatewayEvents>({ eventTarget: target as unknown as PubSubEventTarget<GatewayEvents> });
+    const lag = metrics?.eventDeliveryLag.labels({ source: 'postgres' });
+    const target = new PostgresEventTarget(options.database, options.logger, lag && ((seconds) => lag.observe(seconds)));
+    const pubsub = counted(createPubSub<GatewayEvents>({ eventTarget: target as unknown as PubSubEventTarget<GatewayEvents> }), metrics);
     return Object.assign(pubsub, { ready: target.ready, close: () => target.close(), ...sharedListening(target) });
   }
   const target = new EventTarget();
   setMaxListeners(0, target); // many subscribers per organization topic are normal, not a leak
-  const pubsub = createPubSub<GatewayEvents>({ eventTarget: target as unknown as PubSubEventTarget<GatewayEvents> });
+  const pubsub = counted(createPubSub<GatewayEvents>({ eventTarget: target as unknown as PubSubEventTarget<GatewayEvents> }), metrics);
   return Object.assign(pubsub, { ready: Promise.resolve(), close: async () => {}, ...sharedListening(target) });
+}
+
+/** Counts what is published (gateway_events_published_total; messageReceived is an inbound message stored). */
+function counted(pubsub: PubSub<GatewayEvents>, metrics: Metrics | undefined): PubSub<GatewayEvents> {
+  if (!metrics) return pubsub;
+  const publish = pubsub.publish.bind(pubsub);
+  const byTopic = new Map<string, { inc(): void }>();
+  pubsub.publish = (topic, ...args) => {
+    let counter = byTopic.get(topic);
+    if (!counter) byTopic.set(topic, (counter = metrics.eventsPublished.labels({ topic })));
+    counter.inc();
+    if (topic === 'messageReceived') metrics.inboundMessages.inc();
+    publish(topic, ...args);
+  };
+  return pubsub;
 }
 
 /** listen, countShared and subscriberCount over the target; yoga's pubsub names a keyed topic `<topic>:<key>`. */

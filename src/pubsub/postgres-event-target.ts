@@ -13,7 +13,8 @@ const MAX_PAYLOAD_BYTES = 7900;
 /** Notifications sent by one statement (its parameter stays within a few megabytes). */
 const MAX_NOTIFY_PER_STATEMENT = 500;
 
-type WireEvent = { t: string; p: unknown };
+/** `a`: when it was published (epoch ms), for the delivery lag; older instances leave it out. */
+type WireEvent = { t: string; p: unknown; a?: number };
 /** A notification: the events of one instance, in publishing order (`t`/`p` alone: one event, as older instances send). */
 type Wire = { o: string; e?: WireEvent[] } & Partial<WireEvent>;
 
@@ -44,6 +45,8 @@ export class PostgresEventTarget extends EventTarget {
   constructor(
     private readonly database: Pick<Database, 'listen' | 'db'>,
     private readonly logger: Logger,
+    /** Told, for each event from another instance, how long after publishing it arrived (seconds). */
+    private readonly onDelivered: (lagSeconds: number) => void = () => {},
   ) {
     super();
     // Every subscriber of an organization listens on its topic: dozens of dashboards are normal, not a leak.
@@ -57,7 +60,7 @@ export class PostgresEventTarget extends EventTarget {
 
   override dispatchEvent(event: Event): boolean {
     const delivered = super.dispatchEvent(event);
-    const serialized = JSON.stringify({ t: event.type, p: (event as CustomEvent).detail } satisfies WireEvent);
+    const serialized = JSON.stringify({ t: event.type, p: (event as CustomEvent).detail, a: Date.now() } satisfies WireEvent);
     if (this.ownPrefix.length + Buffer.byteLength(serialized) + 7 > MAX_PAYLOAD_BYTES) {
       this.logger.error({ topic: event.type, bytes: Buffer.byteLength(serialized) }, 'event too large for NOTIFY; other instances will not see it');
       return delivered;
@@ -129,8 +132,12 @@ export class PostgresEventTarget extends EventTarget {
     }
     if (!wire || wire.o === this.origin) return;
     const events = Array.isArray(wire.e) ? wire.e : [wire as WireEvent];
+    const now = Date.now();
     for (const event of events) {
-      if (event && typeof event.t === 'string') super.dispatchEvent(new CustomEvent(event.t, { detail: event.p }));
+      if (event && typeof event.t === 'string') {
+        super.dispatchEvent(new CustomEvent(event.t, { detail: event.p }));
+        if (typeof event.a === 'number') this.onDelivered(Math.max(0, now - event.a) / 1000);
+      }
     }
   }
 }

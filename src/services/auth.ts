@@ -1,6 +1,7 @@
 import { hash, randomBytes } from 'node:crypto';
 import { and, eq, isNull, sql } from 'drizzle-orm';
-import type { Database, DbOrTx } from '../db/client.js';
+import { afterCommit, rootOf } from '../db/after-commit.js';
+import type { Database, Db, DbOrTx } from '../db/client.js';
 import { apiTokens, memberships, users, type MemberRoleValue } from '../db/tables.js';
 import { AppError } from '../errors.js';
 import { isUuid } from './cursors.js';
@@ -48,14 +49,31 @@ export const roleOfMembership = (role: MemberRoleValue): CallerRole => role.toUp
  */
 export const ACCESS_CHANGED_CHANNEL = 'api_token_revoked';
 
+/**
+ * Where access changes go instead of NOTIFY, per database: with Redis, every instance subscribes there
+ * (registered by the composition root). Published once the transaction commits.
+ */
+const accessRelays = new WeakMap<object, (payload: string) => void>();
+
+export function relayAccessChanges(db: Db, publish: (payload: string) => void): void {
+  accessRelays.set(db, publish);
+}
+
+async function notifyAccessChanged(tx: DbOrTx, payload: string): Promise<void> {
+  const relay = accessRelays.get(rootOf(tx));
+  if (relay) afterCommit(tx, () => relay(payload));
+  // NOTIFY is transactional: delivered at commit, never on rollback.
+  else await tx.execute(sql`select pg_notify(${ACCESS_CHANGED_CHANNEL}, ${payload})`);
+}
+
 /** Tells every instance (at commit, with the transaction) that this user's memberships changed. */
 export async function notifyMembershipChanged(tx: DbOrTx, userId: string): Promise<void> {
-  await tx.execute(sql`select pg_notify(${ACCESS_CHANGED_CHANNEL}, ${`user:${userId}`})`);
+  await notifyAccessChanged(tx, `user:${userId}`);
 }
 
 /** Tells every instance (at commit, with the transaction) that this token was revoked. */
 export async function notifyTokenRevoked(tx: DbOrTx, tokenId: string): Promise<void> {
-  await tx.execute(sql`select pg_notify(${ACCESS_CHANGED_CHANNEL}, ${tokenId})`);
+  await notifyAccessChanged(tx, tokenId);
 }
 
 /** What an API token (or a verified identity-provider token) stands for, before an organization is chosen. */

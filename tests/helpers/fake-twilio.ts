@@ -33,7 +33,15 @@ export type SentMessage = {
   params: Record<string, string | string[]>;
 };
 
-export type FakeTwilioRequest = { method: string; path: string; query: string; authorized: boolean; params: URLSearchParams };
+export type FakeTwilioRequest = {
+  method: string;
+  path: string;
+  query: string;
+  authorized: boolean;
+  params: URLSearchParams;
+  /** The W3C trace context the client sent, if any. */
+  traceparent?: string;
+};
 
 export type FakeTwilio = Awaited<ReturnType<typeof startFakeTwilio>>;
 
@@ -149,7 +157,8 @@ export async function startFakeTwilio(options: { accountSid?: string; authToken?
     const raw = req.method === 'POST' ? await readBody(req) : '';
     const params = new URLSearchParams(raw);
     const authorized = req.headers.authorization === expectedAuth;
-    requests.push({ method: req.method ?? 'GET', path: decodeURIComponent(url.pathname), query: url.search, authorized, params });
+    const traceparent = typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined;
+    requests.push({ method: req.method ?? 'GET', path: decodeURIComponent(url.pathname), query: url.search, authorized, params, traceparent });
     if (!authorized) return twilioError(res, { code: 20003, status: 401 });
 
     const messagesPath = url.pathname.match(/^\/2010-04-01\/Accounts\/([^/]+)\/Messages\.json$/);

@@ -1,3 +1,4 @@
+import { context, propagation } from '@opentelemetry/api';
 import PQueue from 'p-queue';
 import twilio from 'twilio';
 
@@ -68,8 +69,13 @@ export class ThrottledRequestClient extends twilio.RequestClient {
       rebased.host = this.throttle.base.host;
       uri = rebased.toString();
     }
+    // The W3C traceparent of the active span (tracing on; otherwise nothing is added).
+    const headers: Record<string, string> = { ...(opts.headers as Record<string, string> | undefined) };
+    propagation.inject(context.active(), headers);
     for (let attempt = 1; ; attempt += 1) {
-      const response = await this.inSlot(deadline, () => super.request<TData>({ ...opts, uri, timeout: Math.max(1, deadline - Date.now()) }));
+      const response = await this.inSlot(deadline, () =>
+        super.request<TData>({ ...opts, uri, headers, timeout: Math.max(1, deadline - Date.now()) }),
+      );
       if (!retryable(response.statusCode)) return response as Response<TData>;
       const backoff = Math.floor(Math.random() * Math.min(MAX_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** attempt));
       const wait = retryAfterMs(response.headers?.['retry-after']) ?? backoff;

@@ -31,6 +31,8 @@ export class JobRunner {
     private readonly handlers: Record<string, JobHandler>,
     private readonly options: JobRunnerOptions,
     private readonly logger: Logger,
+    /** Told how each run ended (metrics). */
+    private readonly onOutcome: (queue: string, outcome: 'done' | 'postponed' | 'failed') => void = () => {},
   ) {
     this.task = new PeriodicTask('running due jobs', options.pollMs, () => this.drain(), logger);
   }
@@ -81,13 +83,16 @@ export class JobRunner {
       if ('done' in outcome) {
         await finishJob(this.db, job.id);
         this.ran += 1;
+        this.onOutcome(job.queue, 'done');
       } else {
         await postponeJob(this.db, job.id, outcome.runAt, null);
+        this.onOutcome(job.queue, 'postponed');
         this.logger.debug({ ...context, runAt: outcome.runAt, reason: outcome.reason }, 'job postponed');
       }
     } catch (error) {
       const runAt = new Date(Date.now() + backoffMs(job.attempts));
       this.logger.warn({ ...context, err: error, runAt }, 'job failed; tried again later');
+      this.onOutcome(job.queue, 'failed');
       // If even this fails (the database is gone), the lease ends and the job is claimed again.
       await postponeJob(this.db, job.id, runAt, error instanceof Error ? error.message : String(error)).catch(() => {});
     }

@@ -3,7 +3,9 @@ import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawRows } from '../src/db/rows.js';
 import { changeConsent } from '../src/services/consent.js';
+import { WebhookEventJson } from '../src/http/rest/webhook-schemas.js';
 import { receiveInbound } from '../src/services/inbound.js';
+import { WEBHOOK_EVENT_TYPES as EVENT_TYPES } from '../src/services/webhooks/endpoints.js';
 import { createTestApp, type TestApp, type TestOrg } from './helpers/app.js';
 import { until } from './helpers/realtime.js';
 import { WebhookReceiver } from './helpers/webhook-receiver.js';
@@ -98,6 +100,15 @@ describe('outgoing webhooks', () => {
     expect(order.indexOf('contact.opted_out')).toBeLessThan(order.indexOf('received:START'));
     expect(order.indexOf('received:START')).toBeLessThan(order.indexOf('contact.opted_in'));
     expect(r.received.every((e) => e.verified)).toBe(true);
+    // Every body matches the published JSON Schema's zod source, and the schema is served.
+    for (const e of r.received) {
+      const parsed = WebhookEventJson.safeParse(JSON.parse(e.body));
+      expect(parsed.success, `${e.body}\n${parsed.error?.message}`).toBe(true);
+    }
+    const schema = await fetch(`${t.url}/api/webhooks/schema.json`);
+    expect(schema.status).toBe(200);
+    const document = (await schema.json()) as { $defs: Record<string, unknown> };
+    expect(Object.keys(document.$defs).sort()).toEqual([...EVENT_TYPES, 'webhook.test'].sort());
     await t.graphql(`mutation($id: ID!) { deleteWebhookEndpoint(id: $id) { __typename } }`, { id: created.endpoint.id }, org);
   });
 

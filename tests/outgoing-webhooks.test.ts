@@ -290,3 +290,48 @@ describe('webhook URL rules (SSRF) without WEBHOOK_ALLOW_INSECURE and WEBHOOK_AL
     expect(r.received).toEqual([]);
   });
 });
+
+describe('an endpoint failing every attempt for WEBHOOK_DISABLE_AFTER_MS', () => {
+  let app: TestApp;
+  let owner: TestOrg;
+  beforeAll(async () => {
+    app = await createTestApp({
+      WEBHOOK_ALLOW_INSECURE: 'true',
+      WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
+      WEBHOOK_RETRY_SCHEDULE: '300ms,300ms,300ms,300ms,300ms,300ms,300ms,300ms',
+      WEBHOOK_DISABLE_AFTER_MS: '1000',
+      WEBHOOK_POLL_MS: '20',
+    });
+    app.deps.webhooks.start();
+    owner = await app.createOrg('Disabled');
+  });
+  afterAll(async () => app?.close());
+
+  it('is disabled with a reason; re-enabling it resumes delivery of what waited', async () => {
+    const r = await receiver();
+    r.answer = () => 500;
+    const res = await app.graphql(CREATE, { input: { url: r.url, events: ['MESSAGE_RECEIVED'] } }, owner);
+    r.secret = res.body.data.createWebhookEndpoint.secret;
+    const id = res.body.data.createWebhookEndpoint.endpoint.id;
+    await receiveInbound(app.deps, { organizationId: owner.organizationId, from: '+14155550199', body: 'waiting', provider: 'cli' });
+    const state = async () => (await app.graphql(`{ webhookEndpoints { enabled disabledReason } }`, {}, owner)).body.data.webhookEndpoints[0];
+    await until(async () => (await state()).enabled === false, 10_000, 'disabled');
+    expect((await state()).disabledReason).toMatch(/Every delivery attempt failed/);
+    const tried = r.received.length;
+    expect(tried).toBeGreaterThanOrEqual(2);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await app.deps.webhooks.runNow();
+    // Disabled: no more attempts.
+    expect(r.received.length).toBe(tried);
+
+    r.answer = () => 200;
+    const enabled = await app.graphql(
+      `mutation($id: ID!) { updateWebhookEndpoint(id: $id, input: { enabled: true }) { __typename ... on UpdateWebhookEndpointPayload { endpoint { enabled disabledReason } } } }`,
+      { id },
+      owner,
+    );
+    expect(enabled.body.data.updateWebhookEndpoint.endpoint).toEqual({ enabled: true, disabledReason: null });
+    await until(() => r.received.length === tried + 1, 10_000, 'delivered after re-enabling');
+    expect(r.received.at(-1)).toMatchObject({ verified: true, id: r.received[0]!.id, data: { message: 'waiting' } });
+  });
+});

@@ -9,6 +9,7 @@ import type { WebhookConfig } from '../../config.js';
 import type { Db } from '../../db/client.js';
 import { rawRows } from '../../db/rows.js';
 import { AppError } from '../../errors.js';
+import { Batcher, type Settled } from '../batcher.js';
 import { PeriodicTask } from '../periodic.js';
 import { checkedAddresses, checkUrlShape, type LookupAll } from './url-policy.js';
 
@@ -34,6 +35,8 @@ type Claimed = {
   previousSecret: string | null;
 };
 
+type Outcome = { delivery: Claimed; result: AttemptResult };
+
 export type AttemptResult = { ok: boolean; httpStatus: number | null; durationMs: number; error: string | null; response: string | null };
 
 export type DispatcherDeps = { db: Db; logger: Logger; config: WebhookConfig; lookup: LookupAll };
@@ -41,6 +44,9 @@ export type DispatcherDeps = { db: Db; logger: Logger; config: WebhookConfig; lo
 export class WebhookDispatcher {
   private readonly task: PeriodicTask;
   private closed = false;
+  /** Attempts in flight from this instance, per endpoint. */
+  private readonly inFlight = new Map<string, number>();
+  private readonly recorder = new Batcher<Outcome, void>((outcomes) => this.record(outcomes), 500, 2);
   /** Attempts this instance made (tests, logs). */
   attempted = 0;
 
@@ -59,28 +65,45 @@ export class WebhookDispatcher {
   async close(): Promise<void> {
     this.closed = true;
     await this.task.close();
+    await this.recorder.drain();
   }
 
   /**
-   * Claims what is due while there is room, and claims again whenever an attempt finishes (it may free the
-   * next event of its conversation) or a poll interval passes (so attempts waiting on a slow endpoint never
-   * hold back deliveries to others). Returns once nothing is due and nothing is in flight.
+   * Claims what is due while there is room, and claims again when a quarter of the slots freed up, when
+   * nothing is in flight any more, or after a poll interval (so attempts waiting on a slow endpoint never
+   * hold back deliveries to others, and a conversation's next event waits at most that long). Returns once
+   * nothing is due and nothing is in flight.
    */
   private async drain(): Promise<void> {
     const running = new Set<Promise<void>>();
+    const { concurrency, pollMs } = this.deps.config;
+    const threshold = Math.max(1, Math.floor(concurrency / 4));
+    let finished = 0;
+    let wake: (() => void) | null = null;
     try {
       while (!this.closed) {
-        const room = this.deps.config.concurrency - running.size;
+        const room = concurrency - running.size;
         const claimed = room > 0 ? await this.claim(room) : [];
+        finished = 0;
         for (const delivery of claimed) {
-          const run = this.attempt(delivery).finally(() => running.delete(run));
+          this.inFlight.set(delivery.endpointId, (this.inFlight.get(delivery.endpointId) ?? 0) + 1);
+          const run = this.attempt(delivery).finally(() => {
+            running.delete(run);
+            this.inFlight.set(delivery.endpointId, this.inFlight.get(delivery.endpointId)! - 1);
+            if (this.inFlight.get(delivery.endpointId) === 0) this.inFlight.delete(delivery.endpointId);
+            finished += 1;
+            if (finished >= threshold || running.size === 0) wake?.();
+          });
           running.add(run);
         }
         if (running.size === 0) return;
         if (claimed.length > 0 && claimed.length === room) continue;
         let timer: NodeJS.Timeout | undefined;
-        const tick = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.deps.config.pollMs)));
-        await Promise.race([...running, tick]);
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          timer = setTimeout(resolve, pollMs);
+        });
+        wake = null;
         clearTimeout(timer);
       }
     } finally {
@@ -88,8 +111,14 @@ export class WebhookDispatcher {
     }
   }
 
+  /**
+   * Due deliveries, oldest first: the earliest pending one of each key (conversation) per endpoint, at most
+   * WEBHOOK_ENDPOINT_CONCURRENCY in flight per endpoint from this instance (its own count, in memory: a
+   * count in SQL would read every pending delivery of a backlogged endpoint at every claim).
+   */
   private async claim(limit: number): Promise<Claimed[]> {
     const { leaseMs, endpointConcurrency } = this.deps.config;
+    const busy = JSON.stringify(Object.fromEntries(this.inFlight));
     const rows = await rawRows(
       this.deps.db,
       sql`with due as (
@@ -102,14 +131,13 @@ export class WebhookDispatcher {
             order by d.next_attempt_at, d.seq
             limit ${limit * 4}
           ), numbered as (
-            select due.*, row_number() over (partition by due.endpoint_id order by due.seq) as n,
-              (select count(*) from webhook_deliveries f
-                where f.endpoint_id = due.endpoint_id and f.status = 'pending' and f.lease_until > now()) as busy
+            select due.*, row_number() over (partition by due.endpoint_id order by due.seq)
+              + coalesce((${busy}::jsonb ->> due.endpoint_id::text)::int, 0) as n
             from due
           ), locked as (
             select w.organization_id, w.id from webhook_deliveries w
             join numbered on numbered.organization_id = w.organization_id and numbered.id = w.id
-            where numbered.n + numbered.busy <= ${endpointConcurrency}
+            where numbered.n <= ${endpointConcurrency}
               and w.status = 'pending' and (w.lease_until is null or w.lease_until <= now())
             order by numbered.seq
             limit ${limit}
@@ -139,39 +167,62 @@ export class WebhookDispatcher {
     const result = await sendSigned(delivery, this.deps.config, this.deps.lookup);
     this.attempted += 1;
     try {
-      await this.record(delivery, result);
+      await this.recorder.submit({ delivery, result });
     } catch (error) {
       // The lease ends and the delivery is claimed again: at least once.
       this.deps.logger.warn({ err: error, deliveryId: delivery.id }, 'webhook attempt not recorded; it will be made again');
     }
   }
 
-  /** The attempt, the delivery's next step and the endpoint's failure streak, in one statement. */
-  private async record(delivery: Claimed, result: AttemptResult): Promise<void> {
+  /**
+   * The outcomes of the attempts finishing together, in one statement: each attempt, each delivery's next
+   * step (only if no later claim took it since: attempts still match), and each endpoint's failure streak
+   * (touched only when it starts, ends, or reaches WEBHOOK_DISABLE_AFTER_MS).
+   */
+  private async record(outcomes: Outcome[]): Promise<Settled<void>[]> {
     const { retryScheduleMs, disableAfterMs } = this.deps.config;
-    const waitMs = retryScheduleMs[delivery.attempt - 1];
-    const status = result.ok ? 'succeeded' : waitMs === undefined ? 'failed' : 'pending';
-    const disabledReason = `Every delivery attempt failed for ${Math.round(disableAfterMs / 3_600_000)} hours or more (last: ${result.error ?? `HTTP ${result.httpStatus}`}).`;
+    const input = outcomes.map(({ delivery, result }) => {
+      const waitMs = retryScheduleMs[delivery.attempt - 1];
+      return {
+        org: delivery.organizationId,
+        id: delivery.id,
+        endpoint: delivery.endpointId,
+        attempt: delivery.attempt,
+        http: result.httpStatus,
+        ms: result.durationMs,
+        err: result.error,
+        resp: result.response,
+        ok: result.ok,
+        status: result.ok ? 'succeeded' : waitMs === undefined ? 'failed' : 'pending',
+        wait: (waitMs ?? 0) / 1000,
+      };
+    });
+    const hours = Math.round(disableAfterMs / 3_600_000);
     await this.deps.db.execute(
-      sql`with attempt as (
+      sql`with x as (
+            select * from jsonb_to_recordset(${JSON.stringify(input)}::jsonb) as x(org uuid, id uuid, endpoint uuid, attempt int,
+              http int, ms int, err text, resp text, ok boolean, status text, wait float8)
+          ), attempt as (
             insert into webhook_attempts (organization_id, delivery_id, attempt, http_status, duration_ms, error, response)
-            values (${delivery.organizationId}, ${delivery.id}, ${delivery.attempt}, ${result.httpStatus}, ${result.durationMs}, ${result.error}, ${result.response})
+            select org, id, attempt, http, ms, err, resp from x
             on conflict do nothing
           ), delivery as (
-            update webhook_deliveries set status = ${status}, lease_until = null,
-              next_attempt_at = now() + make_interval(secs => ${(waitMs ?? 0) / 1000})
-            where organization_id = ${delivery.organizationId} and id = ${delivery.id} and attempts = ${delivery.attempt}
+            update webhook_deliveries d set status = x.status, lease_until = null, next_attempt_at = now() + make_interval(secs => x.wait)
+            from x where d.organization_id = x.org and d.id = x.id and d.attempts = x.attempt
+          ), ep as (
+            select org, endpoint, bool_or(ok) as any_ok, max(coalesce(err, 'HTTP ' || http)) filter (where not ok) as err from x group by 1, 2
           )
-          update webhook_endpoints set
-            failing_since = ${result.ok ? sql`null` : sql`coalesce(failing_since, now())`}
-            ${
-              result.ok
-                ? sql``
-                : sql`, enabled = case when failing_since < now() - make_interval(secs => ${disableAfterMs / 1000}) then false else enabled end,
-                     disabled_reason = case when enabled and failing_since < now() - make_interval(secs => ${disableAfterMs / 1000}) then ${disabledReason} else disabled_reason end`
-            }
-          where organization_id = ${delivery.organizationId} and id = ${delivery.endpointId}`,
+          update webhook_endpoints e set
+            failing_since = case when ep.any_ok then null else coalesce(e.failing_since, now()) end,
+            enabled = case when not ep.any_ok and e.failing_since < now() - make_interval(secs => ${disableAfterMs / 1000}) then false else e.enabled end,
+            disabled_reason = case when not ep.any_ok and e.enabled and e.failing_since < now() - make_interval(secs => ${disableAfterMs / 1000})
+              then 'Every delivery attempt failed for ' || ${hours}::text || ' hours or more (last: ' || ep.err || ').' else e.disabled_reason end
+          from ep
+          where e.organization_id = ep.org and e.id = ep.endpoint
+            and ((ep.any_ok and e.failing_since is not null)
+              or (not ep.any_ok and (e.failing_since is null or e.failing_since < now() - make_interval(secs => ${disableAfterMs / 1000}))))`,
     );
+    return outcomes.map(() => ({ ok: true, value: undefined }));
   }
 }
 

@@ -68,7 +68,9 @@ export const webhookDeliveries = pgTable(
       foreignColumns: [webhookEndpoints.organizationId, webhookEndpoints.id],
     }).onDelete('cascade'),
     index('webhook_deliveries_due_idx').on(t.nextAttemptAt).where(sql`status = 'pending'`),
-    index('webhook_deliveries_order_idx').on(t.endpointId, t.orderKey, t.seq).where(sql`status = 'pending'`),
+    // Not partial, and with status: the dispatcher's head-of-key probe can use no other index, whatever the
+    // statistics say (a partial index's stats from a drained outbox made the planner filter a burst row by row).
+    index('webhook_deliveries_order_idx').on(t.endpointId, t.orderKey, t.status, t.seq),
     index('webhook_deliveries_endpoint_recent_idx').on(t.organizationId, t.endpointId, t.seq.desc()),
   ],
 );

@@ -127,7 +127,9 @@ export class WebhookDispatcher {
             where d.status = 'pending' and d.next_attempt_at <= now() and (d.lease_until is null or d.lease_until <= now())
               and (d.order_key is null or not exists (
                 select 1 from webhook_deliveries p
-                where p.endpoint_id = d.endpoint_id and p.order_key = d.order_key and p.status = 'pending' and p.seq < d.seq))
+                -- (select …): a parameter no partial index's predicate can be proved from, so this is always one
+                -- probe of webhook_deliveries_order_idx.
+                where p.endpoint_id = d.endpoint_id and p.order_key = d.order_key and p.status = (select 'pending'::text) and p.seq < d.seq))
             order by d.next_attempt_at, d.seq
             limit ${limit * 4}
           ), numbered as (

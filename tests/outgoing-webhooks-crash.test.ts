@@ -71,14 +71,14 @@ describe('outgoing webhooks across a SIGKILL', () => {
     const port = await freePort();
     server = await startServerProcess(env, port);
     // One per conversation (4) is in flight; the others wait behind them.
-    await until(() => receiver.received.length === 4, 20_000, 'attempts in flight');
+    await until(() => receiver.received.length === 4, 60_000, 'attempts in flight');
     server.child.kill('SIGKILL');
     await server.exited;
     killed = true;
     const beforeRestart = receiver.received.length;
 
     server = await startServerProcess(env, port);
-    await until(() => receiver.distinct().length === EVENTS, 30_000, 'every event delivered');
+    await until(() => receiver.distinct().length === EVENTS, 60_000, 'every event delivered');
     // Each event at least once, every request signed; acted on once per webhook-id.
     const acted = receiver.distinct();
     expect(acted.map((e) => e.data.message).sort()).toEqual(Array.from({ length: EVENTS }, (_, i) => `event ${i}`).sort());
@@ -92,5 +92,5 @@ describe('outgoing webhooks across a SIGKILL', () => {
       const order = acted.filter((e) => e.data.phoneNumber === phone).map((e) => Number(e.data.message.split(' ')[1]));
       expect(order).toEqual([...order].sort((x, y) => x - y));
     }
-  }, 90_000);
+  }, 180_000);
 });

@@ -67,7 +67,8 @@ export const webhookDeliveries = pgTable(
       columns: [t.organizationId, t.endpointId],
       foreignColumns: [webhookEndpoints.organizationId, webhookEndpoints.id],
     }).onDelete('cascade'),
-    index('webhook_deliveries_due_idx').on(t.nextAttemptAt).where(sql`status = 'pending'`),
+    // In the claim's order, so a claim reads only as many due rows as it takes.
+    index('webhook_deliveries_due_idx').on(t.nextAttemptAt, t.seq).where(sql`status = 'pending'`),
     // Not partial, and with status: the dispatcher's head-of-key probe can use no other index, whatever the
     // statistics say (a partial index's stats from a drained outbox made the planner filter a burst row by row).
     index('webhook_deliveries_order_idx').on(t.endpointId, t.orderKey, t.status, t.seq),

@@ -139,8 +139,9 @@ export class WebhookDispatcher {
           ), locked as (
             select w.organization_id, w.id from webhook_deliveries w
             join numbered on numbered.organization_id = w.organization_id and numbered.id = w.id
+            -- (select …) again: the join goes by primary key from the few rows numbered, never through due_idx.
             where numbered.n <= ${endpointConcurrency}
-              and w.status = 'pending' and (w.lease_until is null or w.lease_until <= now())
+              and w.status = (select 'pending'::text) and (w.lease_until is null or w.lease_until <= now())
             order by numbered.seq
             limit ${limit}
             for update of w skip locked

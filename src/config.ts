@@ -103,6 +103,24 @@ const configSchema = z.object({
   OTEL_SDK_DISABLED: booleanString.optional(),
   /** Redis (redis://host:port): events, token revocations and rate limits shared by every instance. */
   REDIS_URL: z.string().url().optional(),
+  /** Outgoing webhooks may use http:// URLs (tests, local receivers); otherwise https only. */
+  WEBHOOK_ALLOW_INSECURE: booleanString.default(false),
+  /** Outgoing webhooks may reach loopback, private, link-local and metadata addresses (tests, local receivers). */
+  WEBHOOK_ALLOW_PRIVATE_NETWORKS: booleanString.default(false),
+  /** Waits between a failed webhook attempt and the next, comma-separated durations (`500ms`, `5s`, `5m`, `2h`, `1d`). */
+  WEBHOOK_RETRY_SCHEDULE: z.string().default('5s,5m,30m,2h,5h,10h,10h'),
+  /** How long a claimed webhook attempt is its instance's: if the instance dies, the attempt is made again after this. */
+  WEBHOOK_LEASE_MS: z.coerce.number().int().min(1_000).default(60_000),
+  /** How long an endpoint has to answer an attempt with a 2xx. */
+  WEBHOOK_TIMEOUT_MS: z.coerce.number().int().min(100).default(15_000),
+  /** How often each instance looks for due webhook deliveries. */
+  WEBHOOK_POLL_MS: z.coerce.number().int().min(10).max(5_000).default(250),
+  /** Webhook attempts one instance makes at once, over all endpoints. */
+  WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(1_000).default(100),
+  /** Webhook attempts in flight to one endpoint at once, over all instances. */
+  WEBHOOK_ENDPOINT_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(10),
+  /** An endpoint whose every attempt failed for this long is disabled (5 days). */
+  WEBHOOK_DISABLE_AFTER_MS: z.coerce.number().int().min(1_000).default(5 * 24 * 3_600_000),
 });
 
 export type Config = {
@@ -150,6 +168,7 @@ export type Config = {
   /** OTLP/HTTP trace export; null: tracing off (no spans made at all). */
   tracing: { tracesUrl: string; headers: Record<string, string>; serviceName: string } | null;
   redisUrl: string | undefined;
+  webhooks: WebhookConfig;
 };
 
 function otlpHeaders(value: string | undefined): Record<string, string> {
@@ -159,6 +178,30 @@ function otlpHeaders(value: string | undefined): Record<string, string> {
     if (at > 0) headers[decodeURIComponent(pair.slice(0, at).trim())] = decodeURIComponent(pair.slice(at + 1).trim());
   }
   return headers;
+}
+
+export type WebhookConfig = {
+  allowInsecure: boolean;
+  allowPrivateNetworks: boolean;
+  /** Waits after each failed attempt; its length + 1 is the number of attempts. */
+  retryScheduleMs: number[];
+  leaseMs: number;
+  timeoutMs: number;
+  pollMs: number;
+  concurrency: number;
+  endpointConcurrency: number;
+  disableAfterMs: number;
+};
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `5s,5m,2h` -> milliseconds. */
+export function parseDurations(value: string, name: string): number[] {
+  return value.split(',').map((part) => {
+    const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(part);
+    if (!match) throw new ConfigError(`Invalid configuration: ${name}: ${JSON.stringify(part.trim())} is not a duration like 500ms, 5s, 5m, 2h or 1d`);
+    return Math.round(Number(match[1]) * DURATION_UNITS[match[2]!]!);
+  });
 }
 
 export class ConfigError extends Error {}
@@ -195,6 +238,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (c.JOB_LEASE_MS <= c.SMS_PROVIDER_TIMEOUT_MS) {
     throw new ConfigError(
       `Invalid configuration: JOB_LEASE_MS (${c.JOB_LEASE_MS}) must be longer than SMS_PROVIDER_TIMEOUT_MS (${c.SMS_PROVIDER_TIMEOUT_MS}): a job still talking to the provider must not be claimed again.`,
+    );
+  }
+  if (c.WEBHOOK_LEASE_MS <= c.WEBHOOK_TIMEOUT_MS) {
+    throw new ConfigError(
+      `Invalid configuration: WEBHOOK_LEASE_MS (${c.WEBHOOK_LEASE_MS}) must be longer than WEBHOOK_TIMEOUT_MS (${c.WEBHOOK_TIMEOUT_MS}): an attempt still waiting for its answer must not be made again.`,
     );
   }
   if (c.AUTH_JWKS_URL && (!c.AUTH_JWT_ISSUER || !c.AUTH_JWT_AUDIENCE)) {
@@ -250,5 +298,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
           }
         : null,
     redisUrl: c.REDIS_URL,
+    webhooks: {
+      allowInsecure: c.WEBHOOK_ALLOW_INSECURE,
+      allowPrivateNetworks: c.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
+      retryScheduleMs: parseDurations(c.WEBHOOK_RETRY_SCHEDULE, 'WEBHOOK_RETRY_SCHEDULE'),
+      leaseMs: c.WEBHOOK_LEASE_MS,
+      timeoutMs: c.WEBHOOK_TIMEOUT_MS,
+      pollMs: c.WEBHOOK_POLL_MS,
+      concurrency: c.WEBHOOK_CONCURRENCY,
+      endpointConcurrency: c.WEBHOOK_ENDPOINT_CONCURRENCY,
+      disableAfterMs: c.WEBHOOK_DISABLE_AFTER_MS,
+    },
   };
 }

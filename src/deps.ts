@@ -20,6 +20,8 @@ import type { ServiceDeps } from './services/deps.js';
 import { countSendsInDoubt, pendingJobsByQueue } from './services/observability.js';
 import { ServiceState } from './services/state.js';
 import { TextabilityService } from './services/textability.js';
+import { WebhookDispatcher } from './services/webhooks/dispatcher.js';
+import { systemLookup, type LookupAll } from './services/webhooks/url-policy.js';
 
 /** Everything long-lived the app needs, built once here (or per test) and passed in. */
 export type Deps = ServiceDeps & {
@@ -31,6 +33,10 @@ export type Deps = ServiceDeps & {
   snoozes: SnoozeSweeper;
   /** Runs due background jobs: scheduled replies (started by main.ts). */
   jobs: JobRunner;
+  /** Sends outgoing webhooks from the outbox (started by main.ts). */
+  webhooks: WebhookDispatcher;
+  /** How webhook hosts are resolved (checked against the SSRF rules at save and at each attempt). */
+  webhookLookup: LookupAll;
   /** Per-token request budget for /graphql and /api (RATE_LIMIT_PER_MINUTE). */
   rateLimiter: RateLimiter;
   /** Prometheus metrics of this instance (GET /metrics). */
@@ -87,6 +93,8 @@ export function assembleDeps(config: Config, database: Database, logger: Logger)
       logger,
       (queue, outcome) => metrics.jobsRun.inc({ queue, outcome }),
     ),
+    webhooks: new WebhookDispatcher({ db: database.db, logger, config: config.webhooks, lookup: systemLookup }),
+    webhookLookup: systemLookup,
     rateLimiter: new RateLimiter(config.rateLimitPerMinute, {
       authFailuresPerMinute: config.authFailuresPerMinute,
       isVerifiedToken: (authorization) => authenticator.isVerified(authorization),
@@ -122,6 +130,7 @@ export async function openDeps(config: Config, logger: Logger): Promise<Deps & {
  */
 export async function closeDeps(deps: Deps, options: { database?: boolean } = {}): Promise<void> {
   await deps.jobs.close();
+  await deps.webhooks.close();
   await deps.sendsInDoubt.close();
   await deps.snoozes.close();
   await deps.textability.close();

@@ -50,6 +50,13 @@ export const errorCatalog = {
   SAVED_REPLY_NAME_TAKEN: { status: 409, category: 'BAD_USER_INPUT' },
   /** A saved reply's name or body is empty or too long. */
   INVALID_SAVED_REPLY: { status: 400, category: 'BAD_USER_INPUT' },
+  /** A webhook URL refused: not https (without WEBHOOK_ALLOW_INSECURE), or not resolving to public addresses only. */
+  INVALID_WEBHOOK_URL: { status: 400, category: 'BAD_USER_INPUT' },
+  /** A webhook endpoint's events list or description is empty or too long. */
+  INVALID_WEBHOOK_ENDPOINT: { status: 400, category: 'BAD_USER_INPUT' },
+  /** An endpoint or delivery id that names none of the organization's. */
+  WEBHOOK_ENDPOINT_NOT_FOUND: { status: 404, category: 'NOT_FOUND' },
+  WEBHOOK_DELIVERY_NOT_FOUND: { status: 404, category: 'NOT_FOUND' },
   PROVIDER_ERROR: { status: 502, category: 'PROVIDER_ERROR' },
   /** No free slot among TWILIO_MAX_CONCURRENT_REQUESTS within SMS_PROVIDER_TIMEOUT_MS: nothing sent, nothing charged. */
   PROVIDER_BUSY: { status: 503, category: 'PROVIDER_ERROR' },

@@ -53,6 +53,7 @@ async function main() {
   deps.snoozes.start();
   // Scheduled replies that are due (and those that fell due while no instance ran).
   deps.jobs.start();
+  deps.webhooks.start();
 
   const lines = [``, `  Conversations gateway on ${deps.database.kind === 'pglite' ? `embedded PGlite (${resolve(config.dataDir)})` : 'PostgreSQL'}`];
   lines.push(`  Inbox:           ${url}/`, `  GraphiQL:        ${url}/graphql`);

@@ -13,6 +13,8 @@ const app = buildApp(deps);
 reportStats(app.server, () => ({ statements: deps.database.statementLog.count }));
 const url = await app.start(config.port, config.host);
 deps.sendsInDoubt.start();
+// As main.ts: outgoing webhooks (with no endpoint, one cheap claim per WEBHOOK_POLL_MS).
+deps.webhooks.start();
 console.log(`gateway listening on ${url}`);
 process.on('SIGTERM', () => {
   void app.stop(1000).then(() => deps.close()).then(() => process.exit(0));

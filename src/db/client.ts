@@ -11,8 +11,9 @@ import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
 import * as coreTables from './tables.js';
 import * as teamworkTables from './teamwork-tables.js';
+import * as webhookTables from './webhook-tables.js';
 
-const tables = { ...coreTables, ...teamworkTables };
+const tables = { ...coreTables, ...teamworkTables, ...webhookTables };
 
 export type Tables = typeof tables;
 /** The Drizzle database, whichever driver is underneath. */

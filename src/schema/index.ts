@@ -14,5 +14,6 @@ import './types/saved-reply.js';
 import './types/consent.js';
 import './types/subscriptions.js';
 import './types/note.js';
+import './types/webhook.js';
 
 export const schema = builder.toSchema({ sortSchema: false });

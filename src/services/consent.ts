@@ -2,6 +2,7 @@ import { and, asc, eq, inArray, sql } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
 import { consentEvents, contacts, type ConsentEventRow, type ContactRow } from '../db/tables.js';
 import { isUuid } from './cursors.js';
+import { recordConsentEvent } from './webhooks/outbox.js';
 
 // Consent changes in one place: every writer (inbound keywords, provider error 21610 on a send or a
 // status callback, the API) goes through changeConsent, in its own transaction, so the contact's state and
@@ -48,6 +49,20 @@ export async function changeConsent(
     .insert(consentEvents)
     .values({ organizationId, contactId: contact.id, kind: change.kind, keyword: change.keyword, messageId: change.messageId, source: change.source })
     .returning();
+  // Every recorded change is reported (a repeated STOP too: the contact asked again).
+  {
+    await recordConsentEvent(db, organizationId, optedIn ? 'contact.opted_in' : 'contact.opted_out', contact.phoneNumber, {
+      id: contact.id,
+      phoneNumber: contact.phoneNumber,
+      firstName: contact.firstName,
+      lastName: contact.lastName,
+      isOptedIn: contact.isOptedIn,
+      keyword: change.keyword,
+      source: change.source,
+      messageId: change.messageId,
+      timestamp: event!.createdAt.toISOString(),
+    });
+  }
   return { contact, event: event! };
 }
 

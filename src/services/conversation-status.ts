@@ -9,6 +9,7 @@ import { recordAudit } from './audit.js';
 import type { Caller } from './auth.js';
 import type { ServiceDeps } from './deps.js';
 import { PeriodicTask } from './periodic.js';
+import { recordConversationUpdated } from './webhooks/outbox.js';
 
 // Working a thread: its status (OPEN, PENDING, SNOOZED until a time, RESOLVED) and who owns it. Any
 // member may change both; each change is audited in its transaction and told to conversationUpdated's
@@ -70,6 +71,7 @@ export async function setConversationStatus(
       objectId: current.id,
       data: { phoneNumber, from: current.status, to: status, ...(until ? { snoozedUntil: until.toISOString() } : {}) },
     });
+    await recordConversationUpdated(tx, caller.organizationId, current.id);
     return { row: row!, changed };
   });
   if (changed) deps.events.publish('conversationUpdated', caller.organizationId, { conversationId: row.id });
@@ -94,6 +96,7 @@ export async function assignConversation(deps: StatusDeps, caller: Caller, phone
         objectId: current.id,
         data: { phoneNumber, from: current.assigneeUserId, to: userId },
       });
+      await recordConversationUpdated(tx, caller.organizationId, current.id);
       return { row: row!, changed: true };
     });
     if (changed) deps.events.publish('conversationUpdated', caller.organizationId, { conversationId: row.id });

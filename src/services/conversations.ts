@@ -13,6 +13,7 @@ import {
 import { AppError } from '../errors.js';
 import { decodeCursor, decodeCursorWithScope, encodeCursor, isUuid, type Keyset } from './cursors.js';
 import type { ServiceDeps } from './deps.js';
+import { recordConversationUpdated } from './webhooks/outbox.js';
 import { pageLimit } from './pages.js';
 
 export type ConversationFilter = {
@@ -384,11 +385,16 @@ export async function updateConversationState(
   phoneNumber: string,
   state: ConversationState,
 ): Promise<ConversationRow> {
-  const [row] = await deps.db
-    .update(conversations)
-    .set({ ...state, updatedAt: sql`now()` })
-    .where(and(eq(conversations.organizationId, organizationId), eq(conversations.phoneNumber, phoneNumber)))
-    .returning();
+  // The change and its webhook event commit together.
+  const row = await deps.db.transaction(async (tx) => {
+    const [updated] = await tx
+      .update(conversations)
+      .set({ ...state, updatedAt: sql`now()` })
+      .where(and(eq(conversations.organizationId, organizationId), eq(conversations.phoneNumber, phoneNumber)))
+      .returning();
+    if (updated) await recordConversationUpdated(tx, organizationId, updated.id);
+    return updated;
+  });
   if (!row) throw new AppError('CONVERSATION_NOT_FOUND', `No conversation with ${phoneNumber}.`);
   deps.events.publish('conversationUpdated', row.organizationId, { conversationId: row.id });
   return row;

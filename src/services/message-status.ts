@@ -8,6 +8,7 @@ import { Batcher, instanceBatcher, writeOrIsolate, type Settled } from './batche
 import { changeConsent } from './consent.js';
 import type { ServiceDeps } from './deps.js';
 import { uuidv7 } from './ids.js';
+import { deliveriesFrom, messageData, recordMessageEvent } from './webhooks/outbox.js';
 
 // The one path for delivery status updates: Twilio's status callbacks and the simulated provider both
 // come through here. Callbacks can arrive late or out of order, so a status only moves forward and a
@@ -181,8 +182,19 @@ const STATUSES = new HotQuery(
         from m
         where ${messages}.organization_id = m.organization_id and ${messages}.id = m.id
           and (m.ends ->> 'status' is not null or (m.sfrom is not null and ${messages}.sent_from is distinct from m.sfrom))
-        returning ${messages}.id
-      )
+        returning ${messages}.*
+      ), hook as (${deliveriesFrom(
+        'message.status_changed',
+        sql`moved mv join m on m.organization_id = mv.organization_id and m.id = mv.id
+          join conversations c on c.organization_id = mv.organization_id and c.id = mv.conversation_id`,
+        {
+          organization: sql`mv.organization_id`,
+          orderKey: sql`c.phone_number`,
+          data: messageData('mv', sql`c.phone_number`, { providerStatus: true }),
+          // A callback that only told us the sender (sent_from) changed no status: no event.
+          where: sql`m.ends ->> 'status' is not null`,
+        },
+      )})
       select m.g, m.organization_id, m.id, m.conversation_id, m.status from m`,
 );
 
@@ -266,6 +278,7 @@ async function applyWithOptOut(deps: Pick<ServiceDeps, 'db'>, update: StatusUpda
       .update(messages)
       .set({ status, errorCode: errorCode ?? message.errorCode, sentFrom: update.from ?? message.sentFrom, updatedAt: sql`now()` })
       .where(and(eq(messages.organizationId, message.organizationId), eq(messages.id, message.id)));
+    await recordMessageEvent(tx, 'message.status_changed', message.organizationId, message.id);
     await optOutRecipient(tx, message.organizationId, message.conversationId, message.id);
     return { outcome: 'applied' as const, message, status, last: true };
   });

@@ -10,6 +10,7 @@ import { conversationMessagesRoute, listConversationsRoute, replyRoute } from '.
 import { buildOpenApiDocument } from './openapi.js';
 import { queryOf } from './request.js';
 import type { RestRoute } from './route.js';
+import { buildWebhookJsonSchema } from './webhook-schemas.js';
 
 export const restRoutes: readonly RestRoute[] = [listConversationsRoute, conversationMessagesRoute, replyRoute];
 
@@ -35,16 +36,17 @@ export function createRestHandler(deps: Deps) {
   // CORS of simple requests is set before routing (app.ts); a preflight is answered here, with the route's methods.
   const cors = corsPolicy(deps.config);
   const openApi = buildOpenApiDocument(restRoutes, deps.config.publicBaseUrl);
+  const webhookSchema = buildWebhookJsonSchema();
 
   return async function handleRest(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       const path = pathOf(req).replace(/(.)\/+$/, '$1');
       const method = req.method ?? 'GET';
       if (/%00/.test(req.url ?? '')) throw new AppError('INVALID_PARAMETER', 'Parameters must not contain NUL (%00) characters.');
-      if (path === '/api/openapi.json') {
+      if (path === '/api/openapi.json' || path === '/api/webhooks/schema.json') {
         if (method !== 'GET' && method !== 'HEAD')
           throw new AppError('METHOD_NOT_ALLOWED', `${method} is not allowed here.`, { allow: 'GET' });
-        sendJson(res, 200, openApi);
+        sendJson(res, 200, path === '/api/openapi.json' ? openApi : webhookSchema);
         return;
       }
       const matches = restRoutes.flatMap((route) => {

@@ -189,6 +189,24 @@ export const ContactHasConversationError = errorType(
   'The contact has a conversation: deleteContact needs eraseHistory: true to delete it with its conversation, messages, notes and consent history.',
   'phoneNumber',
 );
+export const InvalidWebhookEndpointError = errorType(
+  'InvalidWebhookEndpointError',
+  'INVALID_WEBHOOK_ENDPOINT',
+  "A webhook endpoint's events list is empty or names an unknown type, its description is too long (500 characters), or the organization has 20 endpoints already. `field` names which.",
+  'field',
+);
+export const WebhookEndpointNotFoundError = errorType(
+  'WebhookEndpointNotFoundError',
+  'WEBHOOK_ENDPOINT_NOT_FOUND',
+  'No webhook endpoint with this id in your organization.',
+  'none',
+);
+export const WebhookDeliveryNotFoundError = errorType(
+  'WebhookDeliveryNotFoundError',
+  'WEBHOOK_DELIVERY_NOT_FOUND',
+  'No webhook delivery with this id in your organization.',
+  'none',
+);
 
 /** The union member for an AppError when one is registered, otherwise the AppError itself (a GraphQL error). */
 export function typedError(error: AppError): Error {

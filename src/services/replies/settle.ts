@@ -11,6 +11,7 @@ import type { ServiceDeps } from '../deps.js';
 import { uuidv7 } from '../ids.js';
 import { statusMovesForward } from '../message-status.js';
 import type { SenderContact } from './refusals.js';
+import { deliveriesFrom, messageData, recordMessageEvent } from '../webhooks/outbox.js';
 
 // Settling a reserved send, the one way both sendReply and the sweep of sends in doubt do it: the
 // provider's answer stored, or the send failed and refunded. Each is conditional on the send still
@@ -33,7 +34,12 @@ const ANSWERS = new HotQuery(
       ), moved as (
         insert into ${messageStatusEvents} (organization_id, id, message_id, status)
         select a.organization_id, x.eid, a.id, a.status from answered a join x on x.id = a.id where a.status <> 'queued'
-      )
+      ), hook as (${deliveriesFrom(
+        'message.sent',
+        sql`answered a join ${messages} m on m.organization_id = a.organization_id and m.id = a.id
+          join conversations c on c.organization_id = m.organization_id and c.id = m.conversation_id`,
+        { organization: sql`a.organization_id`, orderKey: sql`c.phone_number`, data: messageData('m', sql`c.phone_number`, { status: sql`a.status` }) },
+      )})
       select * from answered`,
 );
 
@@ -118,6 +124,7 @@ export async function failReservedSend(
     if (!row) return null;
     await refundCredits(tx, organizationId, queued.creditsCharged);
     await tx.insert(messageStatusEvents).values({ organizationId, id: uuidv7(), messageId: queued.id, status: 'failed', errorCode });
+    await recordMessageEvent(tx, 'message.status_changed', organizationId, queued.id);
     if (contact) await applyRecipientError(tx, organizationId, contact, queued.id, errorCode);
     return row;
   });

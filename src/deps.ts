@@ -17,7 +17,7 @@ import { applyMessageStatus } from './services/message-status.js';
 import { JobRunner } from './services/jobs/runner.js';
 import { SCHEDULED_REPLY_QUEUE, scheduledReplyHandler, SendsInDoubtSweeper } from './services/replies/index.js';
 import type { ServiceDeps } from './services/deps.js';
-import { countSendsInDoubt, pendingJobsByQueue } from './services/observability.js';
+import { countPendingWebhookDeliveries, countSendsInDoubt, pendingJobsByQueue } from './services/observability.js';
 import { ServiceState } from './services/state.js';
 import { TextabilityService } from './services/textability.js';
 import { WebhookDispatcher } from './services/webhooks/dispatcher.js';
@@ -72,6 +72,7 @@ export function assembleDeps(config: Config, database: Database, logger: Logger)
   metrics.sources.dbPool = () => database.poolStats();
   metrics.sources.sendsInDoubt = () => countSendsInDoubt(database.db, config.sendsInDoubtAfterMs);
   metrics.sources.jobsPending = () => pendingJobsByQueue(database.db);
+  metrics.sources.webhookDeliveriesPending = () => countPendingWebhookDeliveries(database.db);
   const textability = new TextabilityService(database.db, sms, logger, config.lookupRetryMs);
   const authenticator = new Authenticator(database.db, config.authCacheTtlMs, config.jwt ? new JwtVerifier(config.jwt) : null);
   return {
@@ -93,7 +94,16 @@ export function assembleDeps(config: Config, database: Database, logger: Logger)
       logger,
       (queue, outcome) => metrics.jobsRun.inc({ queue, outcome }),
     ),
-    webhooks: new WebhookDispatcher({ db: database.db, logger, config: config.webhooks, lookup: systemLookup }),
+    webhooks: new WebhookDispatcher({
+      db: database.db,
+      logger,
+      config: config.webhooks,
+      lookup: systemLookup,
+      onAttempt: (outcome, durationMs) => {
+        metrics.webhookAttempts.inc({ outcome });
+        metrics.webhookAttemptDuration.observe(durationMs / 1000);
+      },
+    }),
     webhookLookup: systemLookup,
     rateLimiter: new RateLimiter(config.rateLimitPerMinute, {
       authFailuresPerMinute: config.authFailuresPerMinute,

@@ -171,6 +171,17 @@ describe('outgoing webhooks', () => {
   });
 
   it('a dead endpoint next to a healthy one: the healthy one gets everything, the dead one ends FAILED after the schedule', async () => {
+    // Prometheus counts the attempts by outcome (GET /metrics, no METRICS_TOKEN in this app).
+    const metric = async (name: string) => {
+      const text = await (await fetch(`${t.url}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+      return line ? Number(line.split(' ').at(-1)) : 0;
+    };
+    const before = {
+      succeeded: await metric('gateway_webhook_attempts_total{outcome="succeeded"}'),
+      retry: await metric('gateway_webhook_attempts_total{outcome="retry"}'),
+      failed: await metric('gateway_webhook_attempts_total{outcome="failed"}'),
+    };
     const healthy = await receiver();
     const dead = await receiver();
     dead.answer = () => 503;
@@ -190,6 +201,12 @@ describe('outgoing webhooks', () => {
       return res.body.data.webhookEndpoints.find((e: any) => e.id === deadEndpoint.endpoint.id).deliveries.edges.length === 5;
     }, 10_000, 'failed deliveries listed');
     expect(page.status).toBe(200);
+    await until(async () => (await metric('gateway_webhook_attempts_total{outcome="failed"}')) - before.failed === 5, 10_000, 'failed attempts counted');
+    // The healthy endpoint's 5, and those of earlier tests' endpoints still subscribed in this organization.
+    expect((await metric('gateway_webhook_attempts_total{outcome="succeeded"}')) - before.succeeded).toBeGreaterThanOrEqual(5);
+    expect((await metric('gateway_webhook_attempts_total{outcome="retry"}')) - before.retry).toBe(15);
+    expect(await metric('gateway_webhook_attempt_duration_seconds_count')).toBeGreaterThanOrEqual(25);
+    expect(await metric('gateway_webhook_deliveries_pending')).toBeGreaterThanOrEqual(0);
   });
 
   it('rotation: deliveries carry both signatures for 24 hours, each verifying with its secret', async () => {

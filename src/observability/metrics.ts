@@ -15,6 +15,7 @@ export type MetricSources = {
   dbPool?: () => Promise<Record<string, number>>;
   sendsInDoubt?: () => Promise<number>;
   jobsPending?: () => Promise<Record<string, number>>;
+  webhookDeliveriesPending?: () => Promise<number>;
 };
 
 export class Metrics {
@@ -79,6 +80,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly webhookAttempts = new Counter({
+    name: 'gateway_webhook_attempts_total',
+    help: 'Outgoing webhook attempts made by this instance, by outcome (succeeded; retry: failed, tried again later; failed: the last attempt failed).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly webhookAttemptDuration = new Histogram({
+    name: 'gateway_webhook_attempt_duration_seconds',
+    help: 'Time from sending an outgoing webhook to its answer (or its failure).',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15],
+    registers: [this.registry],
+  });
+
   constructor() {
     const sources = this.sources;
     collectDefaultMetrics({ register: this.registry });
@@ -116,6 +130,14 @@ export class Metrics {
       async collect() {
         this.reset();
         for (const [queue, count] of Object.entries((await sources.jobsPending?.()) ?? {})) this.set({ queue }, count);
+      },
+    });
+    new Gauge({
+      name: 'gateway_webhook_deliveries_pending',
+      help: 'Outgoing webhook deliveries not yet succeeded or failed (due now, being attempted, or waiting for a retry).',
+      registers: [this.registry],
+      async collect() {
+        if (sources.webhookDeliveriesPending) this.set(await sources.webhookDeliveriesPending());
       },
     });
   }

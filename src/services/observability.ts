@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { jobs, messages } from '../db/tables.js';
+import { webhookDeliveries } from '../db/webhook-tables.js';
 
 // Counts read when Prometheus scrapes /metrics (src/observability/metrics.ts): state, not events.
 
@@ -25,4 +26,10 @@ export async function countSendsInDoubt(db: Db, afterMs: number): Promise<number
 export async function pendingJobsByQueue(db: Db): Promise<Record<string, number>> {
   const rows = await db.select({ queue: jobs.queue, count: sql<number>`count(*)::int` }).from(jobs).groupBy(jobs.queue);
   return Object.fromEntries(rows.map((row) => [row.queue, row.count]));
+}
+
+/** Outgoing webhook deliveries still to be settled (pending: due, in flight, or waiting for a retry). */
+export async function countPendingWebhookDeliveries(db: Db): Promise<number> {
+  const [row] = await db.select({ count: sql<number>`count(*)::int` }).from(webhookDeliveries).where(sql`${webhookDeliveries.status} = 'pending'`);
+  return row?.count ?? 0;
 }

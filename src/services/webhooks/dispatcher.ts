@@ -39,7 +39,14 @@ type Outcome = { delivery: Claimed; result: AttemptResult };
 
 export type AttemptResult = { ok: boolean; httpStatus: number | null; durationMs: number; error: string | null; response: string | null };
 
-export type DispatcherDeps = { db: Db; logger: Logger; config: WebhookConfig; lookup: LookupAll };
+export type DispatcherDeps = {
+  db: Db;
+  logger: Logger;
+  config: WebhookConfig;
+  lookup: LookupAll;
+  /** Told of each attempt as it ends (metrics): succeeded, or failed (retried later, or the last attempt). */
+  onAttempt?: (outcome: 'succeeded' | 'retry' | 'failed', durationMs: number) => void;
+};
 
 export class WebhookDispatcher {
   private readonly task: PeriodicTask;
@@ -169,6 +176,8 @@ export class WebhookDispatcher {
   private async attempt(delivery: Claimed): Promise<void> {
     const result = await sendSigned(delivery, this.deps.config, this.deps.lookup);
     this.attempted += 1;
+    const last = this.deps.config.retryScheduleMs[delivery.attempt - 1] === undefined;
+    this.deps.onAttempt?.(result.ok ? 'succeeded' : last ? 'failed' : 'retry', result.durationMs);
     try {
       await this.recorder.submit({ delivery, result });
     } catch (error) {

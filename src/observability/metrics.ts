@@ -64,7 +64,7 @@ export class Metrics {
   });
   readonly smsSends = new Counter({
     name: 'gateway_sms_sends_total',
-    help: 'Calls to the SMS provider to send a message, by provider and outcome (accepted, refused, failed).',
+    help: 'Calls to the SMS provider to send a message, by provider and outcome (accepted, refused, in_doubt, busy, failed).',
     labelNames: ['provider', 'outcome'] as const,
     registers: [this.registry],
   });

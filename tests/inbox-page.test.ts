@@ -260,6 +260,39 @@ describe('the inbox page in Chromium', () => {
     );
   }, 120_000); // a stop, two CLI runs and a start of the real process
 
+  it('labels every control, and a keyboard alone reaches the composer and sends', async () => {
+    const [target] = await textable();
+    const page = await openPage(`/inbox/${encodeURIComponent(target.phoneNumber)}`);
+    await page.locator('[data-testid=messages] li').first().waitFor();
+    await waitLive(page);
+    // Every visible control has an accessible name: a <label>, aria-label(ledby), a title, or (buttons) its text.
+    const unlabelled = await page.evaluate(() =>
+      [...document.querySelectorAll('button, input, select, textarea')]
+        .filter((el) => (el as HTMLElement).offsetParent !== null && (el as HTMLInputElement).type !== 'hidden')
+        .filter((el) => {
+          const named = el.getAttribute('aria-label') || el.getAttribute('aria-labelledby') || el.getAttribute('title');
+          const labelled = (el as HTMLInputElement).labels && (el as HTMLInputElement).labels!.length > 0;
+          const text = el.tagName === 'BUTTON' && (el.textContent ?? '').trim().length > 0;
+          return !(named || labelled || text);
+        })
+        .map((el) => el.outerHTML.slice(0, 120)),
+    );
+    expect(unlabelled).toEqual([]);
+    // Tab from the top of the page until the reply box has focus, then type and send with Enter.
+    await page.locator('body').click({ position: { x: 1, y: 1 } });
+    let reached = false;
+    for (let i = 0; i < 150 && !reached; i += 1) {
+      await page.keyboard.press('Tab');
+      reached = await page.evaluate(() => document.activeElement?.getAttribute('aria-label') === 'Reply' || (document.activeElement as HTMLTextAreaElement | null)?.labels?.[0]?.textContent?.trim() === 'Reply');
+    }
+    expect(reached).toBe(true);
+    const body = `Typed without a mouse ${Date.now()}`;
+    await page.keyboard.type(body);
+    await page.keyboard.press('Enter');
+    await bubbles(page, body).waitFor();
+    expect(await bubbles(page, body).count()).toBe(1);
+  });
+
   it('logged no console errors on any page', () => {
     expect(consoleErrors).toEqual([]);
   });

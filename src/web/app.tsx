@@ -4,15 +4,10 @@ import { createGateway, type Connection, type Gateway } from './client';
 import { ConversationList } from './conversation-list';
 import { errorText } from './errors';
 import { VIEWER } from './queries';
+import type { ViewerData } from './types';
 import { clearSession, loadSession, saveSession, type Session } from './session';
 import { SignIn } from './sign-in';
 import { Thread } from './thread';
-
-export type ViewerData = {
-  viewer: { role: string; user: { id: string; name: string | null; email: string } | null };
-  organization: { id: string; name: string; members: Array<{ role: string; user: { id: string; name: string | null; email: string } }> };
-  savedReplies: Array<{ id: string; name: string; body: string }>;
-};
 
 /** The conversation in the address: /inbox/<phone number>. */
 function selectedOf(path: string): string | null {

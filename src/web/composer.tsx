@@ -3,7 +3,7 @@ import { useClient, useMutation } from 'urql';
 import { describeError, errorText } from './errors';
 import { newKey } from './format';
 import { ADD_NOTE, PREVIEW, SEND } from './queries';
-import type { MessageItem } from './thread';
+import type { MessageItem } from './types';
 
 type Preview = { text: string; encoding: string; segments: number; credits: number; route: string; error: { code: string; message: string } | null };
 type SendResult = { sendReply: { __typename: string; message?: MessageItem; code?: string; errorMessage?: string } };

@@ -1,7 +1,6 @@
 import { useState } from 'react';
 import { useMutation } from 'urql';
-import type { ViewerData } from './app';
-import type { ConversationItem } from './conversation-list';
+import type { ConversationItem, ViewerData } from './types';
 import { errorText } from './errors';
 import { ARCHIVE, ASSIGN, MARK_READ, SET_STATUS, STAR } from './queries';
 

@@ -4,14 +4,8 @@ import { useClient, useQuery, useSubscription } from 'urql';
 import { errorText } from './errors';
 import { contactName, shortTime } from './format';
 import { CONVERSATION_UPDATED, CONVERSATIONS, COUNTS } from './queries';
+import type { ConversationItem } from './types';
 
-export type ConversationItem = {
-  id: string; phoneNumber: string; status: string; unreadCount: number; isStarred: boolean; isArchived: boolean;
-  snoozedUntil: string | null; waitingSince: string | null; lastMessageAt: string | null;
-  lastMessage: { id: string; body: string; direction: string } | null;
-  contact: { id: string; firstName: string | null; lastName: string | null; isOptedIn: boolean; isTextable: boolean | null } | null;
-  assignee: { id: string; name: string | null; email: string } | null;
-};
 type ListData = { conversations: { edges: Array<{ cursor: string; node: ConversationItem }>; pageInfo: { hasNextPage: boolean; endCursor: string | null } } };
 type CountsData = { counts: Record<string, number>; starred: { all: number }; archived: { all: number } };
 

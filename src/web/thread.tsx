@@ -1,19 +1,12 @@
 import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'react';
 import { useClient, useMutation, useQuery } from 'urql';
-import type { ViewerData } from './app';
 import { Composer } from './composer';
-import type { ConversationItem } from './conversation-list';
 import { Controls } from './controls';
 import { errorText } from './errors';
 import { contactName, shortTime, ticks } from './format';
+import type { ConversationItem, MessageItem, ViewerData } from './types';
 import { CANCEL_SCHEDULED, CONVERSATION, MESSAGE_RECEIVED, MESSAGE_STATUS, NOTE_ADDED, THREAD } from './queries';
 
-export type MessageItem = {
-  __typename: 'Message'; id: string; cursor: string; body: string; direction: 'INCOMING' | 'OUTGOING'; status: string | null;
-  createdAt: string; sendAt: string | null; segments: number | null; encoding: string | null; errorCode: number | null; failureCode: string | null;
-  sentiment: string | null; category: string | null; requiresResponse: boolean | null; optOutDetected: boolean | null;
-  mediaUrls: string[]; links: Array<{ shortUrl: string; url: string; clicks: number }>; sentBy: { id: string; name: string | null } | null;
-};
 type NoteItem = { __typename: 'Note'; id: string; body: string; createdAt: string; author: { id: string; name: string | null } | null };
 type Item = MessageItem | NoteItem;
 type ThreadData = {

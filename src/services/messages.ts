@@ -1,9 +1,9 @@
 import { and, eq, getTableColumns, inArray, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
-import { columnIndex, columnsOf, HotQuery, indexReader } from '../db/rows.js';
+import { columnIndex, columnsOf, indexReader } from '../db/rows.js';
 import { contacts, conversations, messages, organizations, type ConversationRow, type MessageRow } from '../db/tables.js';
 import { badUserInput } from '../errors.js';
-import { DEFAULT_PAGE_SIZE, pageLimit, pageSize } from './pages.js';
+import { DEFAULT_PAGE_SIZE, pageLimit, pageSize, readPerConversation, statementCache } from './pages.js';
 import { decodeCursor, decodeCursorWithScope, encodeCursor, isUuid, type Keyset } from './cursors.js';
 
 /** Relay connection arguments as clients send them. */
@@ -151,15 +151,7 @@ const pageValues = (request: MessagePageRequest) => ({
 });
 
 /** Statements by shape (columns, walk, which cursors): built once, their values bound per request. */
-const statements = new Map<string, HotQuery>();
-function statement(shape: string, build: () => SQL): HotQuery {
-  let query = statements.get(shape);
-  if (!query) {
-    query = new HotQuery(build());
-    if (statements.size < 1024) statements.set(shape, query);
-  }
-  return query;
-}
+const statement = statementCache();
 const shapeOf = (request: MessagePageRequest) =>
   `${request.walk}:${request.limit}:${request.olderThan ? 1 : 0}${request.newerThan ? 1 : 0}:${request.columns.key}${request.historyOnly ? ':h' : ''}`;
 
@@ -173,43 +165,24 @@ export async function messagePages(
   organizationId: string,
   requests: ReadonlyArray<{ conversationId: string; request: MessagePageRequest }>,
 ): Promise<MessagePage[]> {
-  if (requests.length === 0) return [];
-  let rows: MessageRow[];
-  const cursorsDiffer = requests.some((r) => r.request.key !== requests[0]!.request.key);
-  if (requests.length === 1 || cursorsDiffer) {
-    // Single conversation (the common case) or per-conversation cursors: plain indexed reads.
-    const pages = await Promise.all(
-      requests.map(({ conversationId, request }) =>
-        statement(`one:${shapeOf(request)}`, () =>
-          pageQuery(sql`${sql.placeholder('organizationId')}`, sql`${sql.placeholder('conversationId')}::uuid`, request),
-        )
-          .arrays(db, { ...pageValues(request), organizationId, conversationId })
-          .then((raw) => raw.map(request.columns.read)),
-      ),
-    );
-    rows = pages.flat();
-  } else {
-    // The ids go as one array parameter, so every batch size shares one prepared statement.
-    const request = requests[0]!.request;
-    const ids = `{${requests
-      .map((r) => r.conversationId)
-      .filter(isUuid)
-      .join(',')}}`;
-    const raw = await statement(
-      `many:${shapeOf(request)}`,
-      () => sql`select page.* from unnest(${sql.placeholder('ids')}::uuid[]) as c(id)
-        cross join lateral (${pageQuery(sql`${sql.placeholder('organizationId')}`, sql`c.id`, request)}) page`,
-    ).arrays(db, { ...pageValues(request), organizationId, ids });
-    rows = raw.map(request.columns.read);
-  }
-
-  const byConversation = new Map<string, MessageRow[]>();
-  for (const row of rows) {
-    const list = byConversation.get(row.conversationId);
-    if (list) list.push(row);
-    else byConversation.set(row.conversationId, [row]);
-  }
-  return requests.map(({ conversationId, request }) => toPage(byConversation.get(conversationId) ?? [], request));
+  const found = await readPerConversation<MessageRow, MessagePageRequest>(
+    requests,
+    (conversationId, request) =>
+      statement(`one:${shapeOf(request)}`, () =>
+        pageQuery(sql`${sql.placeholder('organizationId')}`, sql`${sql.placeholder('conversationId')}::uuid`, request),
+      )
+        .arrays(db, { ...pageValues(request), organizationId, conversationId })
+        .then((raw) => raw.map(request.columns.read)),
+    (ids, request) =>
+      statement(
+        `many:${shapeOf(request)}`,
+        () => sql`select page.* from unnest(${sql.placeholder('ids')}::uuid[]) as c(id)
+          cross join lateral (${pageQuery(sql`${sql.placeholder('organizationId')}`, sql`c.id`, request)}) page`,
+      )
+        .arrays(db, { ...pageValues(request), organizationId, ids })
+        .then((raw) => raw.map(request.columns.read)),
+  );
+  return requests.map(({ request }, i) => toPage(found[i]!, request));
 }
 
 /** A page from the rows a request read (limit + 1 of them, in walking order). */

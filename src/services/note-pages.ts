@@ -1,12 +1,12 @@
 import { getTableColumns, sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../db/client.js';
-import { columnsOf, HotQuery, indexReader } from '../db/rows.js';
+import { columnsOf, indexReader } from '../db/rows.js';
 import { messages, type MessageRow } from '../db/tables.js';
 import { noteMentions, notes, type NoteRow } from '../db/teamwork-tables.js';
 import { badUserInput } from '../errors.js';
 import { decodeCursor, encodeCursor, isUuid, type CursorKind, type Keyset } from './cursors.js';
 import { ALL_MESSAGE_COLUMNS, type MessageColumns, type PageArgs } from './messages.js';
-import { DEFAULT_PAGE_SIZE, pageLimit, pageSize } from './pages.js';
+import { DEFAULT_PAGE_SIZE, pageLimit, pageSize, readPerConversation, statementCache } from './pages.js';
 
 // Keyset pages of notes: a thread's notes, its timeline (messages and notes in one order) and the notes
 // that mention a member. All newest first over (created_at, id); `first`/`after` walk to older rows,
@@ -98,15 +98,7 @@ const shapeOf = (request: KeysetRequest) =>
   `${request.kind}:${request.walk}:${request.limit}:${request.olderThan ? 1 : 0}${request.newerThan ? 1 : 0}:${request.kind === 'timeline' ? request.columns.key : ''}`;
 
 /** Statements by shape, built once, their values bound per request (as messages.ts does). */
-const statements = new Map<string, HotQuery>();
-function statement(shape: string, build: () => SQL): HotQuery {
-  let query = statements.get(shape);
-  if (!query) {
-    query = new HotQuery(build());
-    if (statements.size < 1024) statements.set(shape, query);
-  }
-  return query;
-}
+const statement = statementCache();
 
 const NOTE_COLUMNS = columnsOf(notes, 'notes');
 const NOTE_COLUMN_COUNT = Object.keys(getTableColumns(notes)).length;
@@ -167,40 +159,24 @@ export async function conversationPages<T extends TimelineRow>(
   organizationId: string,
   requests: ReadonlyArray<{ conversationId: string; request: KeysetRequest }>,
 ): Promise<Page<T>[]> {
-  if (requests.length === 0) return [];
   const read = (request: KeysetRequest) => (request.kind === 'timeline' ? timelineReader(request.columns) : readNote);
   const query = (conversation: SQL, request: KeysetRequest) =>
     request.kind === 'timeline' ? timelineQuery(conversation, request) : notesQuery(conversation, request);
-  let rows: TimelineRow[];
-  if (requests.length === 1 || requests.some((r) => r.request.key !== requests[0]!.request.key)) {
-    const pages = await Promise.all(
-      requests.map(({ conversationId, request }) =>
-        statement(`one:${shapeOf(request)}`, () => query(sql`${sql.placeholder('conversationId')}::uuid`, request))
-          .arrays(db, { ...pageValues(request), organizationId, conversationId: isUuid(conversationId) ? conversationId : null })
-          .then((raw) => raw.map(read(request))),
-      ),
-    );
-    rows = pages.flat();
-  } else {
-    const request = requests[0]!.request;
-    const ids = `{${requests
-      .map((r) => r.conversationId)
-      .filter(isUuid)
-      .join(',')}}`;
-    const raw = await statement(
-      `many:${shapeOf(request)}`,
-      () =>
-        sql`select page.* from unnest(${sql.placeholder('ids')}::uuid[]) as c(id) cross join lateral (${query(sql`c.id`, request)}) page`,
-    ).arrays(db, { ...pageValues(request), organizationId, ids });
-    rows = raw.map(read(request));
-  }
-  const byConversation = new Map<string, TimelineRow[]>();
-  for (const row of rows) {
-    const list = byConversation.get(row.conversationId);
-    if (list) list.push(row);
-    else byConversation.set(row.conversationId, [row]);
-  }
-  return requests.map(({ conversationId, request }) => toPage(byConversation.get(conversationId) ?? [], request) as Page<T>);
+  const found = await readPerConversation<TimelineRow, KeysetRequest>(
+    requests,
+    (conversationId, request) =>
+      statement(`one:${shapeOf(request)}`, () => query(sql`${sql.placeholder('conversationId')}::uuid`, request))
+        .arrays(db, { ...pageValues(request), organizationId, conversationId: isUuid(conversationId) ? conversationId : null })
+        .then((raw) => raw.map(read(request))),
+    (ids, request) =>
+      statement(
+        `many:${shapeOf(request)}`,
+        () => sql`select page.* from unnest(${sql.placeholder('ids')}::uuid[]) as c(id) cross join lateral (${query(sql`c.id`, request)}) page`,
+      )
+        .arrays(db, { ...pageValues(request), organizationId, ids })
+        .then((raw) => raw.map(read(request))),
+  );
+  return requests.map(({ request }, i) => toPage(found[i]!, request) as Page<T>);
 }
 
 /** The notes that mention this member, newest first: one walk of note_mentions_user_recent_idx, each note by its key. */

@@ -83,8 +83,3 @@ export async function finishJob(db: DbOrTx, id: string): Promise<void> {
 export async function postponeJob(db: DbOrTx, id: string, runAt: Date, error: string | null): Promise<void> {
   await db.update(jobs).set({ runAt, lastError: error }).where(eq(jobs.id, id));
 }
-
-export async function jobByKey(db: DbOrTx, key: string): Promise<JobRow | null> {
-  const [row] = await db.select().from(jobs).where(eq(jobs.key, key));
-  return row ?? null;
-}

@@ -12,6 +12,10 @@ const configSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(4000),
   /** PostgreSQL connection string; unset means embedded PGlite in DATA_DIR. */
   DATABASE_URL: z.string().url().optional(),
+  /** PostgreSQL itself, when DATABASE_URL is a pooler in transaction mode (pgbouncer): migrations and LISTEN use it. */
+  DATABASE_DIRECT_URL: z.string().url().optional(),
+  /** The pooler keeps prepared statements per client (pgbouncer >= 1.21 with max_prepared_statements); only with DATABASE_DIRECT_URL. */
+  DATABASE_POOLER_PREPARED: booleanString.default(false),
   DATA_DIR: z.string().default('./.data'),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -128,6 +132,12 @@ export type Config = {
   host: string;
   port: number;
   databaseUrl: string | undefined;
+  /**
+   * Set when databaseUrl is a pooler in transaction mode: PostgreSQL itself, for migrations and LISTEN.
+   * Pooled connections then prepare no statements unless databasePoolerPrepared.
+   */
+  databaseDirectUrl: string | undefined;
+  databasePoolerPrepared: boolean;
   dataDir: string;
   databasePoolSize: number;
   logLevel: z.infer<typeof configSchema>['LOG_LEVEL'];
@@ -245,6 +255,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       `Invalid configuration: WEBHOOK_LEASE_MS (${c.WEBHOOK_LEASE_MS}) must be longer than WEBHOOK_TIMEOUT_MS (${c.WEBHOOK_TIMEOUT_MS}): an attempt still waiting for its answer must not be made again.`,
     );
   }
+  if (c.DATABASE_DIRECT_URL && !c.DATABASE_URL) {
+    throw new ConfigError(
+      'Invalid configuration: DATABASE_DIRECT_URL needs DATABASE_URL: it names PostgreSQL itself when DATABASE_URL is a connection pooler.',
+    );
+  }
   if (c.AUTH_JWKS_URL && (!c.AUTH_JWT_ISSUER || !c.AUTH_JWT_AUDIENCE)) {
     throw new ConfigError(
       'Invalid configuration: AUTH_JWKS_URL needs AUTH_JWT_ISSUER and AUTH_JWT_AUDIENCE: a token is accepted only from that issuer, for this audience.',
@@ -255,6 +270,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     host: c.HOST,
     port: c.PORT,
     databaseUrl: c.DATABASE_URL,
+    databaseDirectUrl: c.DATABASE_DIRECT_URL,
+    databasePoolerPrepared: c.DATABASE_POOLER_PREPARED,
     dataDir: c.DATA_DIR,
     databasePoolSize: c.DATABASE_POOL_SIZE,
     logLevel: c.LOG_LEVEL,

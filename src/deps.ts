@@ -119,7 +119,13 @@ export function assembleDeps(config: Config, database: Database, logger: Logger)
 /** Opens the configured database (PostgreSQL, or embedded PGlite), applies migrations, wires services. */
 export async function openDeps(config: Config, logger: Logger): Promise<Deps & { close(): Promise<void> }> {
   const database = config.databaseUrl
-    ? await createDatabase({ kind: 'postgres', url: config.databaseUrl, poolSize: config.databasePoolSize })
+    ? await createDatabase({
+        kind: 'postgres',
+        url: config.databaseUrl,
+        poolSize: config.databasePoolSize,
+        directUrl: config.databaseDirectUrl,
+        poolerPrepared: config.databasePoolerPrepared,
+      })
     : await createDatabase({ kind: 'pglite', dataDir: resolve(config.dataDir) });
   try {
     await database.migrate();

@@ -13,6 +13,8 @@ const run = promisify(execFile);
 
 export type PrivatePostgres = {
   url: string;
+  /** The server's log (pg_ctl -l). */
+  logFile: string;
   /** `fast` terminates every session (57P01), as an administrator's shutdown does; `immediate` is a crash. */
   stop(mode?: 'fast' | 'immediate'): Promise<void>;
   start(): Promise<void>;
@@ -38,6 +40,7 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
   let running = true;
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    logFile: join(dir, 'log'),
     async stop(mode = 'fast') {
       await shell(`pg_ctl -D '${data}' -m ${mode} -w stop >/dev/null`);
       running = false;

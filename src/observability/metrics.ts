@@ -107,7 +107,7 @@ export class Metrics {
     });
     new Gauge({
       name: 'gateway_db_pool_connections',
-      help: 'Database connections of this instance by state (open, busy, idle, max).',
+      help: "Database connections of this instance by state (open, busy, idle, max); behind a pooler the instance's own count of its connections to the pooler (busy, waiting, max).",
       labelNames: ['state'] as const,
       registers: [this.registry],
       async collect() {

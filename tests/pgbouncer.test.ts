@@ -206,7 +206,8 @@ describe('behind pgbouncer in transaction mode', () => {
   });
 
   it('sends a scheduled reply through the job runner', async () => {
-    const sendAt = new Date(Date.now() + 6_000).toISOString(); // within 5 s it would go out at once
+    // Within 5 s of now it would go out at once: 8 s leaves room for a slow request.
+    const sendAt = new Date(Date.now() + 8_000).toISOString();
     const scheduled = await graphql(
       `mutation($input: SendReplyInput!) { sendReply(input: $input) { __typename ... on SendReplyPayload { message { status } } } }`,
       { input: { phoneNumber: CONTACTS[4], message: 'Later, pooled', sendAt } },
@@ -323,7 +324,7 @@ describe('behind pgbouncer with Redis', () => {
 
 describe('pooled connections (checked straight on PostgreSQL)', () => {
   // Drizzle asks postgres.js to prepare named statements (HotQuery); behind a pooler, the client-wide setting wins.
-  const preparedAfterHotRead = async (options: { directUrl?: string; poolerPrepared?: boolean }) => {
+  const preparedAfterHotRead = async (options: { url?: string; directUrl?: string; poolerPrepared?: boolean }) => {
     // Straight to PostgreSQL with one connection, so pg_prepared_statements is the session that ran the read.
     const database = await createDatabase({ kind: 'postgres', url: directUrl('gw'), poolSize: 1, ...options });
     try {
@@ -339,6 +340,8 @@ describe('pooled connections (checked straight on PostgreSQL)', () => {
     expect(await preparedAfterHotRead({ directUrl: directUrl('gw') })).toBe(0);
     expect(await preparedAfterHotRead({ directUrl: directUrl('gw'), poolerPrepared: true })).toBeGreaterThan(0);
     expect(await preparedAfterHotRead({})).toBeGreaterThan(0);
+    // Without DATABASE_DIRECT_URL nothing changes: postgres.js's own URL parameter still turns preparing off.
+    expect(await preparedAfterHotRead({ url: `${directUrl('gw')}?prepare=false` })).toBe(0);
   });
 
   it('counts its own statements and transactions for gateway_db_pool_connections', async () => {

@@ -141,7 +141,8 @@ function openPostgres(options: PostgresOptions, statementLog: StatementLog): Dat
     // In transaction mode a client's next statement may run on another server connection, where a statement
     // prepared on the last one does not exist. Client-wide false wins over the per-query `prepare: true` that
     // Drizzle sends for named statements (HotQuery in rows.ts): postgres.js takes `options.prepare && query's`.
-    prepare: directUrl === undefined || options.poolerPrepared === true,
+    // Otherwise the option stays unset, so postgres.js's default (or a `?prepare=` in the URL) applies as before.
+    ...(directUrl !== undefined && options.poolerPrepared !== true ? { prepare: false } : {}),
   });
   // Behind a pooler, pg_stat_activity shows the pooler's server connections: count our own work instead.
   const work = directUrl === undefined ? null : { inFlight: 0 };

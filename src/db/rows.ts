@@ -61,7 +61,8 @@ const dialect = new PgDialect();
  * keeps its row description, instead of both redoing it every time (Drizzle's `execute` never prepares,
  * drizzle-orm#6096), and the request does not compose SQL. Only outside transactions: preparing inside
  * postgres.js transactions is what failed under load (porsager/postgres#823); the plain pool is what
- * postgres.js's own tagged queries use. Counted in the statement log like any Drizzle query.
+ * postgres.js's own tagged queries use. Counted in the statement log like any Drizzle query. Behind a
+ * pooler (DATABASE_DIRECT_URL) the client prepares nothing, which wins over this request (client.ts).
  */
 export class HotQuery {
   private readonly query;

@@ -9,11 +9,10 @@ import { Redis } from 'ioredis';
 import postgres from 'postgres';
 import twilio from 'twilio';
 import { hashApiToken } from '../src/services/auth.js';
-import { freePort } from '../tests/helpers/server-process.js';
 import { startPrivatePostgres, type PrivatePostgres } from '../tests/helpers/private-postgres.js';
 import { prepareDatabase } from './lib/database.js';
 import { benchToken, checkDataset, loadDataset, QUICK_DATASET } from './lib/dataset.js';
-import { gatewayInstance, ownCpuMs, sleep, startHaproxy, startRedis, treeCpuMs, waitForServers, watchServers, type GatewayInstance, type Haproxy, type Service } from './lib/scale-cluster.js';
+import { freePort, gatewayInstance, ownCpuMs, sleep, startHaproxy, startRedis, treeCpuMs, waitForServers, watchServers, machineCpuMs, type GatewayInstance, type Haproxy, type Service } from './lib/scale-cluster.js';
 import { runMixedLoad, startWebhooks, type Autocannon, type LoadPlan, type Target } from './lib/scale-load.js';
 import { renderScaleReport, type CpuGroups, type ProxyCounters, type PhaseResult, type RateLimitResult, type RestartResult, type ScaleRun } from './lib/scale-report.js';
 import { connectSubscribers, type SubscriberFleet } from './lib/subscriber-fleet.js';
@@ -146,13 +145,17 @@ async function subscribe(cluster: Cluster, webhooks: ReturnType<typeof startWebh
   return { fleet, probes };
 }
 
-/** Ids of the messages stored for these MessageSids, checking each was stored exactly once. */
-async function storedIds(sql: postgres.Sql, sids: string[]): Promise<{ ids: string[]; duplicates: number }> {
-  if (sids.length === 0) return { ids: [], duplicates: 0 };
-  const rows = await sql`select id, provider_message_id from messages where provider_message_id in ${sql(sids)}`;
+/**
+ * Ids of the messages stored for the webhooks sent (every attempt: one whose answer was lost may still have
+ * been stored), and how many were not stored exactly once: an answered one stored 0 or 2+ times, any stored twice.
+ */
+async function storedIds(sql: postgres.Sql, answered: string[], attempted: string[]): Promise<{ ids: string[]; problems: number }> {
+  if (attempted.length === 0) return { ids: [], problems: 0 };
+  const rows = await sql`select id, provider_message_id from messages where provider_message_id in ${sql(attempted)}`;
   const bySid = new Map<string, number>();
   for (const row of rows) bySid.set(row.provider_message_id as string, (bySid.get(row.provider_message_id as string) ?? 0) + 1);
-  return { ids: rows.map((row) => row.id as string), duplicates: [...bySid.values()].filter((n) => n > 1).length + (sids.length - bySid.size) };
+  const problems = [...bySid.values()].filter((n) => n > 1).length + answered.filter((sid) => !bySid.has(sid)).length;
+  return { ids: rows.map((row) => row.id as string), problems };
 }
 
 /** Waits until every subscriber has every expected message (or 20 s), then checks exactly-once. */
@@ -269,6 +272,7 @@ async function main() {
   const webhooksFor = (label: string) => startWebhooks({ url: haproxy.url, perSecond: webhooksPerSecond, targets: inboundTargets, sign, publicBaseUrl, label });
 
   const phases: PhaseResult[] = [];
+  const readinessFailures = () => instances.reduce((sum, instance) => sum + instance.readinessFailures(), 0);
   for (const count of instanceCounts) {
     for (const instance of instances.slice(0, count)) {
       if (!instance.running()) await instance.start();
@@ -306,17 +310,21 @@ async function main() {
     const stopProxyWindow = await proxyWindow(haproxy);
     const answeredBefore = webhooks.stats().answered;
     before = cpuSnapshot(cluster);
+    const machineBefore = machineCpuMs();
+    const readinessBefore = readinessFailures();
     const stopSampling = sampleConnections(primarySql);
     const load = await runMixedLoad(autocannon, { url: haproxy.url, connections, seconds: durationS, plan });
     const cpu = cpuDelta(before, cpuSnapshot(cluster));
+    const machineAfter = machineCpuMs();
+    const readinessInWindow = readinessFailures() - readinessBefore;
     const peakConnections = stopSampling();
     const webhooksInWindow = webhooks.stats().answered - answeredBefore;
     await webhooks.stop();
     const hook = webhooks.stats();
     const proxy = await stopProxyWindow(load.proxyAnswers + hook.proxyAnswers - hookBefore.proxyAnswers);
     const loadSids = hook.sids.filter((sid) => !probes.includes(sid));
-    const stored = await storedIds(primarySql, loadSids);
-    const probeIds = (await storedIds(primarySql, probes)).ids;
+    const stored = await storedIds(primarySql, loadSids, hook.attempted.filter((sid) => !probes.includes(sid)));
+    const probeIds = (await storedIds(primarySql, probes, probes)).ids;
     const check = await settleAndCheck(fleet, stored.ids, probeIds);
     await fleet.close();
     fleetPids = [];
@@ -333,9 +341,11 @@ async function main() {
       webhooks: { sent: hook.sids.length - probes.length + hook.failed, failed: hook.failed, inWindow: webhooksInWindow, p99: hook.p99, failures: hook.failures },
       cpu,
       connections: peakConnections,
-      stored: { sent: loadSids.length, duplicates: stored.duplicates },
+      stored: { sent: stored.ids.length, problems: stored.problems },
       check,
       proxy,
+      readinessFailures: readinessInWindow,
+      machineBusyCores: ((machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total)) * os.cpus().length,
     };
     phases.push(result);
     log(
@@ -360,7 +370,7 @@ async function main() {
   };
   writeFileSync(values.output!, renderScaleReport(run));
   log(`Wrote ${values.output} in ${run.wallSeconds} s`);
-  const ok = phases.every((p) => p.load.failed === 0 && p.warmFailed === 0 && p.webhooks.failed === 0 && p.check.complete === p.check.subscribers && p.check.doubled === 0 && p.stored.duplicates === 0) && restart.ok && limit.ok;
+  const ok = phases.every((p) => p.load.failed === 0 && p.warmFailed === 0 && p.webhooks.failed === 0 && p.check.complete === p.check.subscribers && p.check.doubled === 0 && p.stored.problems === 0) && restart.ok && limit.ok;
   process.exit(ok ? 0 : 1);
 }
 
@@ -377,6 +387,8 @@ async function rollingRestart(
   const webhooks = webhooksFor('rr');
   const { fleet, probes } = await subscribe(cluster, webhooks, { organizationId: inbound.organizationId, apiToken: inbound.apiToken });
   const stopProxyWindow = await proxyWindow(cluster.haproxy);
+  const readinessFailures = () => cluster.instances.reduce((sum, instance) => sum + instance.readinessFailures(), 0);
+  const readinessBefore = readinessFailures();
   webhooks.start();
   let finish!: () => void;
   const restartsDone = new Promise<void>((resolve) => (finish = resolve));
@@ -405,14 +417,14 @@ async function rollingRestart(
   const hook = webhooks.stats();
   const proxy = await stopProxyWindow(load.proxyAnswers + hook.proxyAnswers);
   const loadSids = hook.sids.filter((sid) => !probes.includes(sid));
-  const stored = await storedIds(cluster.primarySql, loadSids);
-  const check = await settleAndCheck(fleet, stored.ids, (await storedIds(cluster.primarySql, probes)).ids);
+  const stored = await storedIds(cluster.primarySql, loadSids, hook.attempted.filter((sid) => !probes.includes(sid)));
+  const check = await settleAndCheck(fleet, stored.ids, (await storedIds(cluster.primarySql, probes, probes)).ids);
   await fleet.close();
   const ok =
-    load.failed === 0 && hook.failed === 0 && stored.duplicates === 0 && exits.every((exit) => exit.code === 0) &&
+    load.failed === 0 && hook.failed === 0 && stored.problems === 0 && exits.every((exit) => exit.code === 0) &&
     check.complete === check.subscribers && check.doubled === 0 && check.missing === 0;
   log(`  restart: ${load.requests} requests, ${load.failed} failed; subscribers ${check.complete}/${check.subscribers} complete, ${check.reconnects} reconnects`);
-  return { ok, load, webhooks: { sent: loadSids.length + hook.failed, failed: hook.failed, failures: hook.failures }, exits, proxy, check, stored: { duplicates: stored.duplicates } };
+  return { ok, load, webhooks: { sent: loadSids.length + hook.failed, failed: hook.failed, failures: hook.failures }, exits, proxy, check, stored: { sent: stored.ids.length, problems: stored.problems }, readinessFailures: readinessFailures() - readinessBefore };
 }
 
 /** One token, RATE_LIMIT_PER_MINUTE = limit on every instance, 3 x limit requests through HAProxy. */

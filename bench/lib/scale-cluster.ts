@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { SERVER_NODE_FLAGS } from './node-flags.js';
 
@@ -42,6 +42,33 @@ export function treeCpuMs(rootPid: number): number {
 export function ownCpuMs(pid: number): number {
   const fields = statFields(pid);
   return fields ? ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND : 0;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Our own child processes named `name` (for those a helper starts without telling its pid). */
+export function childPidsNamed(name: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      if (comm === name && Number(statFields(Number(entry))?.[1]) === process.pid) pids.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return pids;
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -202,13 +229,17 @@ export type GatewayInstance = {
   running(): boolean;
   /** The last lines the process printed (to explain a failure). */
   output(): string;
+  /** Times /health/ready answered 503 because the database ping did not answer (its warning in the log), over all its runs. */
+  readinessFailures(): number;
 };
 
 export function gatewayInstance(root: string, name: string, port: number, baseEnv: Record<string, string>): GatewayInstance {
   let child: ChildProcess | null = null;
   let output = '';
+  let readinessFailures = 0;
   return {
     name,
+    readinessFailures: () => readinessFailures,
     port,
     pid: () => child?.pid ?? 0,
     running: () => child !== null && child.exitCode === null && child.signalCode === null,
@@ -221,7 +252,10 @@ export function gatewayInstance(root: string, name: string, port: number, baseEn
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       child = started;
-      const keep = (chunk: Buffer) => (output = (output + chunk).slice(-8000));
+      const keep = (chunk: Buffer) => {
+        readinessFailures += String(chunk).split('readiness check failed').length - 1;
+        output = (output + chunk).slice(-8000);
+      };
       started.stdout!.on('data', keep);
       started.stderr!.on('data', keep);
       await until(`${name} to be ready`, 60_000, async () => {
@@ -276,4 +310,14 @@ export function watchServers(haproxy: Haproxy) {
       .catch(() => {});
   }, 250);
   return () => (clearInterval(timer), { changes, noneUp });
+}
+
+/** CPU time of the whole machine (every process, ours and others'), busy and total, from /proc/stat. */
+export function machineCpuMs(): { busy: number; total: number } {
+  const [cpu] = readFileSync('/proc/stat', 'utf8').split('\n');
+  const ticks = cpu!.trim().split(/\s+/).slice(1).map(Number);
+  const total = ticks.reduce((sum, n) => sum + n, 0);
+  // idle and iowait are the 4th and 5th columns.
+  const busy = total - ticks[3]! - ticks[4]!;
+  return { busy: (busy * 1000) / TICKS_PER_SECOND, total: (total * 1000) / TICKS_PER_SECOND };
 }

@@ -154,6 +154,8 @@ export function startWebhooks(options: {
   const run = `${Date.now().toString(16)}${options.label}`;
   let sequence = 0;
   const sids: string[] = [];
+  /** Every MessageSid sent, answered or not: a webhook whose answer was lost may still have been stored. */
+  const attempted: string[] = [];
   const failures: string[] = [];
   let failed = 0;
   let proxyAnswers = 0;
@@ -164,6 +166,7 @@ export function startWebhooks(options: {
     sequence += 1;
     const target = options.targets[sequence % options.targets.length]!;
     const sid = `SM${run}${String(sequence).padStart(32 - run.length, '0')}`;
+    attempted.push(sid);
     const params = { MessageSid: sid, AccountSid: 'AC00000000000000000000000000000000', From: target.contactPhone, To: target.sendingNumber, Body: body, NumMedia: '0' };
     const started = performance.now();
     const done = fetch(`${options.url}${INBOUND_WEBHOOK_PATH}`, {
@@ -218,6 +221,6 @@ export function startWebhooks(options: {
       timer = null;
       await Promise.all([...inFlight]);
     },
-    stats: () => ({ sids: [...sids], answered, failed, proxyAnswers, failures: [...failures], p99: percentile(latencies, 99) }),
+    stats: () => ({ sids: [...sids], attempted: [...attempted], answered, failed, proxyAnswers, failures: [...failures], p99: percentile(latencies, 99) }),
   };
 }

@@ -39,9 +39,14 @@ export type PhaseResult = {
   webhooks: { sent: number; failed: number; inWindow: number; p99: number; failures: string[] };
   cpu: CpuGroups;
   connections: Record<string, number>;
-  stored: { sent: number; duplicates: number };
+  /** Inbound messages stored for the webhooks sent; problems: not stored exactly once. */
+  stored: { sent: number; problems: number };
   check: SubscriberCheck;
   proxy: ProxyCounters;
+  /** /health/ready answers of 503 because the database ping timed out, in the measured window. */
+  readinessFailures: number;
+  /** Cores busy during the measured window: every process on the machine, and ours. */
+  machineBusyCores: number;
 };
 
 export type RestartResult = {
@@ -51,7 +56,8 @@ export type RestartResult = {
   exits: { name: string; code: number | null; downAfterMs: number; backAfterMs: number }[];
   proxy: ProxyCounters;
   check: SubscriberCheck;
-  stored: { duplicates: number };
+  stored: { sent: number; problems: number };
+  readinessFailures: number;
 };
 
 export type RateLimitResult = {
@@ -84,6 +90,9 @@ const groupsOf = (cpu: CpuGroups) => Object.keys(cpu).filter((key) => key !== 'g
 const total = (cpu: CpuGroups) => sumGateways(cpu) + groupsOf(cpu).reduce((sum, key) => sum + (cpu[key] as number), 0);
 const us = (ms: number, n: number) => (n > 0 ? ((ms * 1000) / n).toFixed(0) : '-');
 const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
+
+const storedLine = (stored: { sent: number; problems: number }) =>
+  `${stored.sent} inbound messages stored, ${stored.problems === 0 ? 'each webhook once' : `${stored.problems} webhooks not stored exactly once`}`;
 
 function subscriberLine(check: SubscriberCheck, expected: number): string {
   return (
@@ -129,22 +138,22 @@ export function renderScaleReport(run: ScaleRun): string {
     '',
     '## Throughput and latency',
     '',
-    '| instances | requests/s (mixed loop) | p50 ms | p99 ms | webhooks in window | failed requests | PostgreSQL connections (peak, active peak) |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
+    '| instances | requests/s (mixed loop) | p50 ms | p99 ms | webhooks in window | failed requests | PostgreSQL connections (peak, active peak) | readiness 503s (ping timed out) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
     ...phases.map(
       (p) =>
         `| ${p.instances} | ${p.load.rps.toFixed(0)} | ${p.load.p50.toFixed(1)} | ${p.load.p99.toFixed(1)} | ${p.webhooks.inWindow} (p99 ${p.webhooks.p99.toFixed(0)} ms) | ` +
-        `${p.load.failed + p.warmFailed + p.webhooks.failed} | ${Object.entries(p.connections).map(([k, v]) => `${k} ${v}`).join(', ')} |`,
+        `${p.load.failed + p.warmFailed + p.webhooks.failed} | ${Object.entries(p.connections).map(([k, v]) => `${k} ${v}`).join(', ')} | ${p.readinessFailures} |`,
     ),
     '',
     '## CPU per request, by process (µs)',
     '',
-    `| instances | all processes | gateways (sum) | ${groups.join(' | ')} | CPU busy (of ${run.machine.cores} cores) |`,
+    `| instances | all processes | gateways (sum) | ${groups.join(' | ')} | cores busy: ours / whole machine (of ${run.machine.cores}) |`,
     `| --- | --- | --- | ${groups.map(() => '---').join(' | ')} | --- |`,
     ...phases.map((p) => {
       const n = p.load.requests + p.webhooks.inWindow;
       const busy = total(p.cpu) / 1000 / p.load.seconds;
-      return `| ${p.instances} | ${us(total(p.cpu), n)} | ${us(sumGateways(p.cpu), n)} | ${groups.map((g) => us(p.cpu[g] as number, n)).join(' | ')} | ${busy.toFixed(2)} |`;
+      return `| ${p.instances} | ${us(total(p.cpu), n)} | ${us(sumGateways(p.cpu), n)} | ${groups.map((g) => us(p.cpu[g] as number, n)).join(' | ')} | ${busy.toFixed(2)} / ${p.machineBusyCores.toFixed(2)} |`;
     }),
     '',
     'Per gateway instance in the same windows (µs per request of all requests; HAProxy shares them out):',
@@ -178,13 +187,13 @@ export function renderScaleReport(run: ScaleRun): string {
     '| --- | --- | --- |',
     ...phases.flatMap((p) => [
       `| ${p.instances} instance(s): no request fails | ${p.load.requests} mixed requests (+ ${p.warmFailed} failed in warm-up), ${p.webhooks.sent} webhooks: ${p.load.failed + p.warmFailed + p.webhooks.failed} failed; ${proxyLine(p.proxy)} | ${verdict(p.load.failed + p.warmFailed + p.webhooks.failed === 0)} |`,
-      `| ${p.instances} instance(s): every inbound message reaches every subscriber exactly once | ${p.stored.sent} webhooks stored ${p.stored.duplicates === 0 ? 'once each' : `with ${p.stored.duplicates} not stored exactly once`}; ${subscriberLine(p.check, p.stored.sent)} | ${verdict(p.check.complete === p.check.subscribers && p.check.doubled === 0 && p.stored.duplicates === 0)} |`,
+      `| ${p.instances} instance(s): every inbound message reaches every subscriber exactly once | ${storedLine(p.stored)}; ${subscriberLine(p.check, p.stored.sent)} | ${verdict(p.check.complete === p.check.subscribers && p.check.doubled === 0 && p.stored.problems === 0)} |`,
     ]),
     `| rolling restart: zero failed requests at HAProxy | ${restart.load.requests} mixed requests and ${restart.webhooks.sent} webhooks while ${restart.exits.length} instances were restarted one by one: ${restart.load.failed + restart.webhooks.failed} failed; ${proxyLine(restart.proxy)} | ${verdict(restart.load.failed + restart.webhooks.failed === 0)} |`,
-    `| rolling restart: subscribers resume on another instance with no gap | ${subscriberLine(restart.check, restart.webhooks.sent - restart.webhooks.failed)} | ${verdict(restart.check.complete === restart.check.subscribers && restart.check.doubled === 0)} |`,
+    `| rolling restart: subscribers resume on another instance with no gap | ${storedLine(restart.stored)}; ${subscriberLine(restart.check, restart.stored.sent)} | ${verdict(restart.check.complete === restart.check.subscribers && restart.check.doubled === 0 && restart.stored.problems === 0)} |`,
     `| one token's rate limit holds across instances | RATE_LIMIT_PER_MINUTE=${limit.limit} on each of ${limit.instances} instances; ${limit.attempts} requests with one token in ${limit.seconds.toFixed(1)} s, spread ${Object.entries(limit.spread).map(([k, v]) => `${k} ${v}`).join(', ')}: ${limit.allowed} answered 200, ${limit.limited} answered 429, ${limit.other} other (separate in-memory limits would have let up to ${limit.limit * limit.instances} through) | ${verdict(limit.ok)} |`,
     '',
-    'Rolling restart, instance by instance (SIGTERM, wait for the exit, start again):',
+    `Rolling restart, instance by instance (SIGTERM, wait for the exit, start again); /health/ready answered 503 for a timed-out database ping ${restart.readinessFailures} times meanwhile:`,
     '',
     '| instance | exit code | HAProxy marked it DOWN after | UP again after |',
     '| --- | --- | --- | --- |',

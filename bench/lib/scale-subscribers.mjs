@@ -42,8 +42,9 @@ function open(subscriber) {
       resolve(false);
       void client.dispose();
       subscriber.reconnects += 1;
-      // A short, spread pause: a thousand sockets closing at once should not all knock in the same millisecond.
-      setTimeout(() => reopen(subscriber), 50 + Math.random() * 200);
+      // graphql-ws's own client waits 1 s plus 300-3000 ms at random before its first retry: a thousand
+      // sockets closed at once do not all come back (and replay) in the same moment.
+      setTimeout(() => reopen(subscriber), 1000 + 300 + Math.random() * 2700);
     };
     client.subscribe(
       { query: QUERY, variables: { after: subscriber.cursor } },

@@ -14,7 +14,7 @@ import { prepareDatabase } from './lib/database.js';
 import { benchToken, checkDataset, loadDataset, QUICK_DATASET } from './lib/dataset.js';
 import { freePort, gatewayInstance, ownCpuMs, sleep, startHaproxy, startRedis, treeCpuMs, waitForServers, watchServers, machineCpuMs, type GatewayInstance, type Haproxy, type Service } from './lib/scale-cluster.js';
 import { runMixedLoad, startWebhooks, type Autocannon, type LoadPlan, type Target } from './lib/scale-load.js';
-import { renderScaleReport, type CpuGroups, type ProxyCounters, type PhaseResult, type RateLimitResult, type RestartResult, type ScaleRun } from './lib/scale-report.js';
+import { renderScaleReport, type CpuGroups, type EventWindow, type ProxyCounters, type PhaseResult, type RateLimitResult, type RestartResult, type ScaleRun } from './lib/scale-report.js';
 import { connectSubscribers, type SubscriberFleet } from './lib/subscriber-fleet.js';
 
 // npm run bench:scale [-- --quick] [--instances 1,2,3] [--duration S] [--subscribers N] [--connections N]
@@ -36,7 +36,8 @@ const { values } = parseArgs({
     'event-seconds': { type: 'string' },
     subscribers: { type: 'string' },
     connections: { type: 'string', default: '16' },
-    'webhooks-per-second': { type: 'string', default: '10' },
+    'webhooks-per-second': { type: 'string', default: '2' },
+    'event-rate': { type: 'string', default: '5' },
     'rate-limit': { type: 'string', default: '120' },
     output: { type: 'string', default: join(benchDir, 'SCALE.md') },
   },
@@ -49,7 +50,10 @@ const warmupS = Number(values.warmup ?? (quick ? 2 : 5));
 const eventSeconds = Number(values['event-seconds'] ?? (quick ? 4 : 10));
 const subscriberCount = Number(values.subscribers ?? (quick ? 200 : 1000));
 const connections = Number(values.connections);
+/** Inbound webhooks per second beside the mixed load and during the rolling restart. */
 const webhooksPerSecond = Number(values['webhooks-per-second']);
+/** Inbound webhooks per second in the events-only windows (CPU per event). */
+const eventRate = Number(values['event-rate']);
 const rateLimit = Number(values['rate-limit']);
 const TWILIO_AUTH_TOKEN = 'scale-twilio-auth-token';
 const METRICS_TOKEN = 'scale-metrics-token-0000000000';
@@ -82,7 +86,8 @@ type Cluster = {
   redis: Service;
   haproxy: Haproxy;
   instances: GatewayInstance[];
-  fleetPids: () => number[];
+  /** The subscriber processes of the moment (their CPU is a group of its own). */
+  fleetPids: number[];
 };
 
 function cpuSnapshot(cluster: Cluster): CpuGroups {
@@ -94,7 +99,7 @@ function cpuSnapshot(cluster: Cluster): CpuGroups {
     HAProxy: ownCpuMs(cluster.haproxy.pid),
     Redis: ownCpuMs(cluster.redis.pid),
     'load generator': ownCpuMs(process.pid),
-    subscribers: cluster.fleetPids().reduce((sum, pid) => sum + ownCpuMs(pid), 0),
+    subscribers: cluster.fleetPids.reduce((sum, pid) => sum + ownCpuMs(pid), 0),
   };
 }
 
@@ -158,15 +163,36 @@ async function storedIds(sql: postgres.Sql, answered: string[], attempted: strin
   return { ids: rows.map((row) => row.id as string), problems };
 }
 
-/** Waits until every subscriber has every expected message (or 20 s), then checks exactly-once. */
-async function settleAndCheck(fleet: SubscriberFleet, expected: string[], allowed: string[]) {
+/**
+ * Waits until every subscriber has every stored message (or 20 s), then checks exactly-once. The stored
+ * messages are read again each time: a webhook the client gave up on may still be stored after it.
+ */
+async function settleAndCheck(fleet: SubscriberFleet, stored: () => Promise<{ ids: string[]; problems: number }>, allowed: string[]) {
   const deadline = Date.now() + 20_000;
-  let check = await fleet.check(expected, allowed);
-  while (check.missing > 0 && Date.now() < deadline) {
+  for (;;) {
+    const expected = await stored();
+    const check = await fleet.check(expected.ids, allowed);
+    if ((check.missing === 0 && check.unexpected === 0) || Date.now() > deadline) return { check, stored: expected };
     await sleep(500);
-    check = await fleet.check(expected, allowed);
   }
-  return check;
+}
+
+/**
+ * Idle for 3 s, then inbound webhooks only at `eventRate` for `eventSeconds`: CPU by process group in both,
+ * so the cost per event can be taken net of what the instances spend idle.
+ */
+async function eventWindow(cluster: Cluster, webhooks: ReturnType<typeof startWebhooks>): Promise<EventWindow> {
+  let before = cpuSnapshot(cluster);
+  await sleep(3_000);
+  const idle = cpuDelta(before, cpuSnapshot(cluster));
+  const sentBefore = webhooks.stats().sids.length;
+  before = cpuSnapshot(cluster);
+  const started = performance.now();
+  webhooks.start(eventRate);
+  await sleep(eventSeconds * 1000);
+  await webhooks.stop();
+  await sleep(1_000); // the last fan-out
+  return { idle, idleSeconds: 3, cpu: cpuDelta(before, cpuSnapshot(cluster)), seconds: (performance.now() - started) / 1000, events: webhooks.stats().sids.length - sentBefore };
 }
 
 /** HAProxy's counters and server states over a window; stop() takes the clients' count of its own error pages. */
@@ -266,8 +292,7 @@ async function main() {
   await instances[0]!.start();
   const haproxy = await startHaproxy(dir, haproxyPort, instances.map((instance) => ({ name: instance.name, port: instance.port })), 1);
   cleanups.push(() => haproxy.stop());
-  let fleetPids: number[] = [];
-  const cluster: Cluster = { primary, primarySql, primaryPid: await postmasterPid(primarySql), redis, haproxy, instances, fleetPids: () => fleetPids };
+  const cluster: Cluster = { primary, primarySql, primaryPid: await postmasterPid(primarySql), redis, haproxy, instances, fleetPids: [] };
   const sign = (target: string, params: Record<string, string>) => twilio.getExpectedTwilioSignature(TWILIO_AUTH_TOKEN, target, params);
   const webhooksFor = (label: string) => startWebhooks({ url: haproxy.url, perSecond: webhooksPerSecond, targets: inboundTargets, sign, publicBaseUrl, label });
 
@@ -284,24 +309,12 @@ async function main() {
     const sessionsBefore = await perServer(haproxy);
     const webhooks = webhooksFor(`p${count}`);
     const { fleet, probes } = await subscribe(cluster, webhooks, { organizationId: inboundOrg, apiToken: inboundTargets[0]!.apiToken });
-    fleetPids = fleet.pids();
+    cluster.fleetPids = fleet.pids();
     const sessionsAfter = await perServer(haproxy);
     const spread = Object.fromEntries(instances.slice(0, count).map((i) => [i.name, sessionsAfter[i.name]!.sessions - (sessionsBefore[i.name]?.sessions ?? 0)]));
 
-    // Idle, then events only: what each instance spends per event beyond its idle cost.
-    let before = cpuSnapshot(cluster);
-    await sleep(3_000);
-    const idle = cpuDelta(before, cpuSnapshot(cluster));
-    log(`  events only: ${webhooksPerSecond}/s for ${eventSeconds} s`);
-    before = cpuSnapshot(cluster);
-    const eventStarted = performance.now();
-    webhooks.start();
-    await sleep(eventSeconds * 1000);
-    await webhooks.stop();
-    await sleep(1_000); // the last fan-out
-    const eventWindowS = (performance.now() - eventStarted) / 1000;
-    const eventCpu = cpuDelta(before, cpuSnapshot(cluster));
-    const events = webhooks.stats().sids.length - probes.length;
+    log(`  events only: ${eventRate}/s for ${eventSeconds} s`);
+    const events = await eventWindow(cluster, webhooks);
 
     log(`  mixed load: ${connections} connections, warm-up ${warmupS} s, measured ${durationS} s, webhooks ${webhooksPerSecond}/s`);
     webhooks.start();
@@ -309,7 +322,7 @@ async function main() {
     const hookBefore = webhooks.stats();
     const stopProxyWindow = await proxyWindow(haproxy);
     const answeredBefore = webhooks.stats().answered;
-    before = cpuSnapshot(cluster);
+    const before = cpuSnapshot(cluster);
     const machineBefore = machineCpuMs();
     const readinessBefore = readinessFailures();
     const stopSampling = sampleConnections(primarySql);
@@ -323,19 +336,14 @@ async function main() {
     const hook = webhooks.stats();
     const proxy = await stopProxyWindow(load.proxyAnswers + hook.proxyAnswers - hookBefore.proxyAnswers);
     const loadSids = hook.sids.filter((sid) => !probes.includes(sid));
-    const stored = await storedIds(primarySql, loadSids, hook.attempted.filter((sid) => !probes.includes(sid)));
     const probeIds = (await storedIds(primarySql, probes, probes)).ids;
-    const check = await settleAndCheck(fleet, stored.ids, probeIds);
+    const { check, stored } = await settleAndCheck(fleet, () => storedIds(primarySql, loadSids, hook.attempted.filter((sid) => !probes.includes(sid))), probeIds);
     await fleet.close();
-    fleetPids = [];
+    cluster.fleetPids = [];
     const result: PhaseResult = {
       instances: count,
       spread,
-      idleMs: idle,
-      idleSeconds: 3,
       events,
-      eventWindowS,
-      eventCpu,
       warmFailed: warm.failed,
       load,
       webhooks: { sent: hook.sids.length - probes.length + hook.failed, failed: hook.failed, inWindow: webhooksInWindow, p99: hook.p99, failures: hook.failures },
@@ -354,7 +362,12 @@ async function main() {
     );
   }
 
-  const restart = await rollingRestart(cluster, autocannon, plan, webhooksFor, inboundTargets[0]!);
+  // The restart runs at half of what one instance fewer managed: a rolling restart is done below saturation
+  // (HAProxy's checks wait in the same queue as the requests; at saturation they time out and it takes every
+  // instance out), and while one instance is away the others must carry its share.
+  const fewer = phases.find((phase) => phase.instances === maxInstances - 1) ?? phases[0]!;
+  const restartRate = Math.max(10, Math.round(fewer.load.rps / 2));
+  const restart = await rollingRestart(cluster, autocannon, plan, webhooksFor, inboundTargets[0]!, restartRate);
   const limit = await rateLimitPhase(cluster, plan);
   await cleanup();
 
@@ -363,7 +376,7 @@ async function main() {
     finishedAt: new Date().toISOString(),
     wallSeconds: Math.round((Date.now() - started) / 1000),
     machine: { cpu: os.cpus()[0]?.model ?? 'unknown', cores: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 1024 ** 3), node: process.version, postgres: pgVersion!.version as string, haproxy: execFileSync('haproxy', ['-v']).toString().split('\n')[0]! },
-    settings: { durationS, warmupS, eventSeconds, subscribers: subscriberCount, connections, webhooksPerSecond, rateLimit, shutdownDelayMs: SHUTDOWN_DELAY_MS, dataset: `${dataset.messages} messages, ${dataset.organizations} organizations, ${dataset.conversations} conversations` },
+    settings: { durationS, warmupS, eventSeconds, eventRate, subscribers: subscriberCount, connections, webhooksPerSecond, rateLimit, shutdownDelayMs: SHUTDOWN_DELAY_MS, dataset: `${dataset.messages} messages, ${dataset.organizations} organizations, ${dataset.conversations} conversations` },
     phases,
     restart,
     limit,
@@ -381,18 +394,20 @@ async function rollingRestart(
   plan: LoadPlan,
   webhooksFor: (label: string) => ReturnType<typeof startWebhooks>,
   inbound: Target,
+  rate: number,
 ): Promise<RestartResult> {
   const running = cluster.instances.filter((instance) => instance.running());
-  log(`Rolling restart of ${running.length} instances under load`);
+  log(`Rolling restart of ${running.length} instances under load (${rate} requests/s, webhooks ${webhooksPerSecond}/s)`);
   const webhooks = webhooksFor('rr');
   const { fleet, probes } = await subscribe(cluster, webhooks, { organizationId: inbound.organizationId, apiToken: inbound.apiToken });
+  cluster.fleetPids = fleet.pids();
   const stopProxyWindow = await proxyWindow(cluster.haproxy);
   const readinessFailures = () => cluster.instances.reduce((sum, instance) => sum + instance.readinessFailures(), 0);
   const readinessBefore = readinessFailures();
   webhooks.start();
   let finish!: () => void;
   const restartsDone = new Promise<void>((resolve) => (finish = resolve));
-  const loadDone = runMixedLoad(autocannon, { url: cluster.haproxy.url, connections, seconds: 600, plan, stopWhen: restartsDone });
+  const loadDone = runMixedLoad(autocannon, { url: cluster.haproxy.url, connections, seconds: 600, plan, stopWhen: restartsDone, overallRate: rate });
   const exits: { name: string; code: number | null; downAfterMs: number; backAfterMs: number }[] = [];
   try {
     await sleep(2_000);
@@ -417,14 +432,21 @@ async function rollingRestart(
   const hook = webhooks.stats();
   const proxy = await stopProxyWindow(load.proxyAnswers + hook.proxyAnswers);
   const loadSids = hook.sids.filter((sid) => !probes.includes(sid));
-  const stored = await storedIds(cluster.primarySql, loadSids, hook.attempted.filter((sid) => !probes.includes(sid)));
-  const check = await settleAndCheck(fleet, stored.ids, (await storedIds(cluster.primarySql, probes, probes)).ids);
+  const { check, stored } = await settleAndCheck(
+    fleet,
+    () => storedIds(cluster.primarySql, loadSids, hook.attempted.filter((sid) => !probes.includes(sid))),
+    (await storedIds(cluster.primarySql, probes, probes)).ids,
+  );
+  // Subscribers that resumed with after: replay on their own stream, outside the shared execution: what an event costs now.
+  log(`  events only after the restart: ${eventRate}/s for ${eventSeconds} s`);
+  const eventsAfter = await eventWindow(cluster, webhooks);
   await fleet.close();
+  cluster.fleetPids = [];
   const ok =
     load.failed === 0 && hook.failed === 0 && stored.problems === 0 && exits.every((exit) => exit.code === 0) &&
     check.complete === check.subscribers && check.doubled === 0 && check.missing === 0;
   log(`  restart: ${load.requests} requests, ${load.failed} failed; subscribers ${check.complete}/${check.subscribers} complete, ${check.reconnects} reconnects`);
-  return { ok, load, webhooks: { sent: loadSids.length + hook.failed, failed: hook.failed, failures: hook.failures }, exits, proxy, check, stored: { sent: stored.ids.length, problems: stored.problems }, readinessFailures: readinessFailures() - readinessBefore };
+  return { ok, load, webhooks: { sent: loadSids.length + hook.failed, failed: hook.failed, failures: hook.failures }, exits, proxy, check, stored: { sent: stored.ids.length, problems: stored.problems }, readinessFailures: readinessFailures() - readinessBefore, eventsAfter, rate };
 }
 
 /** One token, RATE_LIMIT_PER_MINUTE = limit on every instance, 3 x limit requests through HAProxy. */

@@ -88,7 +88,7 @@ export type Autocannon = (options: Record<string, unknown>) => AutocannonRun;
 /** The closed loop through `url` for `seconds` (or until `stopWhen`); every answer is checked. */
 export async function runMixedLoad(
   autocannon: Autocannon,
-  options: { url: string; connections: number; seconds: number; plan: LoadPlan; stopWhen?: Promise<unknown> },
+  options: { url: string; connections: number; seconds: number; plan: LoadPlan; stopWhen?: Promise<unknown>; overallRate?: number },
 ): Promise<LoadResult> {
   const ops = operations(options.plan);
   const total = ops.reduce((sum, op) => sum + op.weight, 0);
@@ -104,6 +104,8 @@ export async function runMixedLoad(
     duration: options.seconds,
     // A request that takes longer than this counts as failed.
     timeout: 20,
+    // An open loop at this many requests per second (all connections together) instead of as fast as answered.
+    ...(options.overallRate ? { overallRate: options.overallRate } : {}),
     requests: [
       {
         setupRequest: (request: Record<string, unknown>, context: Record<string, unknown>) => {
@@ -204,12 +206,12 @@ export function startWebhooks(options: {
       await done;
       return sid;
     },
-    start() {
+    start(perSecond = options.perSecond) {
       startedAt = performance.now();
       sent = 0;
       // Paced by the clock, not by answers: a slow answer does not slow the rate.
       timer = setInterval(() => {
-        const due = Math.floor(((performance.now() - startedAt) / 1000) * options.perSecond);
+        const due = Math.floor(((performance.now() - startedAt) / 1000) * perSecond);
         while (sent < due) {
           sent += 1;
           sendOne(`Inbound ${options.label} ${sent}: thanks, see you there!`);

@@ -25,15 +25,14 @@ export const proxyLine = (p: ProxyCounters) =>
   `${p.proxyAnswers} error pages of its own; server state changes ${Object.entries(p.changes).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}` +
   (p.noneUp ? `, no server up in ${p.noneUp} samples` : '');
 
+/** Inbound webhooks only, after an idle stretch: CPU per event net of idle. */
+export type EventWindow = { idle: CpuGroups; idleSeconds: number; cpu: CpuGroups; seconds: number; events: number };
+
 export type PhaseResult = {
   instances: number;
   /** Subscriber sockets HAProxy sent to each instance. */
   spread: Record<string, number>;
-  idleMs: CpuGroups;
-  idleSeconds: number;
-  events: number;
-  eventWindowS: number;
-  eventCpu: CpuGroups;
+  events: EventWindow;
   warmFailed: number;
   load: LoadResult;
   webhooks: { sent: number; failed: number; inWindow: number; p99: number; failures: string[] };
@@ -58,6 +57,10 @@ export type RestartResult = {
   check: SubscriberCheck;
   stored: { sent: number; problems: number };
   readinessFailures: number;
+  /** The events-only window again after the restart, when the resumed subscribers each run their own stream. */
+  eventsAfter: EventWindow;
+  /** The mixed load's fixed rate during the restart (requests per second). */
+  rate: number;
 };
 
 export type RateLimitResult = {
@@ -100,6 +103,14 @@ function subscriberLine(check: SubscriberCheck, expected: number): string {
     `(missing ${check.missing}, received twice ${check.doubled}, unknown ${check.unexpected}; ${check.received} deliveries, ` +
     `${check.reconnects} reconnects, ${check.resumed} resumed with after:)`
   );
+}
+
+function eventRow(label: string, w: EventWindow, subscribers: string): string {
+  const net = (ms: number, idleMs: number) => Math.max(0, ms - (idleMs / w.idleSeconds) * w.seconds);
+  const gateways = Object.entries(w.cpu.gateways).map(([name, ms]) => [name, net(ms, w.idle.gateways[name] ?? 0)] as const);
+  const each = gateways.map(([name, ms]) => `${name} ${us(ms, w.events)}`).join(', ');
+  const other = (group: string) => us(net(w.cpu[group] as number, w.idle[group] as number), w.events);
+  return `| ${label} | ${w.events} | ${subscribers} | ${each} | ${us(gateways.reduce((sum, [, ms]) => sum + ms, 0), w.events)} | ${other('PostgreSQL primary')} | ${other('HAProxy')} | ${other('Redis')} | ${other('subscribers')} |`;
 }
 
 export function renderScaleReport(run: ScaleRun): string {
@@ -167,19 +178,14 @@ export function renderScaleReport(run: ScaleRun): string {
     '',
     '## CPU per event (fan-out)',
     '',
-    `Inbound webhooks only, ${run.settings.webhooksPerSecond}/s, every one delivered to all ${run.settings.subscribers} subscribers; idle CPU (measured just before, ` +
-      'same instances) subtracted. Every instance receives every event through Redis, reads it once and writes it to its own share of the sockets.',
+    `Inbound webhooks only, ${run.settings.eventRate}/s for ${run.settings.eventSeconds} s, every one delivered to all ${run.settings.subscribers} subscribers; idle CPU ` +
+      '(3 s just before, same processes) subtracted. Every instance receives every event through Redis; subscribers with the same operation share one ' +
+      'execution (one read, one serialization per event per instance), a subscriber that resumed with `after:` runs its own.',
     '',
-    '| instances | events | subscribers per instance | gateway CPU per event, each instance (µs) | all gateways (µs) | PostgreSQL primary (µs) | Redis (µs) | subscribers\' clients (µs) |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...phases.map((p) => {
-      const idlePerS = (ms: number) => ms / p.idleSeconds;
-      const net = (group: string, ms: number, idleMs: number) => Math.max(0, ms - idlePerS(idleMs) * p.eventWindowS);
-      const each = Object.entries(p.eventCpu.gateways).map(([name, ms]) => `${name} ${us(net(name, ms, p.idleMs.gateways[name] ?? 0), p.events)}`);
-      const gw = Object.entries(p.eventCpu.gateways).reduce((sum, [name, ms]) => sum + net(name, ms, p.idleMs.gateways[name] ?? 0), 0);
-      const other = (g: string) => us(net(g, p.eventCpu[g] as number, p.idleMs[g] as number), p.events);
-      return `| ${p.instances} | ${p.events} | ${Object.values(p.spread).join(' / ')} | ${each.join(', ')} | ${us(gw, p.events)} | ${other('PostgreSQL primary')} | ${other('Redis')} | ${other('subscribers')} |`;
-    }),
+    '| instances | events | subscribers per instance | gateway CPU per event, each instance (µs) | all gateways (µs) | PostgreSQL primary (µs) | HAProxy (µs) | Redis (µs) | subscribers\' clients (µs) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...phases.map((p) => eventRow(`${p.instances}`, p.events, Object.values(p.spread).join(' / '))),
+    eventRow(`${restart.exits.length}, after the rolling restart`, restart.eventsAfter, `${restart.check.resumed} subscribers resumed with after:`),
     '',
     '## Correctness',
     '',
@@ -187,9 +193,9 @@ export function renderScaleReport(run: ScaleRun): string {
     '| --- | --- | --- |',
     ...phases.flatMap((p) => [
       `| ${p.instances} instance(s): no request fails | ${p.load.requests} mixed requests (+ ${p.warmFailed} failed in warm-up), ${p.webhooks.sent} webhooks: ${p.load.failed + p.warmFailed + p.webhooks.failed} failed; ${proxyLine(p.proxy)} | ${verdict(p.load.failed + p.warmFailed + p.webhooks.failed === 0)} |`,
-      `| ${p.instances} instance(s): every inbound message reaches every subscriber exactly once | ${storedLine(p.stored)}; ${subscriberLine(p.check, p.stored.sent)} | ${verdict(p.check.complete === p.check.subscribers && p.check.doubled === 0 && p.stored.problems === 0)} |`,
+      `| ${p.instances} instance(s): every inbound message reaches every subscriber exactly once | ${storedLine(p.stored)}; ${subscriberLine(p.check, p.stored.sent)} | ${verdict(p.check.complete === p.check.subscribers && p.check.doubled === 0 && p.check.unexpected === 0 && p.stored.problems === 0)} |`,
     ]),
-    `| rolling restart: zero failed requests at HAProxy | ${restart.load.requests} mixed requests and ${restart.webhooks.sent} webhooks while ${restart.exits.length} instances were restarted one by one: ${restart.load.failed + restart.webhooks.failed} failed; ${proxyLine(restart.proxy)} | ${verdict(restart.load.failed + restart.webhooks.failed === 0)} |`,
+    `| rolling restart: zero failed requests at HAProxy | ${restart.load.requests} mixed requests (open loop at ${restart.rate}/s: half of what one instance fewer served) and ${restart.webhooks.sent} webhooks while ${restart.exits.length} instances were restarted one by one: ${restart.load.failed + restart.webhooks.failed} failed; ${proxyLine(restart.proxy)} | ${verdict(restart.load.failed + restart.webhooks.failed === 0)} |`,
     `| rolling restart: subscribers resume on another instance with no gap | ${storedLine(restart.stored)}; ${subscriberLine(restart.check, restart.stored.sent)} | ${verdict(restart.check.complete === restart.check.subscribers && restart.check.doubled === 0 && restart.stored.problems === 0)} |`,
     `| one token's rate limit holds across instances | RATE_LIMIT_PER_MINUTE=${limit.limit} on each of ${limit.instances} instances; ${limit.attempts} requests with one token in ${limit.seconds.toFixed(1)} s, spread ${Object.entries(limit.spread).map(([k, v]) => `${k} ${v}`).join(', ')}: ${limit.allowed} answered 200, ${limit.limited} answered 429, ${limit.other} other (separate in-memory limits would have let up to ${limit.limit * limit.instances} through) | ${verdict(limit.ok)} |`,
     '',

@@ -177,6 +177,12 @@ async function settleAndCheck(fleet: SubscriberFleet, stored: () => Promise<{ id
   }
 }
 
+/** Transactions committed or rolled back in the database so far (each statement outside one is one). */
+async function transactions(sql: postgres.Sql): Promise<number> {
+  const [row] = await sql`select (xact_commit + xact_rollback)::float8 as n from pg_stat_database where datname = current_database()`;
+  return row!.n as number;
+}
+
 /**
  * Idle for 3 s, then inbound webhooks only at `eventRate` for `eventSeconds`: CPU by process group in both,
  * so the cost per event can be taken net of what the instances spend idle.
@@ -186,13 +192,19 @@ async function eventWindow(cluster: Cluster, webhooks: ReturnType<typeof startWe
   await sleep(3_000);
   const idle = cpuDelta(before, cpuSnapshot(cluster));
   const sentBefore = webhooks.stats().sids.length;
+  const xactsBefore = await transactions(cluster.primarySql);
   before = cpuSnapshot(cluster);
   const started = performance.now();
   webhooks.start(eventRate);
   await sleep(eventSeconds * 1000);
   await webhooks.stop();
   await sleep(1_000); // the last fan-out
-  return { idle, idleSeconds: 3, cpu: cpuDelta(before, cpuSnapshot(cluster)), seconds: (performance.now() - started) / 1000, events: webhooks.stats().sids.length - sentBefore };
+  const cpu = cpuDelta(before, cpuSnapshot(cluster));
+  const seconds = (performance.now() - started) / 1000;
+  // Backends report their counts within a second of going idle.
+  await sleep(1_000);
+  const xacts = (await transactions(cluster.primarySql)) - xactsBefore;
+  return { idle, idleSeconds: 3, cpu, seconds, events: webhooks.stats().sids.length - sentBefore, transactions: xacts };
 }
 
 /** HAProxy's counters and server states over a window; stop() takes the clients' count of its own error pages. */

@@ -26,7 +26,15 @@ export const proxyLine = (p: ProxyCounters) =>
   (p.noneUp ? `, no server up in ${p.noneUp} samples` : '');
 
 /** Inbound webhooks only, after an idle stretch: CPU per event net of idle. */
-export type EventWindow = { idle: CpuGroups; idleSeconds: number; cpu: CpuGroups; seconds: number; events: number };
+export type EventWindow = {
+  idle: CpuGroups;
+  idleSeconds: number;
+  cpu: CpuGroups;
+  seconds: number;
+  events: number;
+  /** PostgreSQL transactions (statements outside one count one each) in the window, idle ones included. */
+  transactions: number;
+};
 
 export type PhaseResult = {
   instances: number;
@@ -110,7 +118,7 @@ function eventRow(label: string, w: EventWindow, subscribers: string): string {
   const gateways = Object.entries(w.cpu.gateways).map(([name, ms]) => [name, net(ms, w.idle.gateways[name] ?? 0)] as const);
   const each = gateways.map(([name, ms]) => `${name} ${us(ms, w.events)}`).join(', ');
   const other = (group: string) => us(net(w.cpu[group] as number, w.idle[group] as number), w.events);
-  return `| ${label} | ${w.events} | ${subscribers} | ${each} | ${us(gateways.reduce((sum, [, ms]) => sum + ms, 0), w.events)} | ${other('PostgreSQL primary')} | ${other('HAProxy')} | ${other('Redis')} | ${other('subscribers')} |`;
+  return `| ${label} | ${w.events} | ${subscribers} | ${each} | ${us(gateways.reduce((sum, [, ms]) => sum + ms, 0), w.events)} | ${(w.transactions / Math.max(1, w.events)).toFixed(1)} | ${other('PostgreSQL primary')} | ${other('HAProxy')} | ${other('Redis')} | ${other('subscribers')} |`;
 }
 
 export function renderScaleReport(run: ScaleRun): string {
@@ -141,6 +149,13 @@ export function renderScaleReport(run: ScaleRun): string {
       `autocannon with ${run.settings.connections} connections, a closed loop of inbox reads (45%), thread reads (40%, first page of a ` +
       '20,000-message conversation) and sends (15%, sendReply with an idempotency key, simulated provider), with signed inbound webhooks ' +
       `at a fixed ${run.settings.webhooksPerSecond}/s beside it; ${run.settings.warmupS} s warm-up, ${run.settings.durationS} s measured.`,
+    '- Rolling restart (at the largest instance count): subscribers connect again, the same mixed load runs as an open loop at half the ' +
+      'throughput one instance fewer managed (a restart is done below saturation: HAProxy\'s checks queue behind the requests), with the webhooks ' +
+      'beside it; each instance in turn gets SIGTERM (it answers 503 on /health/ready, keeps serving SHUTDOWN_DELAY_MS, drains, closes ' +
+      'WebSockets with 1001), exits, and is started again; the next one follows once HAProxy sees it UP. A subscriber whose socket closes ' +
+      'connects again through HAProxy after 1.3-4 s (graphql-ws\'s own retry delay) and subscribes with `after:` the cursor of the last message it got.',
+    `- Rate limit: every instance restarted with RATE_LIMIT_PER_MINUTE=${run.limit.limit}, Redis emptied, then ${run.limit.attempts} requests with one token ` +
+      'through HAProxy on fresh connections (so round-robin spreads them) within a few seconds.',
     '- Every answer is checked: a GraphQL 200 with `errors`, a send that did not send, a webhook that did not answer 200 is a failed request.',
     '- After the load, the inbound messages stored for the webhooks sent (read from PostgreSQL by MessageSid) are compared with what each subscriber ' +
       'received: every message exactly once, none missing, none twice.',
@@ -182,8 +197,8 @@ export function renderScaleReport(run: ScaleRun): string {
       '(3 s just before, same processes) subtracted. Every instance receives every event through Redis; subscribers with the same operation share one ' +
       'execution (one read, one serialization per event per instance), a subscriber that resumed with `after:` runs its own.',
     '',
-    '| instances | events | subscribers per instance | gateway CPU per event, each instance (µs) | all gateways (µs) | PostgreSQL primary (µs) | HAProxy (µs) | Redis (µs) | subscribers\' clients (µs) |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| instances | events | subscribers per instance | gateway CPU per event, each instance (µs) | all gateways (µs) | PostgreSQL transactions per event | PostgreSQL primary (µs) | HAProxy (µs) | Redis (µs) | subscribers\' clients (µs) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...phases.map((p) => eventRow(`${p.instances}`, p.events, Object.values(p.spread).join(' / '))),
     eventRow(`${restart.exits.length}, after the rolling restart`, restart.eventsAfter, `${restart.check.resumed} subscribers resumed with after:`),
     '',

@@ -123,6 +123,7 @@ export function buildApp(deps: Deps, options: AppOptions = {}): App {
     graphql,
     async start(port = deps.config.port, host = deps.config.host) {
       await deps.events.ready; // cross-instance events flowing before the first subscriber
+      await deps.reads?.recentWrites.ready; // other instances' writes reach us before the first read
       // Revoked tokens leave the auth cache at once; should LISTEN fail, the cache TTL still bounds it.
       stopWatchingRevocations ??= await deps.authenticator.watchRevocations(deps.redis ?? deps.database).catch((error: unknown) => {
         deps.logger.warn({ err: error }, 'could not LISTEN for token revocations; the auth cache TTL bounds them');

@@ -12,8 +12,18 @@ const configSchema = z.object({
   PORT: z.coerce.number().int().min(0).max(65535).default(4000),
   /** PostgreSQL connection string; unset means embedded PGlite in DATA_DIR. */
   DATABASE_URL: z.string().url().optional(),
+  /** PostgreSQL itself, when DATABASE_URL is a pooler in transaction mode (pgbouncer): migrations and LISTEN use it. */
+  DATABASE_DIRECT_URL: z.string().url().optional(),
+  /** The pooler keeps prepared statements per client (pgbouncer >= 1.21 with max_prepared_statements); only with DATABASE_DIRECT_URL. */
+  DATABASE_POOLER_PREPARED: booleanString.default(false),
   DATA_DIR: z.string().default('./.data'),
   DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+  /** A streaming replica of DATABASE_URL: GraphQL queries and REST GETs read from it (docs/deploy.md, Read replica). */
+  DATABASE_READ_URL: z.string().url().optional(),
+  /** Connections to DATABASE_READ_URL per instance (default: DATABASE_POOL_SIZE). */
+  DATABASE_READ_POOL_SIZE: z.coerce.number().int().min(1).max(200).optional(),
+  /** After a write, that token's reads go to the primary for this long, so it sees its own write despite replica lag. */
+  READ_YOUR_WRITES_MS: z.coerce.number().int().min(0).max(600_000).default(2_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Base URL the outside world uses to reach this service (short links, Twilio callbacks). */
   PUBLIC_BASE_URL: z.string().url().optional(),
@@ -128,8 +138,16 @@ export type Config = {
   host: string;
   port: number;
   databaseUrl: string | undefined;
+  /**
+   * Set when databaseUrl is a pooler in transaction mode: PostgreSQL itself, for migrations and LISTEN.
+   * Pooled connections then prepare no statements unless databasePoolerPrepared.
+   */
+  databaseDirectUrl: string | undefined;
+  databasePoolerPrepared: boolean;
   dataDir: string;
   databasePoolSize: number;
+  /** DATABASE_READ_URL and its pool; null: every read on the primary. */
+  readReplica: { url: string; poolSize: number; readYourWritesMs: number } | null;
   logLevel: z.infer<typeof configSchema>['LOG_LEVEL'];
   publicBaseUrl: string;
   seedDemo: boolean;
@@ -245,6 +263,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       `Invalid configuration: WEBHOOK_LEASE_MS (${c.WEBHOOK_LEASE_MS}) must be longer than WEBHOOK_TIMEOUT_MS (${c.WEBHOOK_TIMEOUT_MS}): an attempt still waiting for its answer must not be made again.`,
     );
   }
+  if (c.DATABASE_DIRECT_URL && !c.DATABASE_URL) {
+    throw new ConfigError(
+      'Invalid configuration: DATABASE_DIRECT_URL needs DATABASE_URL: it names PostgreSQL itself when DATABASE_URL is a connection pooler.',
+    );
+  }
+  if (c.DATABASE_READ_URL && !c.DATABASE_URL) {
+    throw new ConfigError('Invalid configuration: DATABASE_READ_URL needs DATABASE_URL: the replica is a copy of a PostgreSQL primary, which takes the writes.');
+  }
   if (c.AUTH_JWKS_URL && (!c.AUTH_JWT_ISSUER || !c.AUTH_JWT_AUDIENCE)) {
     throw new ConfigError(
       'Invalid configuration: AUTH_JWKS_URL needs AUTH_JWT_ISSUER and AUTH_JWT_AUDIENCE: a token is accepted only from that issuer, for this audience.',
@@ -255,8 +281,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     host: c.HOST,
     port: c.PORT,
     databaseUrl: c.DATABASE_URL,
+    databaseDirectUrl: c.DATABASE_DIRECT_URL,
+    databasePoolerPrepared: c.DATABASE_POOLER_PREPARED,
     dataDir: c.DATA_DIR,
     databasePoolSize: c.DATABASE_POOL_SIZE,
+    readReplica: c.DATABASE_READ_URL
+      ? { url: c.DATABASE_READ_URL, poolSize: c.DATABASE_READ_POOL_SIZE ?? c.DATABASE_POOL_SIZE, readYourWritesMs: c.READ_YOUR_WRITES_MS }
+      : null,
     logLevel: c.LOG_LEVEL,
     publicBaseUrl: (c.PUBLIC_BASE_URL ?? `http://localhost:${c.PORT}`).replace(/\/+$/, ''),
     seedDemo: c.SEED_DEMO ?? !c.DATABASE_URL,

@@ -2,12 +2,14 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import { createDatabase, type Database } from './db/client.js';
+import { ReadReplica } from './db/read-replica.js';
 import { RateLimiter } from './http/rate-limit.js';
 import { Metrics } from './observability/metrics.js';
 import { observedProvider } from './observability/observed-provider.js';
 import { createTracing, type Tracing } from './observability/tracing.js';
 import { createSmsProvider } from './providers/index.js';
 import { createEventBus } from './pubsub/index.js';
+import { RecentWrites } from './pubsub/recent-writes.js';
 import { connectRedis, type RedisConnections } from './pubsub/redis.js';
 import { runAfterCommit } from './db/after-commit.js';
 import { ACCESS_CHANGED_CHANNEL, Authenticator, relayAccessChanges } from './services/auth.js';
@@ -45,10 +47,29 @@ export type Deps = ServiceDeps & {
   tracing: Tracing | null;
   /** Redis connections (REDIS_URL), or null: events over the database, rate limits in memory. */
   redis: RedisConnections | null;
+  /** The read replica (DATABASE_READ_URL) and what routes reads to it; null: every read on the primary. */
+  reads: ReadRouting | null;
 };
 
-/** Wires the long-lived services around an open, migrated database. */
-export function assembleDeps(config: Config, database: Database, logger: Logger): Deps {
+/** Where read-only requests read; src/context.ts chooses per request. */
+export type ReadRouting = {
+  replica: ReadReplica;
+  /** Tokens that wrote lately: their reads stay on the primary (READ_YOUR_WRITES_MS). */
+  recentWrites: RecentWrites;
+  /**
+   * These Deps with the replica's db and a service state of their own: a batcher or cache first made for a
+   * read captures the db it was made with, and must never serve a write.
+   */
+  replicaDeps: Deps;
+  /** gateway_db_reads_total by target. */
+  served: Record<'primary' | 'replica', { inc(): void }>;
+};
+
+/**
+ * Wires the long-lived services around an open, migrated database, and the read replica when there is one
+ * (it is never migrated: it replays the primary).
+ */
+export function assembleDeps(config: Config, database: Database, logger: Logger, replica: Database | null = null): Deps {
   const metrics = new Metrics();
   const tracing = createTracing(config);
   const redis = config.redisUrl ? connectRedis(config.redisUrl, logger) : null;
@@ -75,7 +96,7 @@ export function assembleDeps(config: Config, database: Database, logger: Logger)
   metrics.sources.webhookDeliveriesPending = () => countPendingWebhookDeliveries(database.db);
   const textability = new TextabilityService(database.db, sms, logger, config.lookupRetryMs);
   const authenticator = new Authenticator(database.db, config.authCacheTtlMs, config.jwt ? new JwtVerifier(config.jwt) : null);
-  return {
+  const deps: Deps = {
     config,
     database,
     db: database.db,
@@ -113,13 +134,35 @@ export function assembleDeps(config: Config, database: Database, logger: Logger)
     metrics,
     tracing,
     redis,
+    reads: null,
   };
+  if (replica) deps.reads = routeReads(deps, replica, config.readReplica?.readYourWritesMs ?? 0);
+  return deps;
+}
+
+function routeReads(deps: Deps, database: Database, readYourWritesMs: number): ReadRouting {
+  const replica = new ReadReplica(database, deps.logger);
+  const reads: ReadRouting = {
+    replica,
+    recentWrites: new RecentWrites(readYourWritesMs, deps.redis, deps.logger),
+    replicaDeps: deps,
+    served: { primary: deps.metrics.dbReads.labels({ target: 'primary' }), replica: deps.metrics.dbReads.labels({ target: 'replica' }) },
+  };
+  reads.replicaDeps = { ...deps, db: replica.db, state: new ServiceState(), reads };
+  deps.metrics.watchReplica(replica);
+  return reads;
 }
 
 /** Opens the configured database (PostgreSQL, or embedded PGlite), applies migrations, wires services. */
 export async function openDeps(config: Config, logger: Logger): Promise<Deps & { close(): Promise<void> }> {
   const database = config.databaseUrl
-    ? await createDatabase({ kind: 'postgres', url: config.databaseUrl, poolSize: config.databasePoolSize })
+    ? await createDatabase({
+        kind: 'postgres',
+        url: config.databaseUrl,
+        poolSize: config.databasePoolSize,
+        directUrl: config.databaseDirectUrl,
+        poolerPrepared: config.databasePoolerPrepared,
+      })
     : await createDatabase({ kind: 'pglite', dataDir: resolve(config.dataDir) });
   try {
     await database.migrate();
@@ -127,7 +170,11 @@ export async function openDeps(config: Config, logger: Logger): Promise<Deps & {
     await database.close().catch(() => {});
     throw error;
   }
-  const deps = assembleDeps(config, database, logger);
+  // postgres.js connects on first use: an unreachable replica does not hold the start (reads use the primary).
+  const replica = config.readReplica
+    ? await createDatabase({ kind: 'postgres', url: config.readReplica.url, poolSize: config.readReplica.poolSize })
+    : null;
+  const deps = assembleDeps(config, database, logger, replica);
   return {
     ...deps,
     close: () => closeDeps(deps),
@@ -147,9 +194,12 @@ export async function closeDeps(deps: Deps, options: { database?: boolean } = {}
   await deps.sms.close();
   deps.logger.info({ held: deps.state.inspect() }, 'draining service state');
   await deps.state.drain();
+  await deps.reads?.replicaDeps.state.drain();
   await deps.events.close();
+  await deps.reads?.recentWrites.close();
   await deps.redis?.close();
   await deps.tracing?.close().catch((error: unknown) => deps.logger.warn({ err: error }, 'could not export the last spans'));
   // false: the database is shared with another instance in this process (tests of several instances on PGlite).
+  await deps.reads?.replica.close();
   if (options.database !== false) await deps.database.close();
 }

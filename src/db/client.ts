@@ -8,7 +8,7 @@ import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
-import postgres from 'postgres';
+import postgres, { type Sql } from 'postgres';
 import * as coreTables from './tables.js';
 import * as teamworkTables from './teamwork-tables.js';
 import * as webhookTables from './webhook-tables.js';
@@ -76,7 +76,20 @@ export class StatementLog implements DrizzleLogger {
 }
 
 export type DatabaseOptions =
-  | { kind: 'postgres'; url: string; poolSize?: number; /** Names this instance's connections in pg_stat_activity. */ applicationName?: string }
+  | {
+      kind: 'postgres';
+      url: string;
+      poolSize?: number;
+      /** Names this instance's connections in pg_stat_activity. */
+      applicationName?: string;
+      /**
+       * Set when `url` is a pooler in transaction mode (pgbouncer): PostgreSQL itself, for migrations and LISTEN,
+       * which need a session of their own. Pooled connections then prepare no statements unless poolerPrepared.
+       */
+      directUrl?: string;
+      /** The pooler keeps each client's prepared statements (pgbouncer >= 1.21 with max_prepared_statements). */
+      poolerPrepared?: boolean;
+    }
   | {
       kind: 'pglite';
       dataDir?: string /* undefined: in memory */;
@@ -86,45 +99,7 @@ export type DatabaseOptions =
 
 export async function createDatabase(options: DatabaseOptions): Promise<Database> {
   const statementLog = new StatementLog();
-  if (options.kind === 'postgres') {
-    // postgres.js keeps its pool's counts private: the server's own view of our connections, by their name.
-    const applicationName = options.applicationName ?? `conversations-gateway/${randomUUID().slice(0, 8)}`;
-    const max = options.poolSize ?? 10;
-    const client = postgres(options.url, {
-      connection: { application_name: applicationName },
-      max,
-      onnotice: () => {},
-      // While the server is away, queued queries fail at the next reconnect attempt: retry within a quarter second
-      // (not postgres.js's default of up to 20 s), so callers get a prompt 503 and recovery is prompt too.
-      backoff: (retries: number) => Math.min(0.02 * 2 ** retries, 0.25),
-      connect_timeout: 5,
-      // Keep timestamps as Date and bigint-free counts.
-    });
-    const db = drizzlePostgres(client, { schema: tables, logger: statementLog }) as unknown as Db;
-    return {
-      db,
-      kind: 'postgres',
-      statementLog,
-      migrate: () => migratePostgres(db as never, { migrationsFolder }),
-      ping: async () => {
-        await client`select 1`;
-      },
-      listen: async (channel, onPayload) => {
-        const subscription = await client.listen(channel, onPayload);
-        return () => subscription.unlisten();
-      },
-      poolStats: async () => {
-        // The connection counting is busy only for this statement: it counts as idle.
-        const [row] = await client<{ open: number; busy: number }[]>`
-          select count(*)::int as open, (count(*) filter (where state = 'active' and pid <> pg_backend_pid()))::int as busy
-          from pg_stat_activity where application_name = ${applicationName}`;
-        const open = row?.open ?? 0;
-        const busy = row?.busy ?? 0;
-        return { open, busy, idle: open - busy, max };
-      },
-      close: () => client.end({ timeout: 5 }),
-    };
-  }
+  if (options.kind === 'postgres') return openPostgres(options, statementLog);
 
   if (options.dataDir) mkdirSync(options.dataDir, { recursive: true });
   const client = new PGlite({ dataDir: options.dataDir, loadDataDir: options.loadDataDir });
@@ -143,4 +118,110 @@ export async function createDatabase(options: DatabaseOptions): Promise<Database
     poolStats: async () => ({ open: 1, max: 1 }),
     close: () => client.close(),
   };
+}
+
+type PostgresOptions = Extract<DatabaseOptions, { kind: 'postgres' }>;
+
+function openPostgres(options: PostgresOptions, statementLog: StatementLog): Database {
+  // postgres.js keeps its pool's counts private: the server's own view of our connections, by their name.
+  const applicationName = options.applicationName ?? `conversations-gateway/${randomUUID().slice(0, 8)}`;
+  const max = options.poolSize ?? 10;
+  const directUrl = options.directUrl;
+  const connectionOptions = {
+    connection: { application_name: applicationName },
+    onnotice: () => {},
+    // While the server is away, queued queries fail at the next reconnect attempt: retry within a quarter second
+    // (not postgres.js's default of up to 20 s), so callers get a prompt 503 and recovery is prompt too.
+    backoff: (retries: number) => Math.min(0.02 * 2 ** retries, 0.25),
+    connect_timeout: 5,
+  };
+  const client = postgres(options.url, {
+    ...connectionOptions,
+    max,
+    // In transaction mode a client's next statement may run on another server connection, where a statement
+    // prepared on the last one does not exist. Client-wide false wins over the per-query `prepare: true` that
+    // Drizzle sends for named statements (HotQuery in rows.ts): postgres.js takes `options.prepare && query's`.
+    prepare: directUrl === undefined || options.poolerPrepared === true,
+  });
+  // Behind a pooler, pg_stat_activity shows the pooler's server connections: count our own work instead.
+  const work = directUrl === undefined ? null : { inFlight: 0 };
+  const db = drizzlePostgres(work ? countingClient(client, work) : client, { schema: tables, logger: statementLog }) as unknown as Db;
+  // LISTEN holds its session open; through a pooler in transaction mode that server connection would go back to
+  // the pool after the LISTEN and the notifications would be lost. Connects only when something listens.
+  const listener = directUrl === undefined ? client : postgres(directUrl, { ...connectionOptions, max: 1 });
+  return {
+    db,
+    kind: 'postgres',
+    statementLog,
+    migrate: async () => {
+      if (directUrl === undefined) return migratePostgres(db as never, { migrationsFolder });
+      // Migrations straight to PostgreSQL: DDL may wait on locks for long, and a migration may rely on its session.
+      const direct = postgres(directUrl, { ...connectionOptions, max: 1 });
+      try {
+        await migratePostgres(drizzlePostgres(direct) as never, { migrationsFolder });
+      } finally {
+        await direct.end({ timeout: 5 });
+      }
+    },
+    ping: async () => {
+      await client`select 1`;
+    },
+    listen: async (channel, onPayload) => {
+      const subscription = await listener.listen(channel, onPayload);
+      return () => subscription.unlisten();
+    },
+    poolStats: async (): Promise<Record<string, number>> => {
+      if (work) {
+        // postgres.js gives each statement or transaction a connection of its own up to `max`, then queues them.
+        return { busy: Math.min(work.inFlight, max), waiting: Math.max(0, work.inFlight - max), max };
+      }
+      // The connection counting is busy only for this statement: it counts as idle.
+      const [row] = await client<{ open: number; busy: number }[]>`
+        select count(*)::int as open, (count(*) filter (where state = 'active' and pid <> pg_backend_pid()))::int as busy
+        from pg_stat_activity where application_name = ${applicationName}`;
+      const open = row?.open ?? 0;
+      const busy = row?.busy ?? 0;
+      return { open, busy, idle: open - busy, max };
+    },
+    close: async () => {
+      await client.end({ timeout: 5 });
+      if (listener !== client) await listener.end({ timeout: 5 });
+    },
+  };
+}
+
+/**
+ * The client as Drizzle sees it, counting statements and transactions in flight (poolStats behind a pooler).
+ * Drizzle's session runs everything through `unsafe` (statements) and `begin` (transactions); statements
+ * inside a transaction go to the transaction's own client and count as the transaction.
+ */
+function countingClient(client: Sql, work: { inFlight: number }): Sql {
+  const unsafe = (...args: Parameters<Sql['unsafe']>) => {
+    const pending = client.unsafe(...args);
+    let running: Promise<unknown> | null = null;
+    // postgres.js runs a query when it is first awaited; Drizzle may ask for `.values()` before that.
+    const counted = {
+      values() {
+        pending.values();
+        return counted;
+      },
+      then(onFulfilled?: (value: unknown) => unknown, onRejected?: (reason: unknown) => unknown) {
+        running ??= counting(() => pending);
+        return running.then(onFulfilled, onRejected);
+      },
+    };
+    return counted;
+  };
+  const counting = async <T>(run: () => PromiseLike<T>): Promise<T> => {
+    work.inFlight += 1;
+    try {
+      return await run();
+    } finally {
+      work.inFlight -= 1;
+    }
+  };
+  const begin = (...args: unknown[]) => counting(() => (client.begin as (...all: unknown[]) => Promise<unknown>)(...args));
+  return new Proxy(client, {
+    get: (target, key, receiver) => (key === 'unsafe' ? unsafe : key === 'begin' ? begin : Reflect.get(target, key, receiver)),
+  });
 }

@@ -73,3 +73,19 @@ function violatedConstraint(error: unknown, sqlState: string): string | null {
   }
   return null;
 }
+
+/**
+ * What only a hot standby answers to a read: `conflict` (40001) when a query is cancelled because replay
+ * must remove rows it still reads (a read-only query meets no other serialization failure), `read-only`
+ * (25006) when something tried to write there. The same statement on the primary succeeds.
+ */
+export function standbyRefusal(error: unknown): 'conflict' | 'read-only' | null {
+  let current: unknown = error;
+  for (let depth = 0; current && typeof current === 'object' && depth < 8; depth += 1) {
+    const code = (current as { code?: unknown }).code;
+    if (code === '40001') return 'conflict';
+    if (code === '25006') return 'read-only';
+    current = (current as { cause?: unknown }).cause ?? (current as { originalError?: unknown }).originalError;
+  }
+  return null;
+}

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { getOperationAST, type DocumentNode, type GraphQLSchema } from 'graphql';
 import type { Plugin, YogaServerInstance } from 'graphql-yoga';
-import { createRequestContext, type RequestContext } from '../context.js';
+import { createRequestContext, primaryContext, recordWrite, retryOnPrimary, type RequestContext } from '../context.js';
 import type { Deps } from '../deps.js';
 import { readBody } from './body.js';
 import { corsHeaders, type corsPolicy } from './cors.js';
@@ -107,14 +107,21 @@ export function createGraphqlFastPath(
     if (!compiled) return null;
     let context: RequestContext;
     try {
-      context = await createRequestContext(deps, credentialsOfRequest(req));
+      context = await createRequestContext(deps, credentialsOfRequest(req), entry.mutation ? 'write' : 'read');
     } catch {
       return null;
     }
     const run = entry.mutation
-      ? () => runMutationOnce(req, compiled, context, values)
+      ? async () => {
+          const json = await runMutationOnce(req, compiled, context, values);
+          // Read-your-writes: announced before the answer goes out (a replay through Yoga announces again).
+          if (deps.reads) await recordWrite(deps, context.caller);
+          return json;
+        }
       : async () => {
-          const result = await compiled.query(undefined, context, values);
+          let result = await compiled.query(undefined, context, values);
+          // The read replica failed this read: the primary answers it (and the replica is marked down if away).
+          if (result.errors?.length && retryOnPrimary(context, result.errors)) result = await compiled.query(undefined, primaryContext(context, deps), values);
           return result.errors?.length || result.extensions ? null : compiled.stringify(result);
         };
     return observeOperation(deps.metrics, deps.tracing, entry.info, run, (json) => json !== null);

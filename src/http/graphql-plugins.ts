@@ -20,6 +20,11 @@ export type FastPathPart =
   /** The fast path's own hook: tells it which documents Yoga accepted. */
   | 'feeds-fast-path'
   /** Metrics and spans (graphql-observability.ts): the fast path records the operations it answers alike. */
-  | 'observed-both';
+  | 'observed-both'
+  /**
+   * Read routing (graphql-read-routing.ts, only with DATABASE_READ_URL): the fast path builds a query's
+   * context for reading and announces a mutation's write itself (context.ts).
+   */
+  | 'routes-reads';
 
 export type DeclaredPlugin = { name: string; plugin: Plugin; fastPath: FastPathPart };

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { PothosError } from '@pothos/core';
 import { GraphQLError } from 'graphql';
-import { createYoga, maskError as yogaMaskError, type GraphiQLOptions, type YogaServerOptions } from 'graphql-yoga';
+import { createYoga, maskError as yogaMaskError, type GraphiQLOptions, type Plugin, type YogaServerOptions } from 'graphql-yoga';
 import { createRequestContext, type RequestContext } from '../context.js';
 import type { Deps } from '../deps.js';
 import { classifyError, logClassifiedError } from '../error-classifier.js';
@@ -13,6 +13,7 @@ import { failureAlreadyLogged } from './request-id.js';
 import { createCompileCache, useCompiledExecution } from './graphql-compile.js';
 import { createGraphqlFastPath } from './graphql-fast-path.js';
 import { useOperationObservability } from './graphql-observability.js';
+import { useReadRouting } from './graphql-read-routing.js';
 import type { DeclaredPlugin } from './graphql-plugins.js';
 import { operationGuards } from './operation-guards.js';
 
@@ -81,6 +82,8 @@ export function createGraphqlHandler(deps: Deps, options: GraphqlOptions = {}) {
     { name: 'observability', plugin: useOperationObservability(deps.metrics, deps.tracing), fastPath: 'observed-both' },
     ...hardened.plugins,
     { name: 'compiled-execution', plugin: useCompiledExecution(compileCache), fastPath: 'execution' },
+    // Only with a read replica: without one, nothing runs per operation.
+    ...(deps.reads ? [{ name: 'read-routing', plugin: useReadRouting() as Plugin, fastPath: 'routes-reads' } satisfies DeclaredPlugin] : []),
     { name: 'fast-path', plugin: fastPath.plugin, fastPath: 'feeds-fast-path' },
   ];
   const yogaOptions = {

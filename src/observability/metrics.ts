@@ -86,6 +86,13 @@ export class Metrics {
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
+  readonly dbReads = new Counter({
+    name: 'gateway_db_reads_total',
+    help: 'Read-only requests (GraphQL queries, REST GETs) by the database they read from (primary, replica); counted only with DATABASE_READ_URL. A read retried on the primary after the replica failed counts on both.',
+    labelNames: ['target'] as const,
+    registers: [this.registry],
+  });
+
   readonly webhookAttemptDuration = new Histogram({
     name: 'gateway_webhook_attempt_duration_seconds',
     help: 'Time from sending an outgoing webhook to its answer (or its failure).',
@@ -107,7 +114,7 @@ export class Metrics {
     });
     new Gauge({
       name: 'gateway_db_pool_connections',
-      help: 'Database connections of this instance by state (open, busy, idle, max).',
+      help: "Database connections of this instance by state (open, busy, idle, max); behind a pooler the instance's own count of its connections to the pooler (busy, waiting, max).",
       labelNames: ['state'] as const,
       registers: [this.registry],
       async collect() {
@@ -138,6 +145,26 @@ export class Metrics {
       registers: [this.registry],
       async collect() {
         if (sources.webhookDeliveriesPending) this.set(await sources.webhookDeliveriesPending());
+      },
+    });
+  }
+
+  /** The read replica's gauges (only with DATABASE_READ_URL), read when Prometheus scrapes. */
+  watchReplica(replica: { readonly usable: boolean; lagSeconds(): Promise<number | null> }): void {
+    new Gauge({
+      name: 'gateway_db_replica_lag_seconds',
+      help: 'How far the read replica is behind the primary (now() - pg_last_xact_replay_timestamp() while it has WAL to replay, else 0); NaN while it is unreachable.',
+      registers: [this.registry],
+      async collect() {
+        this.set((await replica.lagSeconds()) ?? Number.NaN);
+      },
+    });
+    new Gauge({
+      name: 'gateway_db_replica_up',
+      help: '1 while reads go to the read replica, 0 while it is unreachable and reads go to the primary.',
+      registers: [this.registry],
+      collect() {
+        this.set(replica.usable ? 1 : 0);
       },
     });
   }

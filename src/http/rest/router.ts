@@ -1,5 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { depsForReading, recordWrite, retryOnPrimary } from '../../context.js';
 import type { Deps } from '../../deps.js';
+import type { Caller } from '../../services/auth.js';
 import { classifyError, logClassifiedError } from '../../error-classifier.js';
 import { AppError } from '../../errors.js';
 import { createLoaders } from '../../loaders/index.js';
@@ -9,7 +11,7 @@ import { pathOf, sendErrorJson, sendJson } from '../respond.js';
 import { conversationMessagesRoute, listConversationsRoute, replyRoute } from './conversations.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { queryOf } from './request.js';
-import type { RestRoute } from './route.js';
+import type { RestRoute, RouteContext } from './route.js';
 import { buildWebhookJsonSchema } from './webhook-schemas.js';
 
 export const restRoutes: readonly RestRoute[] = [listConversationsRoute, conversationMessagesRoute, replyRoute];
@@ -31,6 +33,28 @@ function matchPath(template: string, path: string): Record<string, string> | nul
 }
 
 
+/**
+ * Runs a route. A GET reads from the read replica when it may (context.ts), and from the primary when the
+ * replica failed it; any other method writes, and announces it before its answer goes out (read-your-writes).
+ */
+async function handleRoute(deps: Deps, route: RestRoute, request: Omit<RouteContext, 'deps' | 'loaders'>) {
+  const { caller } = request;
+  const run = (source: Deps) => route.handle({ ...request, deps: source, loaders: createLoaders(source.db, caller.organizationId) });
+  if (route.method !== 'GET') {
+    const result = await run(deps);
+    await recordWrite(deps, caller);
+    return result;
+  }
+  const source = depsForReading(deps, caller);
+  if (source === deps) return run(deps);
+  try {
+    return await run(source);
+  } catch (error) {
+    if (!retryOnPrimary({ deps: source }, [error])) throw error;
+    return run(deps);
+  }
+}
+
 /** Serves everything under /api: the published conversations routes and their OpenAPI document. */
 export function createRestHandler(deps: Deps) {
   // CORS of simple requests is set before routing (app.ts); a preflight is answered here, with the route's methods.
@@ -39,6 +63,7 @@ export function createRestHandler(deps: Deps) {
   const webhookSchema = buildWebhookJsonSchema();
 
   return async function handleRest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let caller: Caller | null = null;
     try {
       const path = pathOf(req).replace(/(.)\/+$/, '$1');
       const method = req.method ?? 'GET';
@@ -65,17 +90,12 @@ export function createRestHandler(deps: Deps) {
       if (!match) throw new AppError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${path}; use ${allow}.`, { allow });
 
       const credentials = credentialsOfRequest(req);
-      const caller = await deps.authenticator.authenticate(credentials.authorization, credentials.organizationId);
-      const result = await match.route.handle({
-        deps,
-        req,
-        caller,
-        loaders: createLoaders(deps.db, caller.organizationId),
-        params: match.params,
-        query: queryOf(req),
-      });
+      caller = await deps.authenticator.authenticate(credentials.authorization, credentials.organizationId);
+      const result = await handleRoute(deps, match.route, { req, caller, params: match.params, query: queryOf(req) });
       sendJson(res, result.status, result.body);
     } catch (error) {
+      // A write that failed may still have stored something (a reply in doubt): its reads stay on the primary too.
+      if (caller && req.method !== 'GET') await recordWrite(deps, caller);
       if (res.headersSent) {
         deps.logger.error({ err: error }, 'REST request failed after the response started');
         res.destroy();

@@ -10,7 +10,7 @@ export async function previewReply(deps: RecipientDeps, organizationId: string, 
   const shapeError = checkShape(input);
   if (shapeError) throw shapeError;
   const phoneNumber = normalizePhone(input.phoneNumber);
-  const recipient = await resolveRecipient(deps, organizationId, phoneNumber, input);
+  const recipient = await resolveRecipient(deps, organizationId, phoneNumber, input, 'preview');
   const base = recipient instanceof AppError ? await shortLinkBaseOf(deps, organizationId) : recipient.shortLinkBase;
   const composed = compose(input, base, deps.config.mmsCreditPrice);
   const preview = {

@@ -73,6 +73,8 @@ export async function resolveRecipient(
   organizationId: string,
   phoneNumber: string,
   input: SendReplyInput,
+  /** `preview` stores nothing: previewReply is a query, which may run on a read replica. */
+  mode: 'send' | 'preview' = 'send',
 ): Promise<Recipient | AppError> {
   const { wanted, byId, wantedId } = numberWanted(input);
   const row = await recipientBatcherOf(deps).submit({ org: organizationId, phone: phoneNumber, byId, wanted: wantedId });
@@ -81,12 +83,15 @@ export async function resolveRecipient(
   let contact = row.c_id === null || row.c_id === undefined ? null : readRecipientContact(row);
   let refusal = contactRefusal(contact, phoneNumber);
   if (refusal === 'pending' && (await hasInboundFrom(deps.db, organizationId, phoneNumber))) {
-    // A number that texted us can receive texts, whatever a pending lookup will say.
-    const [updated] = await deps.db
-      .update(contacts)
-      .set({ isTextable: true, updatedAt: sql`now()` })
-      .where(and(eq(contacts.organizationId, organizationId), eq(contacts.id, contact!.id)))
-      .returning();
+    // A number that texted us can receive texts, whatever a pending lookup will say (stored by the send).
+    const [updated] =
+      mode === 'preview'
+        ? [{ ...contact!, isTextable: true }]
+        : await deps.db
+            .update(contacts)
+            .set({ isTextable: true, updatedAt: sql`now()` })
+            .where(and(eq(contacts.organizationId, organizationId), eq(contacts.id, contact!.id)))
+            .returning();
     contact = updated ?? contact;
     refusal = contactRefusal(contact, phoneNumber);
   }

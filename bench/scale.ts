@@ -9,12 +9,12 @@ import { Redis } from 'ioredis';
 import postgres from 'postgres';
 import twilio from 'twilio';
 import { hashApiToken } from '../src/services/auth.js';
-import { startPrivatePostgres, type PrivatePostgres } from '../tests/helpers/private-postgres.js';
 import { prepareDatabase } from './lib/database.js';
 import { benchToken, checkDataset, loadDataset, QUICK_DATASET } from './lib/dataset.js';
-import { freePort, gatewayInstance, ownCpuMs, sleep, startHaproxy, startRedis, treeCpuMs, waitForServers, watchServers, machineCpuMs, type GatewayInstance, type Haproxy, type Service } from './lib/scale-cluster.js';
+import { freePort, gatewayInstance, ownCpuMs, sleep, startHaproxy, startRedis, waitForServers, watchServers, machineCpuMs, type GatewayInstance, type Haproxy, type Service } from './lib/scale-cluster.js';
 import { runMixedLoad, startWebhooks, type Autocannon, type LoadPlan, type Target } from './lib/scale-load.js';
 import { renderScaleReport, type CpuGroups, type EventWindow, type ProxyCounters, type PhaseResult, type RateLimitResult, type RestartResult, type ScaleRun } from './lib/scale-report.js';
+import { startDatabase, type DatabaseTopology } from './lib/scale-database.js';
 import { connectSubscribers, type SubscriberFleet } from './lib/subscriber-fleet.js';
 
 // npm run bench:scale [-- --quick] [--instances 1,2,3] [--duration S] [--subscribers N] [--connections N]
@@ -39,6 +39,9 @@ const { values } = parseArgs({
     'webhooks-per-second': { type: 'string', default: '2' },
     'event-rate': { type: 'string', default: '5' },
     'rate-limit': { type: 'string', default: '120' },
+    pooler: { type: 'string', default: 'pgbouncer' },
+    replica: { type: 'string', default: 'on' },
+    'pgbouncer-pool-size': { type: 'string', default: '10' },
     output: { type: 'string', default: join(benchDir, 'SCALE.md') },
   },
 });
@@ -72,17 +75,10 @@ async function cleanup() {
 process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
 process.on('SIGTERM', () => void cleanup().then(() => process.exit(143)));
 
-/** The postmaster's pid: the parent of any backend. */
-async function postmasterPid(sql: postgres.Sql): Promise<number> {
-  const [row] = await sql`select pg_backend_pid() as pid`;
-  const stat = (await import('node:fs')).readFileSync(`/proc/${row!.pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-}
-
 type Cluster = {
-  primary: PrivatePostgres;
+  database: DatabaseTopology;
+  /** The primary itself: the correctness checks read what was stored there. */
   primarySql: postgres.Sql;
-  primaryPid: number;
   redis: Service;
   haproxy: Haproxy;
   instances: GatewayInstance[];
@@ -95,7 +91,7 @@ function cpuSnapshot(cluster: Cluster): CpuGroups {
   for (const instance of cluster.instances) if (instance.running()) gateways[instance.name] = ownCpuMs(instance.pid());
   return {
     gateways,
-    'PostgreSQL primary': treeCpuMs(cluster.primaryPid),
+    ...cluster.database.cpu(),
     HAProxy: ownCpuMs(cluster.haproxy.pid),
     Redis: ownCpuMs(cluster.redis.pid),
     'load generator': ownCpuMs(process.pid),
@@ -109,22 +105,6 @@ function cpuDelta(before: CpuGroups, after: CpuGroups): CpuGroups {
   const result: CpuGroups = { gateways };
   for (const key of Object.keys(after)) if (key !== 'gateways') result[key] = (after[key] as number) - ((before[key] as number | undefined) ?? 0);
   return result;
-}
-
-/** Samples PostgreSQL client connections (all, and active) while a window runs; stop() returns the peaks. */
-function sampleConnections(sql: postgres.Sql) {
-  let total = 0;
-  let active = 0;
-  const timer = setInterval(() => {
-    void sql`select count(*)::int as total, (count(*) filter (where state = 'active'))::int as active
-             from pg_stat_activity where backend_type = 'client backend' and pid <> pg_backend_pid()`
-      .then(([row]) => {
-        total = Math.max(total, row!.total);
-        active = Math.max(active, row!.active);
-      })
-      .catch(() => {});
-  }, 500);
-  return () => (clearInterval(timer), { total, active });
 }
 
 /** Subscribers connected through HAProxy, and subscribed: a probe message reached every one of them. */
@@ -240,9 +220,9 @@ async function main() {
   cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
 
   log('Starting PostgreSQL (private cluster) and loading the quick dataset');
-  const primary = await startPrivatePostgres();
-  cleanups.push(() => primary.destroy());
-  const url = primary.url.replace(/\/postgres$/, '/gw_scale');
+  const database = await startDatabase({ database: 'gw_scale', pgbouncer: values.pooler === 'pgbouncer', replica: values.replica === 'on', pgbouncerPoolSize: Number(values['pgbouncer-pool-size']) });
+  cleanups.push(() => database.destroy());
+  const url = database.directUrl;
   await prepareDatabase(url);
   const primarySql = postgres(url, { max: 2, onnotice: () => {} });
   cleanups.push(() => primarySql.end());
@@ -250,6 +230,8 @@ async function main() {
   await checkDataset(primarySql, QUICK_DATASET);
   await primarySql.unsafe('vacuum (analyze)');
   log(`Dataset loaded in ${dataset.loadSeconds}s (${dataset.messages} messages)`);
+  await database.startReadersAndPooler();
+  log(database.describe().join(' '));
   const [pgVersion] = await primarySql`select current_setting('server_version') as version, current_setting('max_connections') as max`;
 
   // Writers: organization 1 receives the inbound webhooks (its subscribers count them), sends go to the others.
@@ -288,7 +270,7 @@ async function main() {
     NODE_ENV: 'production',
     LOG_LEVEL: 'warn',
     SEED_DEMO: 'false',
-    DATABASE_URL: url,
+    ...database.gatewayEnv,
     DATABASE_POOL_SIZE: '10',
     REDIS_URL: redis.url,
     PUBLIC_BASE_URL: publicBaseUrl,
@@ -304,7 +286,7 @@ async function main() {
   await instances[0]!.start();
   const haproxy = await startHaproxy(dir, haproxyPort, instances.map((instance) => ({ name: instance.name, port: instance.port })), 1);
   cleanups.push(() => haproxy.stop());
-  const cluster: Cluster = { primary, primarySql, primaryPid: await postmasterPid(primarySql), redis, haproxy, instances, fleetPids: [] };
+  const cluster: Cluster = { database, primarySql, redis, haproxy, instances, fleetPids: [] };
   const sign = (target: string, params: Record<string, string>) => twilio.getExpectedTwilioSignature(TWILIO_AUTH_TOKEN, target, params);
   const webhooksFor = (label: string) => startWebhooks({ url: haproxy.url, perSecond: webhooksPerSecond, targets: inboundTargets, sign, publicBaseUrl, label });
 
@@ -337,12 +319,13 @@ async function main() {
     const before = cpuSnapshot(cluster);
     const machineBefore = machineCpuMs();
     const readinessBefore = readinessFailures();
-    const stopSampling = sampleConnections(primarySql);
+    const stopSampling = database.sampleConnections();
     const load = await runMixedLoad(autocannon, { url: haproxy.url, connections, seconds: durationS, plan });
     const cpu = cpuDelta(before, cpuSnapshot(cluster));
     const machineAfter = machineCpuMs();
     const readinessInWindow = readinessFailures() - readinessBefore;
     const peakConnections = stopSampling();
+    const poolerState = await database.poolerState();
     const webhooksInWindow = webhooks.stats().answered - answeredBefore;
     await webhooks.stop();
     const hook = webhooks.stats();
@@ -365,6 +348,7 @@ async function main() {
       check,
       proxy,
       readinessFailures: readinessInWindow,
+      poolerState,
       machineBusyCores: ((machineAfter.busy - machineBefore.busy) / (machineAfter.total - machineBefore.total)) * os.cpus().length,
     };
     phases.push(result);
@@ -392,6 +376,7 @@ async function main() {
     phases,
     restart,
     limit,
+    notes: database.describe(),
   };
   writeFileSync(values.output!, renderScaleReport(run));
   log(`Wrote ${values.output} in ${run.wallSeconds} s`);

@@ -54,6 +54,8 @@ export type PhaseResult = {
   readinessFailures: number;
   /** Cores busy during the measured window: every process on the machine, and ours. */
   machineBusyCores: number;
+  /** pgbouncer's SHOW POOLS / SHOW SERVERS right after the measured window (empty without it). */
+  poolerState: string[];
 };
 
 export type RestartResult = {
@@ -137,7 +139,7 @@ export function renderScaleReport(run: ScaleRun): string {
     '',
     '## Method',
     '',
-    '- Topology on loopback: a private PostgreSQL cluster, Redis (events, revocations and rate limits shared by the instances), ' +
+    '- Topology on loopback: PostgreSQL (below), Redis (events, revocations and rate limits shared by the instances), ' +
       'HAProxy (`balance roundrobin`, `option httpchk GET /health/ready`, `inter 500ms fall 2 rise 1`, `retry-on conn-failure empty-response`, ' +
       '`timeout tunnel 1h` for WebSockets) in front of the gateway instances, each `node dist/main.js` as `npm start` runs it, with ' +
       `NODE_ENV=production, DATABASE_POOL_SIZE=10, SHUTDOWN_DELAY_MS=${run.settings.shutdownDelayMs} (more than HAProxy's 2 x 500 ms to mark it down).`,
@@ -172,6 +174,9 @@ export function renderScaleReport(run: ScaleRun): string {
         `${p.load.failed + p.warmFailed + p.webhooks.failed} | ${Object.entries(p.connections).map(([k, v]) => `${k} ${v}`).join(', ')} | ${p.readinessFailures} |`,
     ),
     '',
+    ...(phases.some((p) => p.poolerState.length)
+      ? ['pgbouncer right after each measured window:', '', ...phases.flatMap((p) => p.poolerState.map((line) => `- ${p.instances} instance(s): ${line}`)), '']
+      : []),
     '## CPU per request, by process (µs)',
     '',
     `| instances | all processes | gateways (sum) | ${groups.join(' | ')} | cores busy: ours / whole machine (of ${run.machine.cores}) |`,

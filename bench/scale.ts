@@ -416,6 +416,8 @@ async function rollingRestart(
       const code = await exited;
       await instance.start();
       await waitForServers(cluster.haproxy, [instance.name], 'UP');
+      // null: still running 30 s after SIGTERM, so killed: what it printed last says where it hung.
+      if (code === null) log(`  ${instance.name} did not exit within 30 s of SIGTERM; its last output:\n${instance.output().slice(-2000)}`);
       exits.push({ name: instance.name, code, downAfterMs, backAfterMs: performance.now() - t0 });
       log(`  ${instance.name}: exit ${code}, DOWN in HAProxy after ${downAfterMs.toFixed(0)} ms, UP again after ${(performance.now() - t0).toFixed(0)} ms`);
       await sleep(1_000);

@@ -223,7 +223,7 @@ export function renderScaleReport(run: ScaleRun): string {
     '',
     '| instance | exit code | HAProxy marked it DOWN after | UP again after |',
     '| --- | --- | --- | --- |',
-    ...restart.exits.map((e) => `| ${e.name} | ${e.code} | ${e.downAfterMs.toFixed(0)} ms | ${e.backAfterMs.toFixed(0)} ms |`),
+    ...restart.exits.map((e) => `| ${e.name} | ${e.code ?? 'none: killed 30 s after SIGTERM'} | ${e.downAfterMs.toFixed(0)} ms | ${e.backAfterMs.toFixed(0)} ms |`),
     '',
   );
   const failures = [...phases.flatMap((p) => [...p.load.failures, ...p.webhooks.failures]), ...restart.load.failures, ...restart.webhooks.failures, ...restart.check.errors.filter((e) => !/closed 1001/.test(e))];

@@ -28,6 +28,8 @@ function open(subscriber) {
       connectionParams: { authorization: `Bearer ${settings.apiToken}`, organizationId: settings.organizationId },
       lazy: false,
       retryAttempts: 0,
+      // No ack within 10 s (an instance going away mid-handshake): try again rather than wait forever.
+      connectionAckWaitTimeout: 10_000,
       // The connection ack comes after the server authenticated us; the subscription follows on this socket.
       on: { connected: () => ((subscriber.connected = true), resolve(true)) },
     });

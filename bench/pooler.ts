@@ -36,7 +36,13 @@ type Autocannon = (options: Record<string, unknown>) => Promise<{
   non2xx: number;
   errors: number;
 }>;
-const autocannon = createRequire(join(rootDir, 'bench', 'package.json'))('autocannon') as Autocannon;
+const requireFromBench = createRequire(join(rootDir, 'bench', 'package.json'));
+let autocannon: Autocannon;
+try {
+  autocannon = requireFromBench('autocannon') as Autocannon;
+} catch {
+  throw new Error('autocannon is missing: npm --prefix bench ci');
+}
 
 const url = benchDatabaseUrl();
 await prepareDatabase(url);

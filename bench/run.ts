@@ -40,7 +40,7 @@ const { values } = parseArgs({
     scenarios: { type: 'string', default: 'Q1,Q2,Q3,REST,Q1M,Q1W,QC,Q4,Q5,Q6' },
     subscribers: { type: 'string' },
     force: { type: 'boolean', default: false },
-    servers: { type: 'string', default: 'gateway,floor,postgraphile' },
+    servers: { type: 'string', default: 'gateway,floor,pgjson,postgraphile' },
     output: { type: 'string', default: join(benchDir, 'RESULTS.md') },
   },
 });
@@ -65,15 +65,16 @@ function ensureBenchPackages() {
 
 /**
  * Servers run as built JavaScript, as `npm start` runs the gateway: the gateway's dist/ (scripts/build.mjs)
- * and the floor bundled into bench/.build/ (its few imports from src/ inlined). Through tsx's loader every
- * server cost ~15% more CPU per request.
+ * and the two floors bundled into bench/.build/ (their few imports from src/ inlined). Through tsx's loader
+ * every server cost ~15% more CPU per request.
  */
 async function buildServers() {
   execFileSync(process.execPath, [join(rootDir, 'scripts', 'build.mjs')], { stdio: 'inherit' });
   const { build } = await import('esbuild');
   await build({
-    entryPoints: [join(benchDir, 'servers', 'floor.ts')],
-    outfile: join(benchDir, '.build', 'floor.mjs'),
+    entryPoints: [join(benchDir, 'servers', 'floor.ts'), join(benchDir, 'servers', 'json-floor.ts')],
+    outdir: join(benchDir, '.build'),
+    outExtension: { '.js': '.mjs' },
     bundle: true,
     packages: 'external',
     platform: 'node',
@@ -120,6 +121,13 @@ function serverSpecs(url: string): ServerSpec[] {
       args: [...SERVER_NODE_FLAGS, join(benchDir, '.build', 'floor.mjs')],
       env: { ...common, PORT: '4101' },
       port: 4101,
+    },
+    {
+      id: 'pgjson',
+      label: 'floor (PostgreSQL builds the JSON: node:http + postgres.js, one statement returns the response body)',
+      args: [...SERVER_NODE_FLAGS, join(benchDir, '.build', 'json-floor.mjs')],
+      env: { ...common, PORT: '4103' },
+      port: 4103,
     },
     {
       id: 'postgraphile',
@@ -197,7 +205,7 @@ async function settledStats(running: Running): Promise<ServerStats> {
   return last;
 }
 
-async function send(port: number, request: HttpRequest): Promise<{ status: number; body: any }> {
+async function send(port: number, request: HttpRequest): Promise<{ status: number; body: any; text: string }> {
   const response = await fetch(`http://127.0.0.1:${port}${request.path}`, { method: request.method, headers: request.headers, body: request.body });
   const text = await response.text();
   let body: unknown = text;
@@ -206,7 +214,7 @@ async function send(port: number, request: HttpRequest): Promise<{ status: numbe
   } catch {
     /* not JSON: reported as is */
   }
-  return { status: response.status, body };
+  return { status: response.status, body, text };
 }
 
 async function backendPids(sql: ReturnType<typeof openSql>): Promise<number[]> {
@@ -288,7 +296,7 @@ async function main() {
   const measurements: Measurement[] = [];
   const checks: string[] = [];
   const notes: string[] = [];
-  const reference = new Map<ScenarioId, any>();
+  const reference = new Map<ScenarioId, { body: any; text: string }>();
   const subscriptionResults: (SubscriptionResult & { round: number })[] = [];
   const skipped = new Set<string>();
 
@@ -346,23 +354,20 @@ async function main() {
           } else if (round === 0 && TEAM_SCENARIOS.includes(scenario)) {
             checks.push(await checkTeamAnswer(sql, scenario, { organizationId: dataset.organizationId, agentUserId: dataset.agentUserId }, answer.body));
           } else if (round === 0) {
-            if (scenario !== 'REST') {
+            if (spec.id === 'gateway') reference.set(scenario, answer);
+            const ref = reference.get(scenario);
+            if (scenario === 'REST' && spec.id === 'gateway') checks.push(`REST: ${answer.body?.messages?.length} messages, timezone ${answer.body?.timezone}`);
+            if ((spec.id === 'floor' || spec.id === 'pgjson') && ref) {
+              const same = isDeepStrictEqual(ref.body, answer.body);
+              const bytes = ref.text === answer.text ? 'and byte for byte' : 'not byte for byte';
+              checks.push(`${scenario}: ${spec.id}'s response ${same ? `is the same JSON as the gateway's (deep-equal, ${bytes})` : "DIFFERS from the gateway's"}`);
+              if (!same) throw new Error(`${spec.id} and gateway disagree on ${scenario}`);
+            }
+            if (spec.id === 'postgraphile' && ref && scenario !== 'REST') {
               const path = scenario === 'Q1' ? 'conversations' : 'conversation';
-              if (spec.id === 'gateway') reference.set(scenario, answer.body);
-              const ref = reference.get(scenario);
-              if (spec.id === 'floor' && ref) {
-                const same = isDeepStrictEqual(ref, answer.body);
-                checks.push(`${scenario}: the floor's response ${same ? 'is the same JSON (deep-equal) as' : 'DIFFERS from'} the gateway's`);
-                if (!same) throw new Error(`floor and gateway disagree on ${scenario}`);
-              }
-              if (spec.id === 'postgraphile' && ref) {
-                const same = isDeepStrictEqual(bodiesOf(ref, path), bodiesOf(answer.body, path));
-                checks.push(`${scenario}: PostGraphile returns ${same ? 'the same' : 'DIFFERENT'} ${scenario === 'Q1' ? 'conversations and messages' : 'messages'} in the same order as the gateway`);
-                if (!same) throw new Error(`PostGraphile and gateway disagree on ${scenario}`);
-              }
-            } else {
-              const count = answer.body?.messages?.length;
-              checks.push(`REST: ${count} messages, timezone ${answer.body?.timezone}`);
+              const same = isDeepStrictEqual(bodiesOf(ref.body, path), bodiesOf(answer.body, path));
+              checks.push(`${scenario}: PostGraphile returns ${same ? 'the same' : 'DIFFERENT'} ${scenario === 'Q1' ? 'conversations and messages' : 'messages'} in the same order as the gateway`);
+              if (!same) throw new Error(`PostGraphile and gateway disagree on ${scenario}`);
             }
           }
 

@@ -2,12 +2,12 @@
 // hand-written SQL and JSON.stringify, producing byte-for-byte the JSON the gateway returns for the
 // same GraphQL queries (same auth check, same ids and cursors). No framework, no GraphQL: the limit
 // for Node on this machine. `npm run bench` bundles it with esbuild into bench/.build/floor.mjs and runs that.
-import { createHash } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import postgres from 'postgres';
 // Only the pure helper functions, so the floor's work is the same cursor encoding the gateway does.
 import { encodeCursor, decodeCursor } from '../../src/services/cursors.js';
 import { parsePhone } from '../../src/services/phone.js';
+import { floorAuthenticator } from './floor-auth.js';
 import { reportStats } from './stats.mjs';
 
 const url = process.env.DATABASE_URL;
@@ -20,24 +20,9 @@ let statements = 0;
 const globalId = (type: string, id: string) => Buffer.from(`${type}:${id}`).toString('base64');
 const upper = (value: string | null) => (value === null ? null : value.toUpperCase());
 
-// Same contract as the gateway's Authenticator: bearer token hashed with SHA-256, cached for 30 s.
-const tokens = new Map<string, { organizationId: string; expiresAt: number }>();
-async function authenticate(req: IncomingMessage): Promise<string | null> {
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-  if (!match) return null;
-  const hash = createHash('sha256').update(match[1]!).digest('hex');
-  let token = tokens.get(hash);
-  if (!token || token.expiresAt < Date.now()) {
-    statements += 1;
-    const [row] = await sql`select organization_id from api_tokens where token_hash = ${hash} and revoked_at is null limit 1`;
-    if (!row) return null;
-    token = { organizationId: row.organization_id as string, expiresAt: Date.now() + 30_000 };
-    tokens.set(hash, token);
-  }
-  const requested = req.headers['x-organization-id'];
-  if (typeof requested === 'string' && requested.trim() && requested.trim().toLowerCase() !== token.organizationId) return null;
-  return token.organizationId;
-}
+const authenticate = floorAuthenticator(sql, () => {
+  statements += 1;
+});
 
 type Row = Record<string, any>;
 

@@ -52,7 +52,13 @@ export function serverSpecs(url: string): ServerSpec[] {
       id: 'gateway',
       label: 'gateway (Yoga + Pothos + Drizzle)',
       args: [...SERVER_NODE_FLAGS, '--enable-source-maps', join(benchDir, 'servers', 'gateway.mjs')],
-      env: { ...common, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: '4100', LOG_LEVEL: 'warn', SEED_DEMO: 'false',
+      env: {
+        ...common,
+        NODE_ENV: 'production',
+        HOST: '127.0.0.1',
+        PORT: '4100',
+        LOG_LEVEL: 'warn',
+        SEED_DEMO: 'false',
         // One token makes every request here; a per-token limit would measure the limiter's 429s. It stays
         // on (its per-request cost is part of the gateway) with a ceiling the benchmark never reaches.
         RATE_LIMIT_PER_MINUTE: '1000000000',
@@ -151,6 +157,7 @@ export async function settledStats(running: Running): Promise<ServerStats> {
 }
 
 export async function backendPids(sql: ReturnType<typeof openSql>): Promise<number[]> {
-  const rows = await sql`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'`;
+  const rows =
+    await sql`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'`;
   return rows.map((row) => row.pid as number);
 }

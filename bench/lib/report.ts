@@ -181,8 +181,10 @@ export function renderReport(
   }
 
   const ratioScenarios = ['Q1', 'Q2', 'Q3', 'REST'] as const;
-  const ratioRow = (name: string, baseline: ServerId, f: (m: Summary) => number) =>
-    push(`| gateway / ${name} | ${ratioScenarios.map((x) => ratio(gw(x), get(baseline, x), f)).join(' | ')} |`);
+  // Rows against a baseline this run did not measure are left out.
+  const ratioRow = (name: string, baseline: ServerId, f: (m: Summary) => number) => {
+    if (ratioScenarios.some((x) => get(baseline, x))) push(`| gateway / ${name} | ${ratioScenarios.map((x) => ratio(gw(x), get(baseline, x), f)).join(' | ')} |`);
+  };
   const totalCpu = (m: Summary) => m.cpuUsPerRequest + m.dbCpuUsPerRequest;
   push('', '## Ratios', '', '| | Q1 | Q2 | Q3 | REST |', '|---|---:|---:|---:|---:|');
   ratioRow('floor, req/s', 'floor', (m) => m.rps);

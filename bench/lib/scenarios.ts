@@ -220,9 +220,8 @@ export function requestFor(server: ServerId, scenario: ScenarioId, ctx: Scenario
       if (scenario === 'Q1') return { method: 'GET', path: '/q1?first=20', headers: auth };
       if (scenario === 'Q2') return { method: 'GET', path: `/q2?phoneNumber=${phone}&first=50`, headers: auth };
       if (scenario === 'Q3') return { method: 'GET', path: `/q2?phoneNumber=${phone}&first=50&after=${ctx.deepCursor}`, headers: auth };
-      // The JSON floor serves the REST route on the gateway's own path.
-      if (scenario === 'REST' && server === 'pgjson')
-        return { method: 'GET', path: `/api/conversations/${phone}/messages?limit=50`, headers: auth };
+      // The floors serve the REST route on the gateway's own path.
+      if (scenario === 'REST') return { method: 'GET', path: `/api/conversations/${phone}/messages?limit=50`, headers: auth };
       return null;
     case 'postgraphile':
       // PostGraphile has no tenant auth of its own here; the organization is an argument.

@@ -1,5 +1,4 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -16,7 +15,7 @@ import { cpuDelta, cpuMs, cpuOfAll, sampleRss } from './lib/process-stats.js';
 import { INBOUND_WEBHOOK_PATH, inboundWebhooks, POSTGRAPHILE_Q2, requestFor, SCENARIOS, TEAM_SCENARIOS, WRITE_SCENARIOS, type HttpRequest, type ScenarioContext, type ScenarioId, type ServerId } from './lib/scenarios.js';
 import { checkTeamAnswer } from './lib/team-checks.js';
 import { summarizeProfile } from './lib/profile-summary.js';
-import { SERVER_NODE_FLAGS } from './lib/node-flags.js';
+import { ask, backendPids, BENCH_TWILIO_AUTH_TOKEN, buildServers, ensureBenchPackages, serverSpecs, settledStats, startServer, stopServer } from './lib/servers.js';
 import { measureSubscriptions, type SubscriptionResult } from './lib/subscriptions.js';
 import { renderReport, type Measurement, type RunInfo } from './lib/report.js';
 
@@ -40,7 +39,7 @@ const { values } = parseArgs({
     scenarios: { type: 'string', default: 'Q1,Q2,Q3,REST,Q1M,Q1W,QC,Q4,Q5,Q6' },
     subscribers: { type: 'string' },
     force: { type: 'boolean', default: false },
-    servers: { type: 'string', default: 'gateway,floor,postgraphile' },
+    servers: { type: 'string', default: 'gateway,floor,pgjson,postgraphile' },
     output: { type: 'string', default: join(benchDir, 'RESULTS.md') },
   },
 });
@@ -56,33 +55,6 @@ const log = (line: string) => console.log(line);
 /** The tables the write scenarios (Q4, Q5) write, vacuumed before each round and each write scenario. */
 const WRITTEN_TABLES = 'organizations, contacts, conversations, messages, message_status_events';
 
-// Benchmark-only packages live in bench/node_modules; install them on first use.
-function ensureBenchPackages() {
-  if (existsSync(join(benchDir, 'node_modules', 'postgraphile')) && existsSync(join(benchDir, 'node_modules', 'autocannon'))) return;
-  log('Installing bench/ packages (PostGraphile, autocannon): npm --prefix bench ci');
-  execFileSync('npm', ['--prefix', benchDir, 'ci', '--no-audit', '--no-fund'], { stdio: 'inherit' });
-}
-
-/**
- * Servers run as built JavaScript, as `npm start` runs the gateway: the gateway's dist/ (scripts/build.mjs)
- * and the floor bundled into bench/.build/ (its few imports from src/ inlined). Through tsx's loader every
- * server cost ~15% more CPU per request.
- */
-async function buildServers() {
-  execFileSync(process.execPath, [join(rootDir, 'scripts', 'build.mjs')], { stdio: 'inherit' });
-  const { build } = await import('esbuild');
-  await build({
-    entryPoints: [join(benchDir, 'servers', 'floor.ts')],
-    outfile: join(benchDir, '.build', 'floor.mjs'),
-    bundle: true,
-    packages: 'external',
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    logLevel: 'warning',
-  });
-}
-
 type AutocannonResult = {
   requests: { total: number };
   duration: number;
@@ -95,109 +67,7 @@ type Autocannon = (options: Record<string, unknown>) => Promise<AutocannonResult
   on(event: 'response', listener: (client: unknown, status: number, bytes: number, ms: number) => void): unknown;
 };
 
-type ServerSpec = { id: ServerId; label: string; args: string[]; env: Record<string, string>; port: number };
-
-function serverSpecs(url: string): ServerSpec[] {
-  const common = { DATABASE_URL: url, DATABASE_POOL_SIZE: '10' };
-  return [
-    {
-      id: 'gateway',
-      label: 'gateway (Yoga + Pothos + Drizzle)',
-      args: [...SERVER_NODE_FLAGS, '--enable-source-maps', join(benchDir, 'servers', 'gateway.mjs')],
-      env: { ...common, NODE_ENV: 'production', HOST: '127.0.0.1', PORT: '4100', LOG_LEVEL: 'warn', SEED_DEMO: 'false',
-        // One token makes every request here; a per-token limit would measure the limiter's 429s. It stays
-        // on (its per-request cost is part of the gateway) with a ceiling the benchmark never reaches.
-        RATE_LIMIT_PER_MINUTE: '1000000000',
-        // Webhooks are verified against this token (no account SID: sends stay on the simulated provider).
-        TWILIO_AUTH_TOKEN: BENCH_TWILIO_AUTH_TOKEN,
-        PUBLIC_BASE_URL: 'http://127.0.0.1:4100',
-      },
-      port: 4100,
-    },
-    {
-      id: 'floor',
-      label: 'floor (node:http + postgres.js, hand-written SQL)',
-      args: [...SERVER_NODE_FLAGS, join(benchDir, '.build', 'floor.mjs')],
-      env: { ...common, PORT: '4101' },
-      port: 4101,
-    },
-    {
-      id: 'postgraphile',
-      label: 'PostGraphile 5 (amber preset)',
-      args: [...SERVER_NODE_FLAGS, '--require', join(benchDir, 'servers', 'polyfill.cjs'), join(benchDir, 'servers', 'postgraphile.mjs')],
-      env: { ...common, PORT: '4102', GRAPHILE_ENV: 'production', NODE_ENV: 'production' },
-      port: 4102,
-    },
-  ];
-}
-
-const BENCH_TWILIO_AUTH_TOKEN = 'bench-twilio-auth-token';
-
-type Running = { spec: ServerSpec; child: ChildProcess; output: string[] };
-
-async function startServer(spec: ServerSpec): Promise<Running> {
-  const child = spawn(process.execPath, spec.args, {
-    cwd: rootDir,
-    env: { ...process.env, ...spec.env },
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-  });
-  const output: string[] = [];
-  child.stdout!.on('data', (chunk) => output.push(String(chunk)));
-  child.stderr!.on('data', (chunk) => output.push(String(chunk)));
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`${spec.id} exited during start:\n${output.join('')}`);
-    try {
-      await fetch(`http://127.0.0.1:${spec.port}/`, { signal: AbortSignal.timeout(1000) });
-      return { spec, child, output };
-    } catch {
-      if (Date.now() > deadline) throw new Error(`${spec.id} did not start in 60 s:\n${output.join('')}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-  }
-}
-
-async function stopServer(running: Running) {
-  if (running.child.exitCode !== null) return;
-  const exited = new Promise((resolve) => running.child.once('exit', resolve));
-  running.child.kill('SIGTERM');
-  const timer = setTimeout(() => running.child.kill('SIGKILL'), 5000);
-  await exited;
-  clearTimeout(timer);
-}
-
-type ServerStats = { requests: number; statements: number };
-
-/** Sends an IPC message to the server and waits for its reply of type `replyType`. */
-function ask<T>(running: Running, message: string, replyType: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${running.spec.id} did not answer ${message}`)), 10_000);
-    const onMessage = (reply: { type?: string }) => {
-      if (reply?.type !== replyType) return;
-      clearTimeout(timer);
-      running.child.off('message', onMessage);
-      resolve(reply as T);
-    };
-    running.child.on('message', onMessage);
-    running.child.send(message);
-  });
-}
-
-const serverStats = (running: Running) => ask<ServerStats>(running, 'stats', 'stats');
-
-/** Stats once the server has finished what autocannon left in flight (two equal reads 100 ms apart). */
-async function settledStats(running: Running): Promise<ServerStats> {
-  let last = await serverStats(running);
-  for (let i = 0; i < 100; i += 1) {
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    const next = await serverStats(running);
-    if (next.requests === last.requests && next.statements === last.statements) return next;
-    last = next;
-  }
-  return last;
-}
-
-async function send(port: number, request: HttpRequest): Promise<{ status: number; body: any }> {
+async function send(port: number, request: HttpRequest): Promise<{ status: number; body: any; text: string }> {
   const response = await fetch(`http://127.0.0.1:${port}${request.path}`, { method: request.method, headers: request.headers, body: request.body });
   const text = await response.text();
   let body: unknown = text;
@@ -206,12 +76,7 @@ async function send(port: number, request: HttpRequest): Promise<{ status: numbe
   } catch {
     /* not JSON: reported as is */
   }
-  return { status: response.status, body };
-}
-
-async function backendPids(sql: ReturnType<typeof openSql>): Promise<number[]> {
-  const rows = await sql`select pid from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'`;
-  return rows.map((row) => row.pid as number);
+  return { status: response.status, body, text };
 }
 
 /** The big conversation's messages in GraphQL order, as the gateway's page lists them (bodies only). */
@@ -288,7 +153,7 @@ async function main() {
   const measurements: Measurement[] = [];
   const checks: string[] = [];
   const notes: string[] = [];
-  const reference = new Map<ScenarioId, any>();
+  const reference = new Map<ScenarioId, { body: any; text: string }>();
   const subscriptionResults: (SubscriptionResult & { round: number })[] = [];
   const skipped = new Set<string>();
 
@@ -346,23 +211,20 @@ async function main() {
           } else if (round === 0 && TEAM_SCENARIOS.includes(scenario)) {
             checks.push(await checkTeamAnswer(sql, scenario, { organizationId: dataset.organizationId, agentUserId: dataset.agentUserId }, answer.body));
           } else if (round === 0) {
-            if (scenario !== 'REST') {
+            if (spec.id === 'gateway') reference.set(scenario, answer);
+            const ref = reference.get(scenario);
+            if (scenario === 'REST' && spec.id === 'gateway') checks.push(`REST: ${answer.body?.messages?.length} messages, timezone ${answer.body?.timezone}`);
+            if ((spec.id === 'floor' || spec.id === 'pgjson') && ref) {
+              const same = isDeepStrictEqual(ref.body, answer.body);
+              const bytes = ref.text === answer.text ? 'and byte for byte' : 'not byte for byte';
+              checks.push(`${scenario}: ${spec.id}'s response ${same ? `is the same JSON as the gateway's (deep-equal, ${bytes})` : "DIFFERS from the gateway's"}`);
+              if (!same) throw new Error(`${spec.id} and gateway disagree on ${scenario}`);
+            }
+            if (spec.id === 'postgraphile' && ref && scenario !== 'REST') {
               const path = scenario === 'Q1' ? 'conversations' : 'conversation';
-              if (spec.id === 'gateway') reference.set(scenario, answer.body);
-              const ref = reference.get(scenario);
-              if (spec.id === 'floor' && ref) {
-                const same = isDeepStrictEqual(ref, answer.body);
-                checks.push(`${scenario}: the floor's response ${same ? 'is the same JSON (deep-equal) as' : 'DIFFERS from'} the gateway's`);
-                if (!same) throw new Error(`floor and gateway disagree on ${scenario}`);
-              }
-              if (spec.id === 'postgraphile' && ref) {
-                const same = isDeepStrictEqual(bodiesOf(ref, path), bodiesOf(answer.body, path));
-                checks.push(`${scenario}: PostGraphile returns ${same ? 'the same' : 'DIFFERENT'} ${scenario === 'Q1' ? 'conversations and messages' : 'messages'} in the same order as the gateway`);
-                if (!same) throw new Error(`PostGraphile and gateway disagree on ${scenario}`);
-              }
-            } else {
-              const count = answer.body?.messages?.length;
-              checks.push(`REST: ${count} messages, timezone ${answer.body?.timezone}`);
+              const same = isDeepStrictEqual(bodiesOf(ref.body, path), bodiesOf(answer.body, path));
+              checks.push(`${scenario}: PostGraphile returns ${same ? 'the same' : 'DIFFERENT'} ${scenario === 'Q1' ? 'conversations and messages' : 'messages'} in the same order as the gateway`);
+              if (!same) throw new Error(`PostGraphile and gateway disagree on ${scenario}`);
             }
           }
 

@@ -120,8 +120,12 @@ export function renderReport(
       'every figure is the median over rounds. Latency percentiles are taken over every successful response\'s own ' +
       'time, in fractions of a millisecond (autocannon\'s histogram keeps whole ones). Server CPU is the server process\'s user+system time over the measured ' +
       'run divided by requests; DB CPU is the same for the PostgreSQL backends serving it; SQL statements are counted ' +
-      'inside each server (the gateway\'s statement log, a counter in the floor, a counter on `pg.Client#query` for ' +
-      'PostGraphile); RSS is the peak during the measured run. Database pools: 10 connections each.',
+      'inside each server (the gateway\'s statement log, a counter in each floor, a counter on `pg.Client#query` for ' +
+      'PostGraphile); RSS is the peak during the measured run. Database pools: 10 connections each. Two floors: ' +
+      '**floor** reads rows and builds the JSON in node (JSON.stringify), **pgjson** has PostgreSQL build the whole ' +
+      'response (row_to_json, array_to_json, cursors and global ids in SQL) and writes the bytes it gets; both answer ' +
+      'with the gateway\'s JSON, checked below. pgjson moves work from the server into PostgreSQL, so against it ' +
+      'server + DB CPU per request is the figure to compare.',
     '',
     ...run.servers.map((server) => `- **${server.id}**: ${server.label}`),
     '',
@@ -176,10 +180,21 @@ export function renderReport(
     }
   }
 
-  push('', '## Ratios', '', '| | Q1 | Q2 | Q3 |', '|---|---:|---:|---:|');
-  push(`| gateway / floor, req/s | ${(['Q1', 'Q2', 'Q3'] as const).map((x) => ratio(gw(x), get('floor', x), (m) => m.rps)).join(' | ')} |`);
-  push(`| gateway / PostGraphile, req/s | ${(['Q1', 'Q2', 'Q3'] as const).map((x) => ratio(gw(x), get('postgraphile', x), (m) => m.rps)).join(' | ')} |`);
-  push(`| gateway / floor, server CPU per request | ${(['Q1', 'Q2', 'Q3'] as const).map((x) => ratio(gw(x), get('floor', x), (m) => m.cpuUsPerRequest)).join(' | ')} |`);
+  const ratioScenarios = ['Q1', 'Q2', 'Q3', 'REST'] as const;
+  // Rows against a baseline this run did not measure are left out.
+  const ratioRow = (name: string, baseline: ServerId, f: (m: Summary) => number) => {
+    if (ratioScenarios.some((x) => get(baseline, x))) push(`| gateway / ${name} | ${ratioScenarios.map((x) => ratio(gw(x), get(baseline, x), f)).join(' | ')} |`);
+  };
+  const totalCpu = (m: Summary) => m.cpuUsPerRequest + m.dbCpuUsPerRequest;
+  push('', '## Ratios', '', '| | Q1 | Q2 | Q3 | REST |', '|---|---:|---:|---:|---:|');
+  ratioRow('floor, req/s', 'floor', (m) => m.rps);
+  ratioRow('PostGraphile, req/s', 'postgraphile', (m) => m.rps);
+  ratioRow('floor, server CPU per request', 'floor', (m) => m.cpuUsPerRequest);
+  ratioRow('floor, server + DB CPU per request', 'floor', totalCpu);
+  ratioRow('pgjson, req/s', 'pgjson', (m) => m.rps);
+  ratioRow('pgjson, server CPU per request', 'pgjson', (m) => m.cpuUsPerRequest);
+  ratioRow('pgjson, DB CPU per request', 'pgjson', (m) => m.dbCpuUsPerRequest);
+  ratioRow('pgjson, server + DB CPU per request', 'pgjson', totalCpu);
   push('', '| deep page (Q3) / first page (Q2) | req/s | p50 latency | server CPU per request | DB CPU per request |', '|---|---:|---:|---:|---:|');
   for (const server of run.servers.map((x) => x.id)) {
     const [deep, first] = [get(server, 'Q3'), get(server, 'Q2')];

@@ -1,7 +1,7 @@
 // The scenarios as each server is asked for them: the same fields everywhere.
 
 export type ScenarioId = 'Q1' | 'Q2' | 'Q3' | 'REST' | 'Q1M' | 'Q1W' | 'QC' | 'Q4' | 'Q5';
-export type ServerId = 'gateway' | 'floor' | 'postgraphile';
+export type ServerId = 'gateway' | 'floor' | 'pgjson' | 'postgraphile';
 
 export const SCENARIOS: Record<ScenarioId, string> = {
   Q1: 'inbox: conversations(first: 20) with contact, lastMessage, unreadCount, messages(first: 5)',
@@ -215,10 +215,13 @@ export function requestFor(server: ServerId, scenario: ScenarioId, ctx: Scenario
       if (scenario === 'Q4') return replies(ctx.writer);
       return inboundWebhook(ctx.writer);
     case 'floor':
+    case 'pgjson':
       if (GATEWAY_ONLY_SCENARIOS.includes(scenario)) return null;
       if (scenario === 'Q1') return { method: 'GET', path: '/q1?first=20', headers: auth };
       if (scenario === 'Q2') return { method: 'GET', path: `/q2?phoneNumber=${phone}&first=50`, headers: auth };
       if (scenario === 'Q3') return { method: 'GET', path: `/q2?phoneNumber=${phone}&first=50&after=${ctx.deepCursor}`, headers: auth };
+      // The floors serve the REST route on the gateway's own path.
+      if (scenario === 'REST') return { method: 'GET', path: `/api/conversations/${phone}/messages?limit=50`, headers: auth };
       return null;
     case 'postgraphile':
       // PostGraphile has no tenant auth of its own here; the organization is an argument.

@@ -1,13 +1,13 @@
-// The floor: node:http + postgres.js answering Q1 (inbox) and Q2/Q3 (a page of messages) with
+// The floor: node:http + postgres.js answering Q1 (inbox), Q2/Q3 (a page of messages) and REST (the messages route) with
 // hand-written SQL and JSON.stringify, producing byte-for-byte the JSON the gateway returns for the
 // same GraphQL queries (same auth check, same ids and cursors). No framework, no GraphQL: the limit
 // for Node on this machine. `npm run bench` bundles it with esbuild into bench/.build/floor.mjs and runs that.
-import { createHash } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import postgres from 'postgres';
 // Only the pure helper functions, so the floor's work is the same cursor encoding the gateway does.
 import { encodeCursor, decodeCursor } from '../../src/services/cursors.js';
 import { parsePhone } from '../../src/services/phone.js';
+import { floorAuthenticator } from './floor-auth.js';
 import { reportStats } from './stats.mjs';
 
 const url = process.env.DATABASE_URL;
@@ -20,24 +20,9 @@ let statements = 0;
 const globalId = (type: string, id: string) => Buffer.from(`${type}:${id}`).toString('base64');
 const upper = (value: string | null) => (value === null ? null : value.toUpperCase());
 
-// Same contract as the gateway's Authenticator: bearer token hashed with SHA-256, cached for 30 s.
-const tokens = new Map<string, { organizationId: string; expiresAt: number }>();
-async function authenticate(req: IncomingMessage): Promise<string | null> {
-  const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
-  if (!match) return null;
-  const hash = createHash('sha256').update(match[1]!).digest('hex');
-  let token = tokens.get(hash);
-  if (!token || token.expiresAt < Date.now()) {
-    statements += 1;
-    const [row] = await sql`select organization_id from api_tokens where token_hash = ${hash} and revoked_at is null limit 1`;
-    if (!row) return null;
-    token = { organizationId: row.organization_id as string, expiresAt: Date.now() + 30_000 };
-    tokens.set(hash, token);
-  }
-  const requested = req.headers['x-organization-id'];
-  if (typeof requested === 'string' && requested.trim() && requested.trim().toLowerCase() !== token.organizationId) return null;
-  return token.organizationId;
-}
+const authenticate = floorAuthenticator(sql, () => {
+  statements += 1;
+});
 
 type Row = Record<string, any>;
 
@@ -147,6 +132,60 @@ async function thread(organizationId: string, phoneNumber: string, first: number
   };
 }
 
+// The REST route's published statuses: earlier provider states read as sent.
+const PUBLISHED_STATUS: Record<string, string> = { delivered: 'delivered', read: 'delivered', partially_delivered: 'delivered', undelivered: 'undelivered', failed: 'failed', canceled: 'failed' };
+
+// REST GET /api/conversations/{phoneNumber}/messages, first page: the organization's timezone, the conversation
+// and its history (scheduled and canceled replies left out) in one statement, shaped as the gateway's route does.
+async function restMessages(organizationId: string, phoneNumber: string, limit: number) {
+  statements += 1;
+  const rows = await sql`
+    select o.timezone, c.id as conversation_id, m.id, m.direction, m.body, m.media_urls, m.status, m.sentiment,
+           m.sentiment_score, m.category, m.requires_response, m.opt_out_detected, m.created_at
+    from organizations o
+    left join conversations c on c.organization_id = o.id and c.phone_number = ${phoneNumber}
+    left join lateral (
+      select id, direction, body, media_urls, status, sentiment, sentiment_score, category, requires_response, opt_out_detected, created_at
+      from messages
+      where organization_id = c.organization_id and conversation_id = c.id
+        and status is distinct from 'scheduled' and status is distinct from 'canceled'
+      order by created_at desc, id desc limit ${limit + 1}
+    ) m on true
+    where o.id = ${organizationId}`;
+  if (rows.length === 0) return null;
+  const page = rows[0]!.id === null ? [] : rows.slice(0, limit);
+  const last = page.at(-1);
+  return {
+    messages: page.map((m) => ({
+      id: m.id,
+      direction: m.direction,
+      message: m.body,
+      mediaUrl: m.media_urls[0] ?? null,
+      mediaUrls: m.media_urls.length > 0 ? m.media_urls : null,
+      status: m.direction === 'outgoing' ? (PUBLISHED_STATUS[m.status] ?? 'sent') : null,
+      sentiment: m.sentiment,
+      sentimentScore: m.sentiment_score,
+      messageCategory: m.category,
+      requiresResponse: m.requires_response,
+      optOutDetected: m.opt_out_detected,
+      timestamp: m.created_at.toISOString(),
+    })),
+    timezone: rows[0]!.timezone,
+    cursor: rows.length > limit && last ? encodeCursor('msg', rows[0]!.conversation_id, { at: last.created_at, id: last.id }) : null,
+    hasMore: rows.length > limit,
+  };
+}
+
+const safeDecode = (segment: string) => {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return '';
+  }
+};
+
+const REST_MESSAGES = /^\/api\/conversations\/([^/]+)\/messages$/;
+
 function send(res: ServerResponse, status: number, body: unknown) {
   const json = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) });
@@ -163,6 +202,13 @@ const server = createServer((req, res) => {
       const phone = parsePhone(target.searchParams.get('phoneNumber') ?? '');
       if (!phone) return send(res, 400, { errors: [{ message: 'invalid phone number' }] });
       return send(res, 200, await thread(organizationId, phone, Number(target.searchParams.get('first') ?? 50), target.searchParams.get('after')));
+    }
+    const rest = REST_MESSAGES.exec(target.pathname);
+    if (rest) {
+      const phone = parsePhone(safeDecode(rest[1]!));
+      if (!phone) return send(res, 400, { errors: [{ message: 'invalid phone number' }] });
+      const body = await restMessages(organizationId, phone, Math.min(Number(target.searchParams.get('limit') ?? 50), 200));
+      return body ? send(res, 200, body) : send(res, 404, { errors: [{ message: 'organization not found' }] });
     }
     send(res, 404, { errors: [{ message: 'not found' }] });
   })().catch((error) => {

@@ -125,8 +125,13 @@ describe('snoozes across instances', () => {
     const { to, agent, org } = await workspace('Two instances');
     const phones = Array.from({ length: 30 }, (_, i) => `+1212555${String(2000 + i)}`);
     for (const phone of phones) await inbound(to, phone);
-    const soon = new Date(Date.now() + 1_000).toISOString();
-    for (const phone of phones) await t.graphql(STATUS, { phone, status: 'SNOOZED', until: soon }, as(agent));
+    // Each snooze ends 1.5 s after it is set (a single due time could pass while a loaded machine sets the 30).
+    let lastDue = 0;
+    for (const phone of phones) {
+      lastDue = Date.now() + 1_500;
+      const snoozed = await t.graphql(STATUS, { phone, status: 'SNOOZED', until: new Date(lastDue).toISOString() }, as(agent));
+      expect(snoozed.body.data?.setConversationStatus?.status).toBe('SNOOZED');
+    }
     // A second instance on the same store: its own connections on PostgreSQL, the same embedded database on PGlite.
     const second: Database = postgresUrl ? await createDatabase({ kind: 'postgres', url: (t.database as { url?: string }).url!, poolSize: 4 }) : t.database;
     const other = assembleDeps(loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', SNOOZE_SWEEP_MS: '100' }), second, pino({ level: 'silent' }));
@@ -138,7 +143,7 @@ describe('snoozes across instances', () => {
     );
     const woken: number[] = [];
     // Both sweep at once, many times, from before the snoozes are due until after.
-    await new Promise((resolve) => setTimeout(resolve, Math.max(0, Date.parse(soon) - Date.now() + 20)));
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, lastDue - Date.now() + 20)));
     await Promise.all(
       Array.from({ length: 8 }, async () => {
         woken.push(await wakeSnoozedConversations(t.deps));

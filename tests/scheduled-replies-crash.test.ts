@@ -66,7 +66,8 @@ describe('scheduled replies across a SIGKILL', () => {
     fake.hangSendsTo(KEPT, { kept: true });
     fake.hangSendsTo(LOST, { kept: false });
     const SEND = `mutation($input: SendReplyInput!) { sendReply(input: $input) { __typename ... on SendReplyPayload { message { status } } } }`;
-    const sendAt = new Date(Date.now() + 6_000).toISOString();
+    // Well past the 5 s under which a reply is sent at once, even when the requests themselves are slow.
+    const sendAt = new Date(Date.now() + 9_000).toISOString();
     for (const phoneNumber of [KEPT, LOST]) {
       const res = await graphql(SEND, { input: { phoneNumber, message: `Later, ${phoneNumber}`, sendAt } });
       expect(res.data.sendReply).toEqual({ __typename: 'SendReplyPayload', message: { status: 'SCHEDULED' } });

@@ -1,10 +1,11 @@
 import { execFile, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import postgres from 'postgres';
+import { freePort } from './free-port.js';
 
 // A pgbouncer of our own (Debian's package) on a free port, in transaction mode, in front of a PostgreSQL
 // server: tests/pgbouncer.test.ts and the benchmarks start one. No vitest imports, so bench/ can use it.
@@ -109,17 +110,6 @@ export async function startPgbouncer(options: PgbouncerOptions): Promise<Pgbounc
   };
 }
 
-/** Not server-process.ts's: that module imports vitest (through database.ts). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {

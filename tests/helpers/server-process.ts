@@ -1,24 +1,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createDatabase, type Database } from '../../src/db/client.js';
 import { createPgliteDataDir, createTestDatabase, postgresUrl } from './database.js';
+import { freePort } from './free-port.js';
 
 // The real server process (`node --max-semi-space-size=64 --enable-source-maps dist/main.js`, as `npm start` runs it,
 // from the build tests/global-setup.ts makes) for process-level tests: signals, crashes and restarts. Its store is a fresh PostgreSQL database when DATABASE_URL is
 // set, otherwise an embedded PGlite data directory, so the suite's two runs test both.
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export type ServerStore = {
   /** Env that points the server at this store. */

@@ -1,0 +1,14 @@
+import { createServer } from 'node:net';
+
+// A free TCP port on loopback. Its own module, free of vitest, so bench/ can import it too.
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import postgres from 'postgres';
-import { freePort } from './server-process.js';
+import { freePort } from './free-port.js';
 
 // A throwaway PostgreSQL cluster of our own (initdb + pg_ctl), so a test can stop and start the database
 // under a running gateway. Never the shared server on 5432. PostgreSQL refuses to run as root, so as

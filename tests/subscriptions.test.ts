@@ -409,6 +409,9 @@ describe('instances', () => {
         });
         expect(read.status).toBe(200);
         expect((await onA.waitFor(1))[0].conversationUpdated).toEqual({ phoneNumber: from, unreadCount: 0 });
+        // B's own subscriber sees the read too. Rows are read when an event is delivered, so waiting here keeps
+        // the next message from landing first (B's read of the row may queue behind its pool's other work).
+        expect((await conversationsOnB.waitFor(2))[1].conversationUpdated).toEqual({ phoneNumber: from, unreadCount: 0 });
         // Exactly once each way: events from another instance are delivered, never sent on again.
         await inbound(from, 'second from A');
         await onB.waitFor(2);

@@ -62,6 +62,7 @@ export function buildApp(deps: Deps, options: AppOptions = {}): App {
   // spend the caller's per-token budget first.
   const server = createServer((req, res) => serveWithRequestId(deps.logger, req, res, () => {
     drain.mark(res);
+    deps.requestLoad.track(req, res);
     const path = pathOf(req);
     if (path === '/graphql' || path.startsWith('/graphql/')) {
       if (/text\/event-stream|multipart\/mixed/.test(req.headers.accept ?? '')) {

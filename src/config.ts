@@ -129,6 +129,11 @@ const configSchema = z.object({
   WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(1_000).default(100),
   /** Webhook attempts in flight to one endpoint at once, over all instances. */
   WEBHOOK_ENDPOINT_CONCURRENCY: z.coerce.number().int().min(1).max(100).default(10),
+  /**
+   * While more HTTP requests than this are in flight on an instance, its webhook dispatcher steps back to a
+   * trickle (requests first; deliveries catch up when they fall below). 0: never.
+   */
+  WEBHOOK_YIELD_REQUESTS: z.coerce.number().int().min(0).default(32),
   /** An endpoint whose every attempt failed for this long is disabled (5 days). */
   WEBHOOK_DISABLE_AFTER_MS: z.coerce.number().int().min(1_000).default(5 * 24 * 3_600_000),
 });
@@ -209,6 +214,8 @@ export type WebhookConfig = {
   concurrency: number;
   endpointConcurrency: number;
   disableAfterMs: number;
+  /** Requests in flight above which the dispatcher steps back (0: never). */
+  yieldRequests: number;
 };
 
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -339,6 +346,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       concurrency: c.WEBHOOK_CONCURRENCY,
       endpointConcurrency: c.WEBHOOK_ENDPOINT_CONCURRENCY,
       disableAfterMs: c.WEBHOOK_DISABLE_AFTER_MS,
+      yieldRequests: c.WEBHOOK_YIELD_REQUESTS,
     },
   };
 }

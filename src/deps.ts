@@ -22,6 +22,7 @@ import type { ServiceDeps } from './services/deps.js';
 import { countPendingWebhookDeliveries, countSendsInDoubt, pendingJobsByQueue } from './services/observability.js';
 import { ServiceState } from './services/state.js';
 import { TextabilityService } from './services/textability.js';
+import { RequestLoad } from './observability/request-load.js';
 import { WebhookDispatcher } from './services/webhooks/dispatcher.js';
 import { systemLookup, type LookupAll } from './services/webhooks/url-policy.js';
 
@@ -37,6 +38,8 @@ export type Deps = ServiceDeps & {
   jobs: JobRunner;
   /** Sends outgoing webhooks from the outbox (started by main.ts). */
   webhooks: WebhookDispatcher;
+  /** HTTP requests being served (app.ts counts them): the webhook dispatcher steps back while they pile up. */
+  requestLoad: RequestLoad;
   /** How webhook hosts are resolved (checked against the SSRF rules at save and at each attempt). */
   webhookLookup: LookupAll;
   /** Per-token request budget for /graphql and /api (RATE_LIMIT_PER_MINUTE). */
@@ -84,6 +87,7 @@ export function assembleDeps(config: Config, database: Database, logger: Logger,
     });
   }
   const state = new ServiceState();
+  const requestLoad = new RequestLoad();
   // The simulated provider reports statuses through the same path as Twilio's callbacks.
   const provider = createSmsProvider(config, {
     logger,
@@ -115,11 +119,13 @@ export function assembleDeps(config: Config, database: Database, logger: Logger,
       logger,
       (queue, outcome) => metrics.jobsRun.inc({ queue, outcome }),
     ),
+    requestLoad,
     webhooks: new WebhookDispatcher({
       db: database.db,
       logger,
       config: config.webhooks,
       lookup: systemLookup,
+      requestsInFlight: () => requestLoad.averageInFlight(),
       onAttempt: (outcome, durationMs) => {
         metrics.webhookAttempts.inc({ outcome });
         metrics.webhookAttemptDuration.observe(durationMs / 1000);

@@ -2,9 +2,9 @@ import { sql } from 'drizzle-orm';
 import { bigserial, boolean, foreignKey, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 import { organizations } from './tables.js';
 
-// Outgoing webhooks (issue 18): the customer's endpoints, and the outbox of deliveries (one row per event and
-// endpoint, written in the transaction of the change it reports) with every attempt made. organization_id
-// leads the keys as in tables.ts.
+// Outgoing webhooks (issue 18): the customer's endpoints; the outbox (each event written once, in the
+// transaction of the change it reports); the deliveries the dispatchers fan each event out to (one per event
+// and endpoint) with every attempt made. organization_id leads the keys as in tables.ts.
 
 const timestamptz = (name: string) => timestamp(name, { withTimezone: true, precision: 3, mode: 'date' });
 
@@ -34,6 +34,23 @@ export const webhookEndpoints = pgTable(
   },
   (t) => [primaryKey({ columns: [t.organizationId, t.id] })],
 );
+
+/**
+ * The outbox: each event once, written in the statement or transaction of the change it reports (only when
+ * an enabled endpoint of its organization subscribes to its type). A dispatcher moves events from here into
+ * webhook_deliveries, one per subscribed endpoint, deleting them in the same statement: the request that
+ * made the change writes one row, whatever the number of endpoints. `seq` is the order events are fanned
+ * out in (so deliveries of one key keep it).
+ */
+export const webhookEvents = pgTable('webhook_events', {
+  seq: bigserial('seq', { mode: 'number' }).primaryKey(),
+  organizationId: uuid('organization_id').notNull(),
+  type: text('type').notNull(),
+  orderKey: text('order_key'),
+  /** The body to send: `{ type, timestamp, data }`. */
+  body: jsonb('body').$type<Record<string, unknown>>().notNull(),
+  createdAt: timestamptz('created_at').notNull().defaultNow(),
+});
 
 /**
  * One event for one endpoint. Its id is the `webhook-id` header (the same on every retry). `seq` orders the
@@ -67,8 +84,8 @@ export const webhookDeliveries = pgTable(
       columns: [t.organizationId, t.endpointId],
       foreignColumns: [webhookEndpoints.organizationId, webhookEndpoints.id],
     }).onDelete('cascade'),
-    // In the claim's order, so a claim reads only as many due rows as it takes.
-    index('webhook_deliveries_due_idx').on(t.nextAttemptAt, t.seq).where(sql`status = 'pending'`),
+    // Per endpoint in the claim's order, so a claim reads only as many due rows as it takes of each endpoint.
+    index('webhook_deliveries_due_idx').on(t.endpointId, t.nextAttemptAt, t.seq).where(sql`status = 'pending'`),
     // Not partial, and with status: the dispatcher's head-of-key probe can use no other index, whatever the
     // statistics say (a partial index's stats from a drained outbox made the planner filter a burst row by row).
     index('webhook_deliveries_order_idx').on(t.endpointId, t.orderKey, t.status, t.seq),
@@ -102,5 +119,6 @@ export const webhookAttempts = pgTable(
 );
 
 export type WebhookEndpointRow = typeof webhookEndpoints.$inferSelect;
+export type WebhookEventRow = typeof webhookEvents.$inferSelect;
 export type WebhookDeliveryRow = typeof webhookDeliveries.$inferSelect;
 export type WebhookAttemptRow = typeof webhookAttempts.$inferSelect;

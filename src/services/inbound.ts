@@ -12,7 +12,7 @@ import type { ServiceDeps } from './deps.js';
 import { CacheMap, stateKey, type ServiceState } from './state.js';
 import { organizationExists } from './organizations.js';
 import { normalizePhone } from './phone.js';
-import { deliveriesFrom, messageData } from './webhooks/outbox.js';
+import { webhookEventsFrom, messageData } from './webhooks/outbox.js';
 
 // The one path for inbound messages: Twilio's webhook and the CLI's `inbound` command both come
 // through here. One atomic write stores the message, finds or creates the sender's contact, applies
@@ -305,7 +305,7 @@ const WRITE_ROWS = new HotQuery(
         from stamped s join conv on conv.organization_id = s.org and conv.phone_number = s.phone
         order by s.org, s.at
         returning *
-      ), hook as (${deliveriesFrom('message.received', sql`ins join conv on conv.organization_id = ins.organization_id and conv.id = ins.conversation_id`, {
+      ), hook as (${webhookEventsFrom('message.received', sql`ins join conv on conv.organization_id = ins.organization_id and conv.id = ins.conversation_id`, {
         organization: sql`ins.organization_id`,
         orderKey: sql`conv.phone_number`,
         data: messageData('ins', sql`conv.phone_number`),

@@ -8,7 +8,7 @@ import { Batcher, instanceBatcher, writeOrIsolate, type Settled } from './batche
 import { changeConsent } from './consent.js';
 import type { ServiceDeps } from './deps.js';
 import { uuidv7 } from './ids.js';
-import { deliveriesFrom, messageData, recordMessageEvent } from './webhooks/outbox.js';
+import { webhookEventsFrom, messageData, recordMessageEvent } from './webhooks/outbox.js';
 
 // The one path for delivery status updates: Twilio's status callbacks and the simulated provider both
 // come through here. Callbacks can arrive late or out of order, so a status only moves forward and a
@@ -183,7 +183,7 @@ const STATUSES = new HotQuery(
         where ${messages}.organization_id = m.organization_id and ${messages}.id = m.id
           and (m.ends ->> 'status' is not null or (m.sfrom is not null and ${messages}.sent_from is distinct from m.sfrom))
         returning ${messages}.*
-      ), hook as (${deliveriesFrom(
+      ), hook as (${webhookEventsFrom(
         'message.status_changed',
         sql`moved mv join m on m.organization_id = mv.organization_id and m.id = mv.id
           join conversations c on c.organization_id = mv.organization_id and c.id = mv.conversation_id`,

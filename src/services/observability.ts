@@ -1,7 +1,8 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
+import { rawRows } from '../db/rows.js';
 import { jobs, messages } from '../db/tables.js';
-import { webhookDeliveries } from '../db/webhook-tables.js';
+import { webhookDeliveries, webhookEvents } from '../db/webhook-tables.js';
 
 // Counts read when Prometheus scrapes /metrics (src/observability/metrics.ts): state, not events.
 
@@ -28,8 +29,14 @@ export async function pendingJobsByQueue(db: Db): Promise<Record<string, number>
   return Object.fromEntries(rows.map((row) => [row.queue, row.count]));
 }
 
-/** Outgoing webhook deliveries still to be settled (pending: due, in flight, or waiting for a retry). */
+/**
+ * Outgoing webhook deliveries still to be settled (pending: due, in flight, or waiting for a retry), and
+ * events not yet fanned out to their endpoints (each counted once).
+ */
 export async function countPendingWebhookDeliveries(db: Db): Promise<number> {
-  const [row] = await db.select({ count: sql<number>`count(*)::int` }).from(webhookDeliveries).where(sql`${webhookDeliveries.status} = 'pending'`);
-  return row?.count ?? 0;
+  const [row] = await rawRows(
+    db,
+    sql`select ((select count(*) from ${webhookDeliveries} where ${webhookDeliveries.status} = 'pending') + (select count(*) from ${webhookEvents}))::int as count`,
+  );
+  return Number(row?.count ?? 0);
 }

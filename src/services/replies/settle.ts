@@ -11,7 +11,7 @@ import type { ServiceDeps } from '../deps.js';
 import { uuidv7 } from '../ids.js';
 import { statusMovesForward } from '../message-status.js';
 import type { SenderContact } from './refusals.js';
-import { deliveriesFrom, messageData, recordMessageEvent } from '../webhooks/outbox.js';
+import { webhookEventsFrom, messageData, recordMessageEvent } from '../webhooks/outbox.js';
 
 // Settling a reserved send, the one way both sendReply and the sweep of sends in doubt do it: the
 // provider's answer stored, or the send failed and refunded. Each is conditional on the send still
@@ -34,7 +34,7 @@ const ANSWERS = new HotQuery(
       ), moved as (
         insert into ${messageStatusEvents} (organization_id, id, message_id, status)
         select a.organization_id, x.eid, a.id, a.status from answered a join x on x.id = a.id where a.status <> 'queued'
-      ), hook as (${deliveriesFrom(
+      ), hook as (${webhookEventsFrom(
         'message.sent',
         sql`answered a join ${messages} m on m.organization_id = a.organization_id and m.id = a.id
           join conversations c on c.organization_id = m.organization_id and c.id = m.conversation_id`,

@@ -1,12 +1,12 @@
 import { sql, type SQL } from 'drizzle-orm';
 import type { DbOrTx } from '../../db/client.js';
 
-// The outbox: each webhook event is written as one delivery row per subscribed endpoint, in the statement or
-// transaction of the change it reports, so a change that rolls back sends nothing and a committed one is
-// delivered (services/webhooks/dispatcher.ts). Where no endpoint of the organization is subscribed, the
-// insert joins no endpoint row and writes nothing: one index probe.
+// The outbox: each webhook event is written once (webhook_events), in the statement or transaction of the
+// change it reports, so a change that rolls back sends nothing and a committed one is delivered: a
+// dispatcher fans it out to the subscribed endpoints and sends it (services/webhooks/dispatcher.ts). Where
+// no endpoint of the organization is subscribed, nothing is written: one index probe.
 //
-// Batched writers (inbound, provider answers, status callbacks) add `deliveriesFrom` as one more CTE of
+// Batched writers (inbound, provider answers, status callbacks) add `webhookEventsFrom` as one more CTE of
 // their statement; the others call the record functions inside their transaction. Bodies are built in SQL
 // from the rows as the change left them, in the REST reference's shapes (http/rest/schemas.ts).
 
@@ -53,26 +53,28 @@ export function conversationData(c: string, k: string): SQL {
 }
 
 /**
- * `insert into webhook_deliveries … select` one row per (source row, subscribed enabled endpoint). `from`
- * is a FROM list whose rows give `organization`, `orderKey` (the contact's phone number: a conversation's
- * events and its contact's consent events keep one order) and `data`.
+ * `insert into webhook_events … select` one event per source row of an organization with an enabled endpoint
+ * subscribed to the type (one index probe for the others; the dispatcher fans each event out to the
+ * endpoints later, see dispatcher.ts). `from` is a FROM list whose rows give `organization`, `orderKey` (the
+ * contact's phone number: a conversation's events and its contact's consent events keep one order) and `data`.
  */
-export function deliveriesFrom(type: string, from: SQL, columns: { organization: SQL; orderKey: SQL; data: SQL; where?: SQL; order?: SQL }): SQL {
+export function webhookEventsFrom(type: string, from: SQL, columns: { organization: SQL; orderKey: SQL; data: SQL; where?: SQL; order?: SQL }): SQL {
   // Our own constant, inlined: the batched writers' statements are prepared once with placeholders only.
   const eventType = sql.raw(`'${type.replace(/[^a-z._]/g, '')}'::text`);
-  return sql`insert into webhook_deliveries (organization_id, id, endpoint_id, event_type, order_key, body)
-    select ${columns.organization}, gen_random_uuid(), wh_e.id, ${eventType}, ${columns.orderKey},
+  const subscribed = sql`exists (select 1 from webhook_endpoints wh_e
+    where wh_e.organization_id = ${columns.organization} and wh_e.enabled and ${eventType} = any(wh_e.event_types))`;
+  return sql`insert into webhook_events (organization_id, type, order_key, body)
+    select ${columns.organization}, ${eventType}, ${columns.orderKey},
       jsonb_build_object('type', ${eventType}, 'timestamp', ${isoTime(sql`now()`)}, 'data', ${columns.data})
     from ${from}
-    join webhook_endpoints wh_e on wh_e.organization_id = ${columns.organization} and wh_e.enabled and ${eventType} = any(wh_e.event_types)
-    ${columns.where ? sql`where ${columns.where}` : sql``}
+    where ${columns.where ? sql`${columns.where} and ` : sql``}${subscribed}
     ${columns.order ? sql`order by ${columns.order}` : sql``}`;
 }
 
 /** An event about one message (status changes outside the batched paths), from its row as it is now in this transaction. */
 export async function recordMessageEvent(db: DbOrTx, type: 'message.status_changed' | 'message.sent', organizationId: string, messageId: string): Promise<void> {
   await db.execute(
-    deliveriesFrom(
+    webhookEventsFrom(
       type,
       sql`messages wh_m join conversations wh_c on wh_c.organization_id = wh_m.organization_id and wh_c.id = wh_m.conversation_id`,
       {
@@ -88,7 +90,7 @@ export async function recordMessageEvent(db: DbOrTx, type: 'message.status_chang
 /** conversation.updated for one conversation, as this transaction left it. */
 export async function recordConversationUpdated(db: DbOrTx, organizationId: string, conversationId: string): Promise<void> {
   await db.execute(
-    deliveriesFrom(
+    webhookEventsFrom(
       'conversation.updated',
       sql`conversations wh_c left join contacts wh_k on wh_k.organization_id = wh_c.organization_id and wh_k.id = wh_c.contact_id`,
       {
@@ -110,7 +112,7 @@ export async function recordConsentEvent(
   data: Record<string, unknown>,
 ): Promise<void> {
   await db.execute(
-    deliveriesFrom(type, sql`(select ${organizationId}::uuid as org) wh_x`, {
+    webhookEventsFrom(type, sql`(select ${organizationId}::uuid as org) wh_x`, {
       organization: sql`wh_x.org`,
       orderKey: sql`${phoneNumber}::text`,
       data: sql`${JSON.stringify(data)}::jsonb`,

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
@@ -17,7 +17,7 @@ import { renderScaleReport, type CpuGroups, type EventWindow, type ProxyCounters
 import { startDatabase, type DatabaseTopology } from './lib/scale-database.js';
 import { connectSubscribers, type SubscriberFleet } from './lib/subscriber-fleet.js';
 
-// npm run bench:scale [-- --quick] [--instances 1,2,3] [--duration S] [--subscribers N] [--connections N]
+// npm run bench:scale [-- --quick] [--instances 1,2,3] [--duration S] [--subscribers N] [--connections N] [--logs DIR --log-level info]
 // A measured multi-instance deployment on loopback: PostgreSQL, Redis, HAProxy (round-robin, health
 // checks on /health/ready) in front of 1, then 2, then 3 gateway instances, under a mixed load with
 // graphql-ws subscribers spread over the instances; then a rolling restart under load and a shared rate
@@ -43,6 +43,9 @@ const { values } = parseArgs({
     replica: { type: 'string', default: 'on' },
     'pgbouncer-pool-size': { type: 'string', default: '10' },
     output: { type: 'string', default: join(benchDir, 'SCALE.md') },
+    // Diagnosis: every instance's whole output to <logs>/<name>.log, at this LOG_LEVEL (default warn).
+    logs: { type: 'string' },
+    'log-level': { type: 'string', default: 'warn' },
   },
 });
 const quick = values.quick!;
@@ -136,7 +139,8 @@ async function subscribe(cluster: Cluster, webhooks: ReturnType<typeof startWebh
  */
 async function storedIds(sql: postgres.Sql, answered: string[], attempted: string[]): Promise<{ ids: string[]; problems: number }> {
   if (attempted.length === 0) return { ids: [], problems: 0 };
-  const rows = await sql`select id, provider_message_id from messages where provider_message_id in ${sql(attempted)}`;
+  // In commit order (inbound messages of an organization commit in (created_at, id) order), so a gap reads as a range.
+  const rows = await sql`select id, provider_message_id from messages where provider_message_id in ${sql(attempted)} order by created_at, id`;
   const bySid = new Map<string, number>();
   for (const row of rows) bySid.set(row.provider_message_id as string, (bySid.get(row.provider_message_id as string) ?? 0) + 1);
   const problems = [...bySid.values()].filter((n) => n > 1).length + answered.filter((sid) => !bySid.has(sid)).length;
@@ -152,7 +156,10 @@ async function settleAndCheck(fleet: SubscriberFleet, stored: () => Promise<{ id
   for (;;) {
     const expected = await stored();
     const check = await fleet.check(expected.ids, allowed);
-    if ((check.missing === 0 && check.unexpected === 0) || Date.now() > deadline) return { check, stored: expected };
+    if ((check.missing === 0 && check.unexpected === 0) || Date.now() > deadline) {
+      for (const subscriber of check.incomplete) log(`  incomplete subscriber (of ${expected.ids.length} messages): ${JSON.stringify(subscriber)}`);
+      return { check, stored: expected };
+    }
     await sleep(500);
   }
 }
@@ -217,6 +224,7 @@ async function main() {
   log('Building dist/ (scripts/build.mjs)');
   execFileSync(process.execPath, [join(rootDir, 'scripts', 'build.mjs')], { stdio: 'inherit' });
   const dir = mkdtempSync(join(os.tmpdir(), 'gw-scale-'));
+  if (values.logs) mkdirSync(values.logs, { recursive: true });
   cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
 
   log('Starting PostgreSQL (private cluster) and loading the quick dataset');
@@ -268,7 +276,7 @@ async function main() {
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined && !/^(DATABASE_|REDIS_URL|PORT$|HOST$)/.test(key)) baseEnv[key] = value;
   Object.assign(baseEnv, {
     NODE_ENV: 'production',
-    LOG_LEVEL: 'warn',
+    LOG_LEVEL: values['log-level']!,
     SEED_DEMO: 'false',
     ...database.gatewayEnv,
     DATABASE_POOL_SIZE: '10',
@@ -280,7 +288,7 @@ async function main() {
     RATE_LIMIT_PER_MINUTE: '1000000000',
     SHUTDOWN_DELAY_MS: String(SHUTDOWN_DELAY_MS),
   });
-  const instances = ports.map((port, index) => gatewayInstance(rootDir, `gw${index + 1}`, port, baseEnv));
+  const instances = ports.map((port, index) => gatewayInstance(rootDir, `gw${index + 1}`, port, baseEnv, values.logs));
   cleanups.push(() => Promise.all(instances.map((instance) => instance.stop())));
   log(`Starting ${instances[0]!.name} and HAProxy`);
   await instances[0]!.start();
@@ -384,6 +392,14 @@ async function main() {
   process.exit(ok ? 0 : 1);
 }
 
+/** The primary's sessions that are not idle (what they run, what they wait for) and pgbouncer's pools. */
+async function describeDatabaseWork(cluster: Cluster): Promise<string[]> {
+  const rows = await cluster.primarySql`
+    select pid, application_name, state, wait_event_type, wait_event, now() - xact_start as in_xact, now() - query_start as in_query, left(query, 200) as query
+    from pg_stat_activity where backend_type = 'client backend' and state <> 'idle' and pid <> pg_backend_pid()`;
+  return [...rows.map((row) => JSON.stringify(row)), ...(await cluster.database.poolerState())];
+}
+
 /** SIGTERM each instance in turn under load, start it again; subscribers move to the others and resume. */
 async function rollingRestart(
   cluster: Cluster,
@@ -413,7 +429,10 @@ async function rollingRestart(
       const exited = instance.stop();
       await waitForServers(cluster.haproxy, [instance.name], 'DOWN');
       const downAfterMs = performance.now() - t0;
+      // Still running 10 s after SIGTERM: what the database is doing for it, to explain a hang.
+      const late = setTimeout(() => void describeDatabaseWork(cluster).then((lines) => log(`  ${instance.name} still running 10 s after SIGTERM; database work:\n${lines.join('\n')}`)), 10_000);
       const code = await exited;
+      clearTimeout(late);
       await instance.start();
       await waitForServers(cluster.haproxy, [instance.name], 'UP');
       // null: still running 30 s after SIGTERM, so killed: what it printed last says where it hung.

@@ -187,25 +187,56 @@ export async function openDeps(config: Config, logger: Logger): Promise<Deps & {
   };
 }
 
+/** How long closing waits for background work, batched writes and Redis before it goes on without them. */
+const CLOSE_GRACE_MS = 10_000;
+/** What each part still gets once the grace is over (closing the event listeners, Redis: quick when they answer). */
+const CLOSE_STEP_MIN_MS = 1_000;
+
 /**
  * Stops background work (sweeps, simulated deliveries, lookup retries), lets the batchers write what they
- * hold and the shared feeds end, closes the event listeners, then the database.
+ * hold and the shared feeds end, closes the event listeners, then the database. The parts before the
+ * database share CLOSE_GRACE_MS (each gets at least CLOSE_STEP_MIN_MS): one waiting on a database that no
+ * longer answers must not keep the process from exiting (the database's close then ends its connections
+ * after its own timeout), and the log names the part that held it.
  */
-export async function closeDeps(deps: Deps, options: { database?: boolean } = {}): Promise<void> {
-  await deps.jobs.close();
-  await deps.webhooks.close();
-  await deps.sendsInDoubt.close();
-  await deps.snoozes.close();
-  await deps.textability.close();
-  await deps.sms.close();
+export async function closeDeps(deps: Deps, options: { database?: boolean; graceMs?: number } = {}): Promise<void> {
+  const deadline = performance.now() + (options.graceMs ?? CLOSE_GRACE_MS);
+  const took: Record<string, number> = {};
+  const step = async (name: string, run: () => Promise<unknown> | undefined) => {
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    const finished = await Promise.race([
+      Promise.resolve()
+        .then(run)
+        .then(
+          () => true,
+          (error: unknown) => (deps.logger.warn({ err: error, step: name }, 'closing failed; going on'), true),
+        ),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(CLOSE_STEP_MIN_MS, deadline - performance.now())))),
+    ]);
+    clearTimeout(timer);
+    if (!finished) deps.logger.warn({ step: name, held: deps.state.inspect() }, 'still closing; going on without it');
+    took[name] = Math.round(performance.now() - started);
+  };
+  await step('jobs', () => deps.jobs.close());
+  await step('webhooks', () => deps.webhooks.close());
+  await step('sendsInDoubt', () => deps.sendsInDoubt.close());
+  await step('snoozes', () => deps.snoozes.close());
+  await step('textability', () => deps.textability.close());
+  await step('sms', () => deps.sms.close());
   deps.logger.info({ held: deps.state.inspect() }, 'draining service state');
-  await deps.state.drain();
-  await deps.reads?.replicaDeps.state.drain();
-  await deps.events.close();
-  await deps.reads?.recentWrites.close();
-  await deps.redis?.close();
-  await deps.tracing?.close().catch((error: unknown) => deps.logger.warn({ err: error }, 'could not export the last spans'));
-  // false: the database is shared with another instance in this process (tests of several instances on PGlite).
+  await step('state', () => deps.state.drain());
+  await step('replicaState', () => deps.reads?.replicaDeps.state.drain());
+  await step('events', () => deps.events.close());
+  await step('recentWrites', () => deps.reads?.recentWrites.close());
+  await step('redis', () => deps.redis?.close());
+  await step('tracing', () => deps.tracing?.close().catch((error: unknown) => deps.logger.warn({ err: error }, 'could not export the last spans')));
+  // Not raced: each database's close is bounded by its own timeout, and it ends whatever still waits on it.
+  const started = performance.now();
   await deps.reads?.replica.close();
+  // false: the database is shared with another instance in this process (tests of several instances on PGlite).
   if (options.database !== false) await deps.database.close();
+  took.database = Math.round(performance.now() - started);
+  // What each part took: when an instance is slow to exit, this says which part held it.
+  deps.logger.info({ tookMs: took }, 'closed');
 }

@@ -71,7 +71,9 @@ async function main() {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    const started = performance.now();
     await app.stop();
+    logger.info({ tookMs: Math.round(performance.now() - started) }, 'stopped serving');
     await deps.close();
     process.exit(0);
   };

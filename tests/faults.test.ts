@@ -1,13 +1,15 @@
 import { and, count, eq } from 'drizzle-orm';
 import pino from 'pino';
+import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp, type App } from '../src/app.js';
 import { loadConfig } from '../src/config.js';
 import { createDatabase, type Database } from '../src/db/client.js';
 import { messages, messageStatusEvents, organizations } from '../src/db/tables.js';
-import { assembleDeps, type Deps } from '../src/deps.js';
+import { assembleDeps, closeDeps, type Deps } from '../src/deps.js';
 import { requestLogMixin } from '../src/http/request-id.js';
 import { revokeApiToken } from '../src/services/api-tokens.js';
+import { receiveInbound } from '../src/services/inbound.js';
 import { addPhoneNumber, createOrganization } from '../src/services/organizations.js';
 import { createContact } from '../src/services/contacts.js';
 import { createTestApp, type TestApp, type TestOrg } from './helpers/app.js';
@@ -236,4 +238,45 @@ describe('the SMS provider times out or fails during a send', () => {
     const [row] = await t.db.select().from(messages).where(and(eq(messages.organizationId, org.organizationId), eq(messages.idempotencyKey, 'five-hundred')));
     expect(row).toMatchObject({ status: 'failed', errorCode: 20500, creditsCharged: 0 });
   });
+});
+
+describe('closing an instance whose database stops answering', () => {
+  it('goes on once its grace is over, says which part held it, and closes the database under it', async () => {
+    const cluster = await startPrivatePostgres();
+    const holder = postgres(cluster.url, { max: 2, onnotice: () => {} });
+    try {
+      const database = await createDatabase({ kind: 'postgres', url: cluster.url, poolSize: 2 });
+      await database.migrate();
+      const config = loadConfig({ NODE_ENV: 'production', TWILIO_AUTH_TOKEN: TEST_AUTH_TOKEN, PUBLIC_BASE_URL: TEST_PUBLIC_BASE_URL });
+      const warnings: string[] = [];
+      const deps = assembleDeps(config, database, pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) }));
+      const org = await createOrganization(deps.db, { name: 'Stuck' });
+      await addPhoneNumber(deps.db, org.organizationId, { phoneNumber: NUMBER, isDefault: true });
+
+      // Another session holds the messages table: the inbound batch write waits as on a database that no
+      // longer answers, and the instance is closed meanwhile.
+      const lock = await holder.reserve();
+      await lock.unsafe('begin');
+      await lock.unsafe('lock table messages in access exclusive mode');
+      const write = receiveInbound(deps, { to: NUMBER, from: '+12125550999', body: 'held', provider: 'twilio', providerMessageId: 'SMheld0000000000000000000000000001' }).then(
+        (outcome) => outcome.outcome,
+        (error: Error & { code?: string }) => error.code ?? error.message,
+      );
+      await until(
+        async () => (await holder`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock'`)[0]!.n > 0,
+        10_000,
+        'the batch write to wait on the lock',
+      );
+      await closeDeps(deps, { graceMs: 500 });
+      const held = warnings.map((line) => JSON.parse(line) as { msg: string; step?: string }).filter((entry) => entry.msg === 'still closing; going on without it');
+      expect(held.map((entry) => entry.step)).toContain('state');
+      // Its connection ended with the database's close: the webhook would have answered an error (Twilio retries).
+      expect(await write).not.toBe('stored');
+      await lock.unsafe('rollback');
+      lock.release();
+    } finally {
+      await holder.end();
+      await cluster.destroy();
+    }
+  }, 60_000);
 });

@@ -121,9 +121,25 @@ describe('SIGTERM under load', () => {
     fake.delaySends(700); // every send is still at the provider when the signal arrives
     const server = await startServerProcess({ ...store.env, ...fake.env(), PUBLIC_BASE_URL: PUBLIC, RATE_LIMIT_PER_MINUTE: '0' });
     const headers = { 'content-type': 'application/json', authorization: `Bearer ${org.apiToken}` };
+    const inbound = (body: string) =>
+      postTwilio(server.url, '/webhooks/twilio/messages', inboundForm(NUMBER, '+12125559000', body), { authToken: fake.env().TWILIO_AUTH_TOKEN, publicBaseUrl: PUBLIC });
 
-    const sockets = Array.from({ length: 3 }, () => connectWs(server.url, org));
-    const subscriptions: Collector[] = sockets.map((socket) => subscribeWs(socket, 'subscription { conversationUpdated { phoneNumber } }'));
+    // Subscribers of every kind: conversationUpdated, messageReceived sharing one execution, and one resumed
+    // with after: (it reads on its own) from the cursor of a message stored before.
+    const INBOUND = 'subscription($after: String) { messageReceived(after: $after) { cursor body } }';
+    const first = connectWs(server.url, org);
+    const before = subscribeWs(first, INBOUND);
+    await until(() => first.messages.includes('connection_ack'), 10_000, 'the first socket');
+    expect((await inbound('before the signal')).status).toBe(200);
+    const cursor = (await before.waitFor(1, 15_000))[0].messageReceived.cursor as string;
+    const sockets = [first, ...Array.from({ length: 5 }, () => connectWs(server.url, org))];
+    const subscriptions: Collector[] = [
+      before,
+      ...sockets.slice(1, 3).map((socket) => subscribeWs(socket, 'subscription { conversationUpdated { phoneNumber } }')),
+      ...sockets.slice(3, 5).map((socket) => subscribeWs(socket, INBOUND)),
+      subscribeWs(sockets[5]!, INBOUND, { after: cursor }),
+    ];
+    await until(() => sockets.every((socket) => socket.messages.includes('connection_ack')), 10_000, 'every socket');
     await new Promise((resolve) => setTimeout(resolve, 300)); // subscribed
 
     const SEND = `mutation($input: SendReplyInput!) { sendReply(input: $input) { __typename ... on SendReplyPayload { creditsCharged message { body } } ... on Error { code } } }`;
@@ -134,6 +150,13 @@ describe('SIGTERM under load', () => {
     );
     // Every send is mid-request: its credits reserved, its message stored as queued, the provider holding it.
     await until(() => fake.requests.filter((r) => r.path.endsWith('/Messages.json')).length === recipients.length, 20_000, 'all sends at the provider');
+    // Inbound webhooks on their way too: each one the server answers 200 must be stored (Twilio retries the rest).
+    const webhooks = Array.from({ length: 12 }, (_, i) =>
+      inbound(`in flight inbound ${i}`).then(
+        (answer) => ({ body: `in flight inbound ${i}`, status: answer.status, error: null as string | null }),
+        (error: Error & { cause?: { code?: string } }) => ({ body: `in flight inbound ${i}`, status: 0, error: error.cause?.code ?? error.message }),
+      ),
+    );
     // Reads started as the signal arrives: those the server accepted must complete in full; a connection
     // still in the listen backlog may be refused (it never started), but no response may be cut short.
     const reads = Array.from({ length: 12 }, () =>
@@ -153,9 +176,13 @@ describe('SIGTERM under load', () => {
       if (answer.status === 0) expect((answer as { error?: string }).error).toMatch(/ECONNREFUSED|ECONNRESET/);
       else {
         expect(answer.status).toBe(200);
-        expect(answer.body).toHaveLength(recipients.length);
+        expect(answer.body).toHaveLength(recipients.length + 1); // and the inbound one
       }
     }
+    const hooks = await Promise.all(webhooks);
+    for (const hook of hooks) if (hook.status === 0) expect(hook.error).toMatch(/ECONNREFUSED|ECONNRESET/);
+    const accepted = hooks.filter((hook) => hook.status !== 0);
+    expect(accepted.map((hook) => hook.status)).toEqual(accepted.map(() => 200));
     const exit = await server.exited;
     expect(exit).toEqual({ code: 0, signal: null });
     for (const socket of sockets) expect(socket.closes.map((close) => close.code)).toEqual([1001]);
@@ -167,8 +194,14 @@ describe('SIGTERM under load', () => {
       const [row] = await database.db.select({ credits: organizations.credits }).from(organizations).where(eq(organizations.id, org.organizationId));
       expect(row!.credits).toBe(1_000 - recipients.length);
       const stored = await database.db.select().from(messages).where(eq(messages.organizationId, org.organizationId));
-      expect(stored).toHaveLength(recipients.length);
-      expect(stored.every((m) => m.providerMessageId !== null)).toBe(true);
+      const sent = stored.filter((m) => m.direction === 'outgoing');
+      expect(sent).toHaveLength(recipients.length);
+      expect(sent.every((m) => m.providerMessageId !== null)).toBe(true);
+      // Every inbound webhook answered 200 stored once, beside the one from before the signal.
+      const received = stored.filter((m) => m.direction === 'incoming').map((m) => m.body);
+      expect(received.filter((body) => received.indexOf(body) !== received.lastIndexOf(body))).toEqual([]);
+      for (const hook of accepted) expect(received).toContain(hook.body);
+      expect(received).toContain('before the signal');
     } finally {
       await database.close();
     }

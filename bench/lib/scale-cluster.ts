@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { SERVER_NODE_FLAGS } from './node-flags.js';
@@ -145,6 +145,8 @@ export function haproxyConfig(options: { port: number; socket: string; servers: 
     '  balance roundrobin',
     '  option httpchk GET /health/ready',
     '  http-check expect status 200',
+    // Which instance answered (on a WebSocket's 101 too): subscribers record where each of their connections went.
+    '  http-response set-header X-Served-By %s',
     // Down after two failed checks 500 ms apart; up again after one good one.
     '  default-server inter 500ms fall 2 rise 1',
     ...options.servers.map((server, index) => `  server ${server.name} 127.0.0.1:${server.port} check${index < options.enabled ? '' : ' disabled'}`),
@@ -224,8 +226,10 @@ export type GatewayInstance = {
   readinessFailures(): number;
 };
 
-export function gatewayInstance(root: string, name: string, port: number, baseEnv: Record<string, string>): GatewayInstance {
+/** `logDir`: each run's whole output is appended to <logDir>/<name>.log too. */
+export function gatewayInstance(root: string, name: string, port: number, baseEnv: Record<string, string>, logDir?: string): GatewayInstance {
   let child: ChildProcess | null = null;
+  let runs = 0;
   let output = '';
   let readinessFailures = 0;
   return {
@@ -237,6 +241,9 @@ export function gatewayInstance(root: string, name: string, port: number, baseEn
     output: () => output,
     async start(env = {}) {
       output = '';
+      runs += 1;
+      const logFile = logDir ? join(logDir, `${name}.log`) : null;
+      if (logFile) appendFileSync(logFile, `\n===== ${name} run ${runs}, started ${new Date().toISOString()}\n`);
       const started = spawn(process.execPath, [...SERVER_NODE_FLAGS, '--enable-source-maps', 'dist/main.js'], {
         cwd: root,
         env: { ...baseEnv, ...env, PORT: String(port), HOST: '127.0.0.1' },
@@ -246,6 +253,7 @@ export function gatewayInstance(root: string, name: string, port: number, baseEn
       const keep = (chunk: Buffer) => {
         readinessFailures += String(chunk).split('readiness check failed').length - 1;
         output = (output + chunk).slice(-8000);
+        if (logFile) appendFileSync(logFile, chunk);
       };
       started.stdout!.on('data', keep);
       started.stderr!.on('data', keep);

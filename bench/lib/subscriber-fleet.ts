@@ -18,6 +18,8 @@ export type SubscriberCheck = {
   resumed: number;
   connectFailures: number;
   errors: string[];
+  /** The first few subscribers that missed something: which messages (positions in commit order) and their connections' history. */
+  incomplete: unknown[];
 };
 
 export type SubscriberFleet = {
@@ -80,6 +82,7 @@ export async function connectSubscribers(options: {
         resumed: sum('resumed'),
         connectFailures: sum('connectFailures'),
         errors: replies.flatMap((reply) => reply.errors).slice(0, 5),
+        incomplete: replies.flatMap((reply) => reply.incomplete).slice(0, 5),
       };
     },
     async close() {

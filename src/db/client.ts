@@ -146,7 +146,8 @@ function openPostgres(options: PostgresOptions, statementLog: StatementLog): Dat
   });
   // Behind a pooler, pg_stat_activity shows the pooler's server connections: count our own work instead.
   const work = directUrl === undefined ? null : { inFlight: 0 };
-  const db = drizzlePostgres(work ? countingClient(client, work) : client, { schema: tables, logger: statementLog }) as unknown as Db;
+  const pooled = work ? pooledClient(client, work) : client;
+  const db = drizzlePostgres(pooled, { schema: tables, logger: statementLog }) as unknown as Db;
   // LISTEN holds its session open; through a pooler in transaction mode that server connection would go back to
   // the pool after the LISTEN and the notifications would be lost. Connects only when something listens.
   const listener = directUrl === undefined ? client : postgres(directUrl, { ...connectionOptions, max: 1 });
@@ -165,7 +166,8 @@ function openPostgres(options: PostgresOptions, statementLog: StatementLog): Dat
       }
     },
     ping: async () => {
-      await client`select 1`;
+      // Through `pooled` (not the tagged template, which bypasses it): behind a pooler it must not pipeline either.
+      await pooled.unsafe('select 1');
     },
     listen: async (channel, onPayload) => {
       const subscription = await listener.listen(channel, onPayload);
@@ -192,13 +194,23 @@ function openPostgres(options: PostgresOptions, statementLog: StatementLog): Dat
 }
 
 /**
- * The client as Drizzle sees it, counting statements and transactions in flight (poolStats behind a pooler).
- * Drizzle's session runs everything through `unsafe` (statements) and `begin` (transactions); statements
- * inside a transaction go to the transaction's own client and count as the transaction.
+ * The client behind a pooler in transaction mode, as Drizzle sees it: it counts statements and transactions
+ * in flight (poolStats), and it never pipelines, i.e. it sends nothing on a connection whose last statement
+ * is still unanswered. Without prepared statements postgres.js sends a statement with parameters in two
+ * steps (Parse/Describe/Flush, then Bind/Execute/Sync once it knows the types). Pipelined behind another
+ * statement, pgbouncer handed the server connection back to its pool at the first one's ReadyForQuery and
+ * dropped the replies to the second's first step ("got packet from server when not linked"): the statement
+ * never got an answer (a subscriber stalled, a shutdown waited forever), or another client read it.
+ * `max_pipeline: 0` would stop pipelining but breaks sql.begin in postgres.js 3.4 (porsager/postgres#1210);
+ * `onexecute` answering false (the hook sql.begin itself uses) tells the pool this connection takes nothing
+ * more until that statement's ReadyForQuery. Statements inside a transaction may still pipeline: pgbouncer
+ * keeps the server connection until the transaction ends. Drizzle's session runs everything through
+ * `unsafe` (statements) and `begin` (transactions); statements inside a transaction go to the
+ * transaction's own client and count as the transaction.
  */
-function countingClient(client: Sql, work: { inFlight: number }): Sql {
-  const unsafe = (...args: Parameters<Sql['unsafe']>) => {
-    const pending = client.unsafe(...args);
+function pooledClient(client: Sql, work: { inFlight: number }): Sql {
+  const unsafe = (query: string, parameters?: unknown[], options?: object) => {
+    const pending = client.unsafe(query, parameters as never, { ...options, onexecute: takeNothingMore } as never);
     let running: Promise<unknown> | null = null;
     // postgres.js runs a query when it is first awaited; Drizzle may ask for `.values()` before that.
     const counted = {
@@ -226,3 +238,6 @@ function countingClient(client: Sql, work: { inFlight: number }): Sql {
     get: (target, key, receiver) => (key === 'unsafe' ? unsafe : key === 'begin' ? begin : Reflect.get(target, key, receiver)),
   });
 }
+
+/** postgres.js's per-query hook, called once a statement is written: false keeps the connection from taking another. */
+const takeNothingMore = () => false;

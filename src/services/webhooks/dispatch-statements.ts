@@ -64,7 +64,7 @@ export async function fanOut(db: Db, config: WebhookConfig, batch: number, room:
 
 const FAN_OUT = new HotQuery(
   sql`with batch as materialized (
-        -- Materialized: the generic plan of a prepared statement may rescan a subquery here per row deleted,
+        -- Materialized: a generic plan (the statement is prepared once) may rescan a subquery here per row deleted,
         -- taking (and locking) past the limit.
         select seq from webhook_events order by seq limit ${sql.placeholder('batch')}::int for update skip locked
       ), taken as (

@@ -116,25 +116,27 @@ describe('PostgresEventTarget', () => {
   });
 
   it('is what the event bus uses on PostgreSQL, and in-process delivery on PGlite', async () => {
+    // Both buses listen before anything is published: a NOTIFY is sent after the publish returns, so one
+    // published before the second bus listened may still reach it (it did under load).
     const bus = createEventBus({ database, logger });
-    await bus.ready;
+    const second = createEventBus({ database, logger });
+    await Promise.all([bus.ready, second.ready]);
     const received: unknown[] = [];
     const sub = bus.subscribe('messageReceived', 'org-1');
     void collect(sub, received);
     expect(bus.subscriberCount('messageReceived', 'org-1')).toBe(1);
-    bus.publish('messageReceived', 'org-1', { messageId: 'm1', conversationId: 'c1' });
-    await until(() => received.length === 1, 5_000, 'local delivery');
-
-    // A second bus on the same database hears the first one only when events cross instances (PostgreSQL).
-    const second = createEventBus({ database, logger });
-    await second.ready;
     const heard: unknown[] = [];
     const secondSub = second.subscribe('messageReceived', 'org-1');
     void collect(secondSub, heard);
+    bus.publish('messageReceived', 'org-1', { messageId: 'm1', conversationId: 'c1' });
     bus.publish('messageReceived', 'org-1', { messageId: 'm2', conversationId: 'c1' });
     await until(() => received.length === 2, 5_000, 'local delivery');
+
+    // The second bus on the same database hears the first one only when events cross instances (PostgreSQL).
+    if (postgresUrl) await until(() => heard.length === 2, 5_000, 'delivery across instances');
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(heard).toEqual(postgresUrl ? [{ messageId: 'm2', conversationId: 'c1' }] : []);
+    expect(received).toEqual([{ messageId: 'm1', conversationId: 'c1' }, { messageId: 'm2', conversationId: 'c1' }]);
+    expect(heard).toEqual(postgresUrl ? [{ messageId: 'm1', conversationId: 'c1' }, { messageId: 'm2', conversationId: 'c1' }] : []);
     await sub.return();
     await secondSub.return();
     await bus.close();

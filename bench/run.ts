@@ -6,10 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { isDeepStrictEqual } from 'node:util';
 import twilio from 'twilio';
-import { hashApiToken } from '../src/services/auth.js';
-import { messageCursor } from '../src/services/messages.js';
 import { benchDatabaseUrl, openSql, prepareDatabase } from './lib/database.js';
-import { assertBenchDatabase, benchToken, checkDataset, FULL_DATASET, loadDataset, QUICK_DATASET, readDatasetInfo, sameDataset, type DatasetInfo } from './lib/dataset.js';
+import { assertBenchDatabase, checkDataset, deepMessageCursor, FULL_DATASET, loadDataset, QUICK_DATASET, readDatasetInfo, sameDataset, writeTargets, type DatasetInfo } from './lib/dataset.js';
 import { percentile } from './lib/percentile.js';
 import { cpuDelta, cpuMs, cpuOfAll, sampleRss } from './lib/process-stats.js';
 import { INBOUND_WEBHOOK_PATH, inboundWebhooks, POSTGRAPHILE_Q2, requestFor, SCENARIOS, TEAM_SCENARIOS, WRITE_SCENARIOS, type HttpRequest, type ScenarioContext, type ScenarioId, type ServerId } from './lib/scenarios.js';
@@ -108,41 +106,20 @@ async function main() {
     log(`Dataset already loaded (${info!.messages.toLocaleString('en-US')} messages, seed ${info!.seed}).`);
   }
   const dataset = info!;
-  const depth = Math.min(100_000, Math.floor(dataset.bigConversation / 2));
-  const [deep] = await sql`
-    select id, conversation_id, created_at from messages
-    where organization_id = ${dataset.organizationId} and conversation_id = ${dataset.bigConversationId}
-    order by created_at desc, id desc offset ${depth - 1} limit 1`;
+  const deep = await deepMessageCursor(sql, dataset);
   const ctx: ScenarioContext = {
     organizationId: dataset.organizationId,
     apiToken: dataset.apiToken,
     agentToken: dataset.agentToken,
     phoneNumber: dataset.bigConversationPhone,
-    deepCursor: messageCursor({ conversationId: deep!.conversation_id, createdAt: deep!.created_at, id: deep!.id }),
+    deepCursor: deep.cursor,
   };
   const [pgVersion] = await sql`select current_setting('server_version') as version`;
-  // Writes go to every organization but the readers' one: textable, opted-in contacts with a conversation,
-  // interleaved across organizations so consecutive requests hit different organizations.
-  const tokens = Array.from({ length: dataset.organizations }, (_, index) => benchToken(dataset.seed, index)).slice(1);
-  const candidates = await sql`
-    select t.token_hash, t.organization_id, n.phone_number as sending_number, c.phone_number as contact_phone,
-           row_number() over (partition by t.organization_id order by c.phone_number) as rank
-    from api_tokens t
-    join phone_numbers n on n.organization_id = t.organization_id and n.is_default
-    join contacts c on c.organization_id = t.organization_id and c.is_textable and c.is_opted_in
-    join conversations v on v.organization_id = c.organization_id and v.phone_number = c.phone_number
-    where t.token_hash in ${sql(tokens.map(hashApiToken))}
-    order by rank, t.organization_id
-    limit 2000`;
-  const tokenOf = new Map(tokens.map((token) => [hashApiToken(token), token]));
-  if (candidates.length > 0) {
+  // Writes go to every organization but the readers' one, interleaved across organizations.
+  const targets = await writeTargets(sql, dataset, 2000);
+  if (targets.length > 0) {
     ctx.writer = {
-      targets: candidates.map((row) => ({
-        organizationId: row.organization_id as string,
-        apiToken: tokenOf.get(row.token_hash as string)!,
-        sendingNumber: row.sending_number as string,
-        contactPhone: row.contact_phone as string,
-      })),
+      targets,
       twilioAuthToken: BENCH_TWILIO_AUTH_TOKEN,
       publicBaseUrl: 'http://127.0.0.1:4100',
       sign: (authToken, url, params) => twilio.getExpectedTwilioSignature(authToken, url, params),
@@ -171,7 +148,7 @@ async function main() {
             method: 'POST',
             path: '/graphql',
             headers: { 'content-type': 'application/json' },
-            body: JSON.stringify({ query: POSTGRAPHILE_Q2, variables: { org: ctx.organizationId, phoneNumber: ctx.phoneNumber, offset: depth - 1, first: 1 } }),
+            body: JSON.stringify({ query: POSTGRAPHILE_Q2, variables: { org: ctx.organizationId, phoneNumber: ctx.phoneNumber, offset: deep.depth - 1, first: 1 } }),
           });
           ctx.postgraphileDeepCursor = probe.body?.data?.conversation?.messages?.edges?.[0]?.cursor;
         }
@@ -347,7 +324,7 @@ async function main() {
     durationS,
     warmupS,
     connections,
-    depth,
+    depth: deep.depth,
     servers: specs.map((spec) => ({ id: spec.id, label: spec.label })),
     machine: {
       cpu: os.cpus()[0]?.model ?? 'unknown',

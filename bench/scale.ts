@@ -8,9 +8,8 @@ import { parseArgs } from 'node:util';
 import { Redis } from 'ioredis';
 import postgres from 'postgres';
 import twilio from 'twilio';
-import { hashApiToken } from '../src/services/auth.js';
 import { prepareDatabase } from './lib/database.js';
-import { benchToken, checkDataset, loadDataset, QUICK_DATASET } from './lib/dataset.js';
+import { checkDataset, loadDataset, QUICK_DATASET, writeTargets } from './lib/dataset.js';
 import { freePort, gatewayInstance, ownCpuMs, sleep, startHaproxy, startRedis, waitForServers, watchServers, machineCpuMs, type GatewayInstance, type Haproxy, type Service } from './lib/scale-cluster.js';
 import { runMixedLoad, startWebhooks, type Autocannon, type LoadPlan, type Target } from './lib/scale-load.js';
 import { renderScaleReport, type CpuGroups, type EventWindow, type ProxyCounters, type PhaseResult, type RateLimitResult, type RestartResult, type ScaleRun } from './lib/scale-report.js';
@@ -243,23 +242,7 @@ async function main() {
   const [pgVersion] = await primarySql`select current_setting('server_version') as version, current_setting('max_connections') as max`;
 
   // Writers: organization 1 receives the inbound webhooks (its subscribers count them), sends go to the others.
-  const tokens = Array.from({ length: dataset.organizations }, (_, index) => benchToken(dataset.seed, index)).slice(1);
-  const tokenOf = new Map(tokens.map((token) => [hashApiToken(token), token]));
-  const rows = await primarySql`
-    select t.token_hash, t.organization_id, n.phone_number as sending_number, c.phone_number as contact_phone,
-           row_number() over (partition by t.organization_id order by c.phone_number) as rank
-    from api_tokens t
-    join phone_numbers n on n.organization_id = t.organization_id and n.is_default
-    join contacts c on c.organization_id = t.organization_id and c.is_textable and c.is_opted_in
-    join conversations v on v.organization_id = c.organization_id and v.phone_number = c.phone_number
-    where t.token_hash in ${primarySql(tokens.map(hashApiToken))}
-    order by rank, t.organization_id`;
-  const targets: Target[] = rows.map((row) => ({
-    organizationId: row.organization_id as string,
-    apiToken: tokenOf.get(row.token_hash as string)!,
-    sendingNumber: row.sending_number as string,
-    contactPhone: row.contact_phone as string,
-  }));
+  const targets: Target[] = await writeTargets(primarySql, dataset);
   const inboundOrg = targets[0]!.organizationId;
   const inboundTargets = targets.filter((target) => target.organizationId === inboundOrg);
   const plan: LoadPlan = {

@@ -3,9 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { messageCursor } from '../src/services/messages.js';
 import { benchDatabaseUrl, openSql } from './lib/database.js';
-import { readDatasetInfo } from './lib/dataset.js';
+import { deepMessageCursor, readDatasetInfo } from './lib/dataset.js';
 import { median } from './lib/report.js';
 import { cpuDelta, cpuMs, cpuOfAll } from './lib/process-stats.js';
 import { requestFor, type HttpRequest, type ScenarioContext, type ScenarioId, type ServerId } from './lib/scenarios.js';
@@ -67,16 +66,11 @@ async function main() {
   const dataset = await readDatasetInfo(sql);
   if (!dataset) throw new Error('No benchmark dataset in DATABASE_URL: run npm run bench:data first.');
   await buildServers();
-  const depth = Math.min(100_000, Math.floor(dataset.bigConversation / 2));
-  const [deep] = await sql`
-    select id, conversation_id, created_at from messages
-    where organization_id = ${dataset.organizationId} and conversation_id = ${dataset.bigConversationId}
-    order by created_at desc, id desc offset ${depth - 1} limit 1`;
   const ctx: ScenarioContext = {
     organizationId: dataset.organizationId,
     apiToken: dataset.apiToken,
     phoneNumber: dataset.bigConversationPhone,
-    deepCursor: messageCursor({ conversationId: deep!.conversation_id, createdAt: deep!.created_at, id: deep!.id }),
+    deepCursor: (await deepMessageCursor(sql, dataset)).cursor,
   };
   const specs = serverSpecs(url).filter((spec) => serverIds.includes(spec.id));
   const samples: Sample[] = [];

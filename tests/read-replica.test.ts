@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { Writable } from 'node:stream';
 import { eq } from 'drizzle-orm';
 import pino from 'pino';
@@ -15,6 +15,7 @@ import { addPhoneNumber, createOrganization } from '../src/services/organization
 import type { TestOrg } from './helpers/app.js';
 import { startPrivatePostgres, startPrivateReplica, type PrivatePostgres, type PrivateReplica } from './helpers/private-postgres.js';
 import { connectWs, postInbound, subscribeWs, TEST_AUTH_TOKEN, TEST_PUBLIC_BASE_URL, until, type WsConnection } from './helpers/realtime.js';
+import { freePort } from './helpers/free-port.js';
 
 // A read replica (DATABASE_READ_URL): a private primary and a streaming standby of it (pg_basebackup -R),
 // under gateway instances made as main.ts makes them (openDeps). Routing is proven by what each token
@@ -293,14 +294,6 @@ describe('the replica goes away', () => {
     });
   }, 30_000);
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** A private redis-server on a free port (as tests/redis.test.ts runs one). */
 async function startRedis() {

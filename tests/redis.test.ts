@@ -13,6 +13,7 @@ import { ACCESS_CHANGED_CHANNEL } from '../src/services/auth.js';
 import { createTestApp, type TestApp, type TestOrg } from './helpers/app.js';
 import { postgresUrl } from './helpers/database.js';
 import { connectWs, postInbound, subscribeWs, TEST_AUTH_TOKEN, TEST_PUBLIC_BASE_URL, until } from './helpers/realtime.js';
+import { freePort } from './helpers/free-port.js';
 
 // Several instances sharing Redis (REDIS_URL): events cross instances over its pub/sub, rate limits are
 // counted once for all, and with Redis gone requests are still served (limits fall back to memory).
@@ -27,14 +28,6 @@ let t: TestApp;
 let org: TestOrg;
 let redis: { url: string; stop(): Promise<void>; start(): Promise<void> };
 const extra: { instance: Instance; database: Database | null }[] = [];
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function startRedis() {
   const port = await freePort();

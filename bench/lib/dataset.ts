@@ -3,6 +3,7 @@ import type { Sql } from 'postgres';
 import { SegmentedMessage } from 'sms-segments-calculator';
 import { analyzeInbound } from '../../src/services/analysis.js';
 import { hashApiToken } from '../../src/services/auth.js';
+import { messageCursor } from '../../src/services/messages.js';
 import { FIRST_NAMES, INBOUND_BODIES, LAST_NAMES, MEDIA_HOSTS, OUTBOUND_BODIES } from './texts.js';
 
 // The benchmark dataset, generated inside PostgreSQL with generate_series: no row crosses the wire.
@@ -158,6 +159,45 @@ export async function readDatasetInfo(sql: Sql): Promise<DatasetInfo | null> {
   if (!marker!.present) return null;
   const [row] = await sql`select info from bench_dataset limit 1`;
   return (row?.info as DatasetInfo | undefined) ?? null;
+}
+
+/** The cursor of a message halfway down the big conversation (at most 100,000 deep): Q3's deep page. */
+export async function deepMessageCursor(sql: Sql, dataset: DatasetInfo): Promise<{ cursor: string; depth: number }> {
+  const depth = Math.min(100_000, Math.floor(dataset.bigConversation / 2));
+  const [deep] = await sql`
+    select id, conversation_id, created_at from messages
+    where organization_id = ${dataset.organizationId} and conversation_id = ${dataset.bigConversationId}
+    order by created_at desc, id desc offset ${depth - 1} limit 1`;
+  return { cursor: messageCursor({ conversationId: deep!.conversation_id, createdAt: deep!.created_at, id: deep!.id }), depth };
+}
+
+/** An organization's API token, its default sending number and one of its contacts: where a write benchmark sends. */
+export type WriteTarget = { organizationId: string; apiToken: string; sendingNumber: string; contactPhone: string };
+
+/**
+ * Write targets in every organization but the readers' one: textable, opted-in contacts with a conversation,
+ * interleaved across organizations (the first contact of each, then the second, ...) so consecutive requests
+ * hit different organizations.
+ */
+export async function writeTargets(sql: Sql, dataset: DatasetInfo, limit?: number): Promise<WriteTarget[]> {
+  const tokens = Array.from({ length: dataset.organizations }, (_, index) => benchToken(dataset.seed, index)).slice(1);
+  const tokenOf = new Map(tokens.map((token) => [hashApiToken(token), token]));
+  const rows = await sql`
+    select t.token_hash, t.organization_id, n.phone_number as sending_number, c.phone_number as contact_phone,
+           row_number() over (partition by t.organization_id order by c.phone_number) as rank
+    from api_tokens t
+    join phone_numbers n on n.organization_id = t.organization_id and n.is_default
+    join contacts c on c.organization_id = t.organization_id and c.is_textable and c.is_opted_in
+    join conversations v on v.organization_id = c.organization_id and v.phone_number = c.phone_number
+    where t.token_hash in ${sql(tokens.map(hashApiToken))}
+    order by rank, t.organization_id
+    ${limit === undefined ? sql`` : sql`limit ${limit}`}`;
+  return rows.map((row) => ({
+    organizationId: row.organization_id as string,
+    apiToken: tokenOf.get(row.token_hash as string)!,
+    sendingNumber: row.sending_number as string,
+    contactPhone: row.contact_phone as string,
+  }));
 }
 
 export const sameDataset = (info: DatasetInfo | null, options: DatasetOptions) =>

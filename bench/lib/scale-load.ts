@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { WriteTarget } from './dataset.js';
 import { percentile } from './percentile.js';
 import { GATEWAY_Q1, GATEWAY_Q2, GATEWAY_Q4, INBOUND_WEBHOOK_PATH } from './scenarios.js';
 
@@ -7,7 +8,7 @@ import { GATEWAY_Q1, GATEWAY_Q2, GATEWAY_Q4, INBOUND_WEBHOOK_PATH } from './scen
 // its rate stays the same whatever the throughput). Every answer is checked, not only its status: a
 // GraphQL 200 with `errors`, or a send that did not send, is a failed request.
 
-export type Target = { organizationId: string; apiToken: string; sendingNumber: string; contactPhone: string };
+export type Target = WriteTarget;
 
 type Operation = {
   name: 'inbox' | 'thread' | 'send';

@@ -1,3 +1,5 @@
+import type { WriteTarget } from './dataset.js';
+
 // The scenarios as each server is asked for them: the same fields everywhere.
 
 export type ScenarioId = 'Q1' | 'Q2' | 'Q3' | 'REST' | 'Q1M' | 'Q1W' | 'QC' | 'Q4' | 'Q5';
@@ -49,7 +51,7 @@ export type ScenarioContext = {
   /** Where the write scenarios write: every organization but the one the reads read. */
   writer?: {
     /** (organization, contact) pairs, taken in turn: textable, opted-in contacts with a conversation. */
-    targets: { organizationId: string; apiToken: string; sendingNumber: string; contactPhone: string }[];
+    targets: WriteTarget[];
     twilioAuthToken: string;
     publicBaseUrl: string;
     sign: (authToken: string, url: string, params: Record<string, string>) => string;
